@@ -1,0 +1,120 @@
+/*
+ * common.c - error messages, logging, small I/O helpers.
+ *
+ * Threads: any. The only shared state is the debug flag (an atomic).
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_bool log_debug_on;
+
+int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err)
+        return code;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void bim_error_clear(struct bim_error *err)
+{
+    if (err)
+        err->message[0] = '\0';
+}
+
+void log_set_debug(bool on)
+{
+    atomic_store(&log_debug_on, on);
+}
+
+bool log_debug_enabled(void)
+{
+    return atomic_load(&log_debug_on);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    char line[2048];
+    va_list ap;
+    int n;
+
+    n = snprintf(line, sizeof(line), "bimfs: %s ", names[level]);
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    n = (int)strlen(line);
+    line[n++] = '\n';
+    (void)fd_write_all(STDERR_FILENO, line, (size_t)n);
+}
+
+uint64_t clock_monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int fd_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+bool str_copy(char *dst, size_t dstlen, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (dstlen == 0)
+        return false;
+    if (n >= dstlen) {
+        memcpy(dst, src, dstlen - 1);
+        dst[dstlen - 1] = '\0';
+        return false;
+    }
+    memcpy(dst, src, n + 1);
+    return true;
+}

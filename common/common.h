@@ -1,0 +1,93 @@
+/*
+ * common.h - helpers every bimfs module uses: error messages, logging,
+ * checked size arithmetic.
+ *
+ * Threads: everything here is thread-safe. The log writes one line per call
+ * with a single write(2) so lines from different threads never interleave.
+ */
+#ifndef BIMFS_COMMON_H
+#define BIMFS_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest message a user will read (socket error.message, user.bim.error). */
+#define BIM_ERROR_MAX 512
+
+/*
+ * The message that travels with a -errno return. Functions that can fail in
+ * a way a user must understand take a `struct bim_error *` (which may be NULL)
+ * and fill it with "<cause>" (no trailing newline). Whoever reports it to the
+ * user prefixes the image name.
+ */
+struct bim_error {
+    char message[BIM_ERROR_MAX];
+};
+
+/* Set err->message from a printf format; does nothing when err is NULL.
+ * Returns `code` so that `return bim_error_set(err, -EINVAL, "...")` reads well. */
+int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Empty the message. */
+void bim_error_clear(struct bim_error *err);
+
+/* Log levels. Debug lines are printed only after log_set_debug(true). */
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+void log_set_debug(bool on);
+bool log_debug_enabled(void);
+
+/* One line to stderr: "bimfs: <LEVEL> <message>". For image events start the
+ * message with "image=<name> uuid=<uuid> ". Never log URL credentials. */
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_debug_enabled())                                                                   \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
+    } while (0)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/* Checked arithmetic on sizes and offsets: return false on overflow. */
+static inline bool size_add(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+static inline bool size_mul(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Round `v` down / up to a multiple of `align` (a power of two). */
+static inline uint64_t size_align_down(uint64_t v, uint64_t align)
+{
+    return v & ~(align - 1);
+}
+
+static inline bool size_align_up(uint64_t v, uint64_t align, uint64_t *out)
+{
+    if (!size_add(v, align - 1, out))
+        return false;
+    *out &= ~(align - 1);
+    return true;
+}
+
+/* Millisecond monotonic clock. */
+uint64_t clock_monotonic_ms(void);
+
+/* Write all of buf to fd (loops over short writes and EINTR). 0 or -errno. */
+int fd_write_all(int fd, const void *buf, size_t len);
+
+/* pwrite all of buf at off. 0 or -errno. */
+int fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Copy at most dstlen-1 bytes of src into dst, always NUL-terminated.
+ * Returns false if src was truncated. */
+bool str_copy(char *dst, size_t dstlen, const char *src);
+
+#endif

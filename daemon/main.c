@@ -1,0 +1,232 @@
+/*
+ * main.c - the bimfs daemon: one manager per disk.
+ *
+ * Start-up order matters: everything that can refuse to start (DISK, the
+ * HTTP port, the control socket, the mount) is checked before the process
+ * daemonizes, so a refusal is one line on stderr and exit status 1. Threads
+ * are started only after fuse_daemonize() (fork would lose them).
+ *
+ * Threads: main runs the FUSE loop (fs_run); sync, ctl and fs start their
+ * own threads (see docs/architecture.md). SIGTERM/SIGINT end the FUSE loop
+ * through libfuse's handlers; main then stops the control socket (removing
+ * it), unmounts and joins everything.
+ */
+#define FUSE_USE_VERSION 35
+
+#include "ctl.h"
+#include "fs.h"
+#include "listen.h"
+#include "options.h"
+#include "store.h"
+#include "sync.h"
+#include "version.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Everything main owns, torn down in reverse order. */
+struct daemon {
+    struct options opts;
+    struct store *store;
+    struct sync *sync;
+    struct fs *fs;
+    struct ctl_server *ctl;
+    int ctl_fd;
+    int http_fd;
+    char socket_path[PATH_MAX];
+    char token[512];
+};
+
+/* A refusal to start: one line on stderr (SPEC §1); returns 1. */
+static int __attribute__((format(printf, 1, 2))) refuse(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "bimfs: %s\n", line);
+    return 1;
+}
+
+/* Make a relative socket path absolute: fuse_daemonize() changes to "/". */
+static int absolute_path(const char *path, char *out, size_t outlen)
+{
+    char cwd[PATH_MAX];
+
+    if (path[0] == '/')
+        return str_copy(out, outlen, path) ? 0 : -ENAMETOOLONG;
+    if (!getcwd(cwd, sizeof(cwd)))
+        return -errno;
+    if ((size_t)snprintf(out, outlen, "%s/%s", cwd, path) >= outlen)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* The token file's trailing newline is ignored (SPEC §1). */
+static int read_token(const char *path, char *out, size_t outlen, struct bim_error *err)
+{
+    FILE *f = fopen(path, "re");
+    size_t n;
+    int rc = 0;
+
+    if (!f)
+        return bim_error_set(err, -errno, "--token-file %s: %s", path, strerror(errno));
+    n = fread(out, 1, outlen - 1, f);
+    if (ferror(f) || !feof(f)) {
+        rc = bim_error_set(err, -EINVAL, "--token-file %s: unreadable or longer than %zu bytes",
+                           path, outlen - 2);
+        goto out;
+    }
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
+    if (n == 0)
+        rc = bim_error_set(err, -EINVAL, "--token-file %s: the token is empty", path);
+out:
+    fclose(f);
+    return rc;
+}
+
+/* Checks that need no threads; on failure prints one line and returns 1. */
+static int daemon_prepare(struct daemon *d)
+{
+    struct options *o = &d->opts;
+    struct bim_error err = {{0}};
+    struct fuse_args args = FUSE_ARGS_INIT(o->fuse_argc, o->fuse_argv);
+    struct fs_options fs_opts = {
+        .mountpoint = o->mountpoint,
+        .single_threaded = o->single_threaded,
+        .debug = o->debug,
+        .version = BIMFS_VERSION,
+    };
+    struct stat st;
+
+    if (store_open(o->disk, &d->store, &err))
+        return refuse("disk %s: %s", o->disk, err.message);
+    if (o->token_file && read_token(o->token_file, d->token, sizeof(d->token), &err))
+        return refuse("%s", err.message);
+    if (o->ca_file && access(o->ca_file, R_OK) < 0)
+        return refuse("--ca-file %s: %s", o->ca_file, strerror(errno));
+    if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode))
+        return refuse("mountpoint %s: %s", o->mountpoint,
+                      errno ? strerror(errno) : "not a directory");
+    if (listen_bind(o->listen, &d->http_fd, &err))
+        return refuse("%s", err.message);
+    if (absolute_path(o->socket_path, d->socket_path, sizeof(d->socket_path)))
+        return refuse("socket %s: %s", o->socket_path, "path too long");
+    if (ctl_server_bind(d->socket_path, &d->ctl_fd, &err))
+        return refuse("%s", err.message);
+    if (fs_mount(&fs_opts, &args, &d->fs, &err)) {
+        unlink(d->socket_path);
+        return refuse("mount %s: %s", o->mountpoint, err.message);
+    }
+    return 0;
+}
+
+/* Start the threads and serve until a signal or an unmount. */
+static int daemon_serve(struct daemon *d)
+{
+    struct options *o = &d->opts;
+    struct sync_options sync_opts = {
+        .workers = o->workers,
+        .check_interval_ms = o->check_interval_sec * 1000u,
+    };
+    struct bim_error err = {{0}};
+    char disk_uuid[STORE_UUID_MAX + 1] = "";
+    int rc;
+
+    rc = sync_open(d->store, &sync_opts, &d->sync, &err);
+    if (rc) {
+        log_error("cannot adopt disk %s: %s", o->disk, err.message);
+        return rc;
+    }
+    if (o->disk_uuid)
+        str_copy(disk_uuid, sizeof(disk_uuid), o->disk_uuid);
+    else
+        (void)store_disk_uuid(d->store, disk_uuid);
+    sync_set_disk_uuid(d->sync, disk_uuid);
+
+    rc = ctl_server_start(d->sync, d->ctl_fd, d->socket_path, BIMFS_VERSION, &d->ctl, &err);
+    d->ctl_fd = -1; /* owned by the server now, even on failure */
+    if (rc) {
+        log_error("control socket %s: %s", d->socket_path, err.message);
+        return rc;
+    }
+    log_info("serving disk %s on %s (socket %s, disk uuid %s)", o->disk, o->mountpoint,
+             d->socket_path, disk_uuid[0] ? disk_uuid : "none");
+    return fs_run(d->fs, d->sync);
+}
+
+static void daemon_teardown(struct daemon *d)
+{
+    if (d->ctl)
+        ctl_server_stop(d->ctl);
+    else if (d->ctl_fd >= 0) {
+        close(d->ctl_fd);
+        unlink(d->socket_path);
+    }
+    if (d->fs)
+        fs_unmount(d->fs);
+    if (d->sync)
+        sync_close(d->sync);
+    if (d->store)
+        store_close(d->store);
+    if (d->http_fd >= 0)
+        close(d->http_fd);
+    options_free(&d->opts);
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {.ctl_fd = -1, .http_fd = -1};
+    struct bim_error err = {{0}};
+    int status = 1;
+
+    if (options_parse(argc, argv, &d.opts, &err)) {
+        fprintf(stderr, "bimfs: %s\n", err.message);
+        options_free(&d.opts);
+        return 2;
+    }
+    if (d.opts.help) {
+        options_usage(stdout);
+        status = 0;
+        goto out;
+    }
+    if (d.opts.version) {
+        printf("bimfs %s\n", BIMFS_VERSION);
+        status = 0;
+        goto out;
+    }
+    log_set_debug(d.opts.debug);
+    signal(SIGPIPE, SIG_IGN);
+    json_object_seed(0);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "bimfs: cannot initialise libcurl\n");
+        goto out;
+    }
+
+    if (daemon_prepare(&d))
+        goto out;
+    if (fuse_daemonize(d.opts.foreground) < 0) {
+        fprintf(stderr, "bimfs: cannot daemonize\n");
+        goto out;
+    }
+    status = daemon_serve(&d) == 0 ? 0 : 1;
+    log_info("stopping");
+out:
+    daemon_teardown(&d);
+    curl_global_cleanup();
+    return status;
+}

@@ -1,0 +1,46 @@
+/*
+ * options.h - bimfs's command line (SPEC §1): our options are taken out,
+ * everything else (FUSE options such as -f, -d, -s, -o X) is left for libfuse.
+ *
+ * Threads: main thread only, before anything starts.
+ */
+#ifndef BIMFS_OPTIONS_H
+#define BIMFS_OPTIONS_H
+
+#include "common.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define BIMFS_DEFAULT_SOCKET "/run/bimfs/bimfs.sock"
+#define BIMFS_DEFAULT_LISTEN "127.0.0.1:8001"
+#define BIMFS_DEFAULT_SEND_LIMIT 3
+#define BIMFS_DEFAULT_CHECK_INTERVAL 10
+
+struct options {
+    const char *disk;
+    const char *mountpoint;
+    const char *socket_path;
+    const char *listen;
+    const char *disk_uuid;  /* NULL: from DISK/longhorn-disk.cfg */
+    const char *token_file; /* NULL: no token */
+    const char *ca_file;    /* NULL: system bundle */
+    unsigned send_limit;
+    unsigned check_interval_sec;
+    unsigned workers;
+    bool foreground;
+    bool single_threaded;
+    bool debug;
+    bool help;
+    bool version;
+    /* what libfuse gets: argv[0] and the FUSE options, NULL-terminated */
+    int fuse_argc;
+    char **fuse_argv;
+};
+
+/* Parse argv. -EINVAL with a one-line message on a usage error. */
+int options_parse(int argc, char **argv, struct options *opts, struct bim_error *err);
+void options_free(struct options *opts);
+void options_usage(FILE *out);
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * store.h - the on-disk layer of bimfs: one disk's backing-images directory.
+ *
+ *   DISK/backing-images/<name>-<uuid>/backing       the image, as stored
+ *   DISK/backing-images/<name>-<uuid>/backing.cfg   compact JSON, Longhorn's fields
+ *   DISK/backing-images/<name>-<uuid>/backing.tmp   data in flight
+ *
+ * The store knows nothing about FUSE, sockets or the image state machine; it
+ * validates names, reads and writes cfg files atomically, scans the disk,
+ * writes new images (hashed while written) and detects their format.
+ *
+ * Errors: every function returns 0 or -errno; those taking a struct bim_error
+ * also fill a message a user can act on (without the image name: the caller
+ * prefixes it).
+ *
+ * Threads: a struct store is immutable after store_open() and may be used from
+ * any thread. A struct store_writer belongs to one transfer; its pwrite/copy
+ * calls may come from several threads at once (disjoint ranges), and it runs
+ * one private hasher thread (see store_writer_open()).
+ */
+#ifndef BIMFS_STORE_H
+#define BIMFS_STORE_H
+
+#include "common.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define STORE_NAME_MAX 64
+#define STORE_UUID_MAX 64
+#define STORE_CHECKSUM_HEX 128 /* SHA-512 as lowercase hex */
+#define STORE_EXPECTED_MAX 136 /* "sha256:" + 64 hex, or 128 hex */
+#define STORE_TIME_MAX 64      /* Go time.Time.UTC().String() */
+#define STORE_SOURCE_MAX 4200  /* "download:" + URL, "sync:" + peers, ... */
+
+struct store;
+struct store_writer;
+
+/* ---- names, uuids, checksums (SPEC §3) ---- */
+
+/* ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, at most 64 bytes. */
+bool store_name_valid(const char *name);
+
+/* ^[a-zA-Z0-9-]{1,64}$ */
+bool store_uuid_valid(const char *uuid);
+
+/* 8 lowercase hex digits from getrandom(2); out must hold 9 bytes. */
+void store_uuid_generate(char out[9]);
+
+enum store_digest {
+    STORE_DIGEST_NONE = 0, /* no expectation */
+    STORE_DIGEST_SHA512,
+    STORE_DIGEST_SHA256,
+};
+
+struct store_checksum {
+    enum store_digest algo;
+    char hex[STORE_CHECKSUM_HEX + 1]; /* lowercase, 128 or 64 digits */
+};
+
+/*
+ * Parse an expected checksum: "" or NULL (none), 128 hex digits or
+ * "sha512:<128 hex>" (SHA-512), "sha256:<64 hex>". Hex is accepted in either
+ * case and stored lowercase. Anything else: -EINVAL with a message.
+ */
+int store_checksum_parse(const char *text, struct store_checksum *out, struct bim_error *err);
+
+/* Canonical text of an expectation, as stored in expectedChecksum:
+ * "" for none, 128 hex digits for SHA-512, "sha256:<hex>" for SHA-256. */
+void store_checksum_format(const struct store_checksum *sum, char out[STORE_EXPECTED_MAX + 1]);
+
+/* ---- time ---- */
+
+/* Format like Go's time.Time.UTC().String(): "2026-05-01 12:34:56.1234 +0000 UTC"
+ * (nanoseconds with trailing zeros dropped, no fraction when zero). */
+void store_time_format(const struct timespec *ts, char out[STORE_TIME_MAX]);
+
+/* ---- backing.cfg ---- */
+
+enum store_format {
+    STORE_FORMAT_NONE = 0, /* not known yet */
+    STORE_FORMAT_RAW,
+    STORE_FORMAT_QCOW2,
+};
+
+const char *store_format_name(enum store_format format); /* "raw", "qcow2", "" */
+
+/*
+ * The cfg file. Longhorn's fields first; bimfs adds `state`, `format`,
+ * `source` and `errorMsg` (Longhorn ignores unknown fields). Unknown fields
+ * found when reading are kept in `extra` (compact JSON object text, malloc'd,
+ * may be NULL) and written back.
+ */
+struct store_cfg {
+    char name[4096];                                /* absolute path of backing (informative) */
+    char uuid[STORE_UUID_MAX + 1];
+    uint64_t size;
+    uint64_t virtual_size;
+    uint64_t real_size;
+    char expected_checksum[STORE_EXPECTED_MAX + 1]; /* canonical text, may be "" */
+    char current_checksum[STORE_CHECKSUM_HEX + 1];  /* may be "" */
+    char modification_time[STORE_TIME_MAX];         /* may be "" */
+    /* bimfs extras; empty when the cfg came from Longhorn */
+    char state[16];                  /* "in-progress", "ready", "failed" or "" */
+    char format[8];                  /* "raw", "qcow2" or "" */
+    char source[STORE_SOURCE_MAX];   /* as user.bim.source, or "" */
+    char error[BIM_ERROR_MAX];       /* errorMsg of a failed image, or "" */
+    char *extra;
+};
+
+/* Release cfg->extra. */
+void store_cfg_clear(struct store_cfg *cfg);
+
+/* Parse / serialize a cfg (exposed for unit tests and tools). Serialization is
+ * compact JSON in Longhorn's field order; out is malloc'd. */
+int store_cfg_parse(const char *text, size_t len, struct store_cfg *out, struct bim_error *err);
+int store_cfg_serialize(const struct store_cfg *cfg, char **out);
+
+/* ---- the disk ---- */
+
+/*
+ * Open DISK: it must exist and be a directory; DISK/backing-images is created
+ * if missing. -ENOENT / -ENOTDIR / -EACCES with a message otherwise.
+ */
+int store_open(const char *disk, struct store **out, struct bim_error *err);
+void store_close(struct store *store);
+
+/* Absolute path of DISK and of DISK/backing-images. */
+const char *store_disk_path(const struct store *store);
+const char *store_images_path(const struct store *store);
+
+/* Read diskUUID from DISK/longhorn-disk.cfg into out ("" if absent). */
+int store_disk_uuid(const struct store *store, char out[STORE_UUID_MAX + 1]);
+
+/* What a scan found in one identifiable <name>-<uuid> directory. */
+struct store_entry {
+    char name[STORE_NAME_MAX + 1];
+    char uuid[STORE_UUID_MAX + 1];
+    struct store_cfg cfg;  /* cfg.extra owned by the scan; copy what you keep */
+    bool has_backing;
+    struct stat backing;   /* valid when has_backing */
+    bool has_tmp;          /* a backing.tmp was present (it is left in place) */
+    bool matches_cfg;      /* has_backing and size + modificationTime equal the cfg's */
+};
+
+typedef void (*store_scan_fn)(void *ctx, const struct store_entry *entry);
+
+/*
+ * Scan backing-images/. For every directory whose name is <name>-<uuid> with
+ * a parseable backing.cfg whose uuid matches the suffix, call fn. Directories
+ * that cannot be identified (no cfg, corrupt cfg, bad name) are logged and
+ * left alone. Not thread-safe against writers of the same directories.
+ */
+int store_scan(struct store *store, store_scan_fn fn, void *ctx);
+
+/* Create <name>-<uuid>/ (0755) if missing and write cfg atomically into it. */
+int store_image_prepare(struct store *store, const char *name, const char *uuid,
+                        const struct store_cfg *cfg, struct bim_error *err);
+
+/* Atomically replace <name>-<uuid>/backing.cfg. */
+int store_image_save_cfg(struct store *store, const char *name, const char *uuid,
+                         const struct store_cfg *cfg, struct bim_error *err);
+
+/* Remove backing.tmp of an image if present. */
+int store_image_remove_tmp(struct store *store, const char *name, const char *uuid);
+
+/* Remove the whole <name>-<uuid> directory (the files in it, then the
+ * directory; fsyncs backing-images/). Missing is not an error. */
+int store_image_remove(struct store *store, const char *name, const char *uuid);
+
+/* Open <name>-<uuid>/backing read-only (O_CLOEXEC). */
+int store_image_open_backing(struct store *store, const char *name, const char *uuid, int *fd);
+
+/* stat <name>-<uuid>/backing. */
+int store_image_stat_backing(struct store *store, const char *name, const char *uuid,
+                             struct stat *st);
+
+/* Absolute path of <name>-<uuid>/<file> into out (PATH_MAX). */
+int store_image_path(const struct store *store, const char *name, const char *uuid,
+                     const char *file, char *out, size_t outlen);
+
+/* ---- format (SPEC §3) ---- */
+
+struct store_format_info {
+    enum store_format format;
+    uint64_t virtual_size;
+};
+
+/*
+ * Detect the format of the file at path (of the given size) from its content:
+ * qcow2 when it starts with the qcow magic and libqcow opens it (virtual size
+ * from libqcow), raw otherwise. Rejections (-EINVAL with a message naming the
+ * reason): encrypted qcow2, a backing-file reference, an external data file,
+ * a qcow2 libqcow cannot open, a raw image whose size is not a multiple of 512.
+ */
+int store_format_detect(const char *path, uint64_t size, struct store_format_info *out,
+                        struct bim_error *err);
+
+/* ---- results of writing or hashing ---- */
+
+struct store_result {
+    enum store_format format;
+    uint64_t size;
+    uint64_t virtual_size;
+    uint64_t real_size;                            /* st_blocks * 512 */
+    char checksum[STORE_CHECKSUM_HEX + 1];         /* SHA-512 */
+    char modification_time[STORE_TIME_MAX];
+    struct stat st;                                /* of backing after commit */
+};
+
+/*
+ * Hash <name>-<uuid>/backing (SHA-512, holes as zeros), detect its format and
+ * fill out. Stops with -ECANCELED when *cancel becomes true. If progress is
+ * not NULL it is updated with the bytes hashed so far.
+ */
+int store_image_hash(struct store *store, const char *name, const char *uuid,
+                     const atomic_bool *cancel, _Atomic uint64_t *progress,
+                     struct store_result *out, struct bim_error *err);
+
+/* ---- writing a new image ---- */
+
+/*
+ * Start writing <name>-<uuid>/backing.tmp (the directory must exist, see
+ * store_image_prepare()). The file is created empty (an existing tmp is
+ * truncated unless `resume` is true, in which case its current bytes count
+ * as written and are re-hashed).
+ *
+ * The writer hashes what reached the file while it is written: a private
+ * hasher thread follows the contiguous written prefix, reading it back from
+ * backing.tmp (page cache) and feeding SHA-512 (and SHA-256 when `expected`
+ * is a sha256 sum). So commit after the last byte costs no pass over the file.
+ */
+int store_writer_open(struct store *store, const char *name, const char *uuid,
+                      const struct store_checksum *expected, bool resume,
+                      struct store_writer **out, struct bim_error *err);
+
+/* Write len bytes at off. Blocks of 4 KiB that are all zero are not written
+ * (they stay holes). Ranges from concurrent callers must not overlap. */
+int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uint64_t off);
+
+/* Copy len bytes from src_fd at src_off to off with copy_file_range (falls
+ * back to read+pwrite). Used for uploads from a file. */
+int store_writer_copy_fd(struct store_writer *w, int src_fd, uint64_t src_off, size_t len,
+                         uint64_t off);
+
+/* Mark [off, off+len) as written without writing it: it is a hole that reads
+ * as zeros (the file is extended at commit). */
+int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len);
+
+/* Bytes in the contiguous written prefix / hashed so far. */
+uint64_t store_writer_written(struct store_writer *w);
+uint64_t store_writer_hashed(struct store_writer *w);
+
+/* The fd of backing.tmp (for fallocate/extents; do not close). */
+int store_writer_fd(struct store_writer *w);
+
+/* Skip hashing: the bytes are known to equal an image with this SHA-512
+ * (used by clone). Call before any write. */
+void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex);
+
+/*
+ * Finish: the image is `size` bytes (all of [0,size) must have been written
+ * or skipped). Waits for the hasher, compares with the expectation ("checksum
+ * mismatch: expected <x>, got <y>"), detects the format, fsyncs backing.tmp,
+ * renames it to backing, fsyncs the directory, and writes the cfg (state
+ * "ready", with `source`) atomically. On failure nothing is renamed and the
+ * caller must store_writer_abort(). On success the writer is freed.
+ */
+int store_writer_commit(struct store_writer *w, uint64_t size, const char *source,
+                        struct store_result *out, struct bim_error *err);
+
+/* Stop the hasher, unlink backing.tmp, free the writer. */
+void store_writer_abort(struct store_writer *w);
+
+#endif

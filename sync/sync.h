@@ -1,0 +1,163 @@
+/*
+ * sync.h - the image records of one disk and their state machine (SPEC §4).
+ *
+ *   pending -> starting -> in-progress -> ready
+ *   any of them -> failed;   ready -> unknown -> ready | failed
+ *
+ * sync owns the registry of images (adopted from the store at start, created
+ * by users later), runs transfers on a bounded worker pool, watches ready
+ * files for changes behind its back, and publishes every change to watchers
+ * (the control socket's `watch`, the filesystem's cache invalidation).
+ *
+ * Sources: upload (a file descriptor the client opened), clone (a ready image
+ * on the same disk). download and peer sync plug in here later.
+ *
+ * Errors: 0 or -errno, with a message in struct bim_error that already names
+ * the image ("<name>: <cause>"): -EINVAL invalid_argument, -ENOENT not_found,
+ * -EEXIST already_exists, -EBUSY busy, -EAGAIN unavailable, others internal.
+ *
+ * Threads: every function may be called from any thread. A struct
+ * sync_image_info is a copy; holding one holds no lock.
+ */
+#ifndef BIMFS_SYNC_H
+#define BIMFS_SYNC_H
+
+#include "common.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+struct sync;
+struct sync_watch;
+
+enum sync_state {
+    SYNC_STATE_PENDING = 0,
+    SYNC_STATE_STARTING,
+    SYNC_STATE_IN_PROGRESS,
+    SYNC_STATE_READY,
+    SYNC_STATE_FAILED,
+    SYNC_STATE_UNKNOWN,
+};
+
+/* "pending", "starting", "in-progress", "ready", "failed", "unknown" */
+const char *sync_state_name(enum sync_state state);
+
+/* A snapshot of one image record. */
+struct sync_image_info {
+    uint64_t id; /* unique for this daemon's lifetime, never reused; never 0 */
+    char name[STORE_NAME_MAX + 1];
+    char uuid[STORE_UUID_MAX + 1];
+    enum sync_state state;
+    enum store_format format; /* STORE_FORMAT_NONE until known */
+    uint64_t size;            /* bytes of backing (0 until known) */
+    uint64_t virtual_size;
+    uint64_t real_size;
+    char expected_checksum[STORE_EXPECTED_MAX + 1];
+    char current_checksum[STORE_CHECKSUM_HEX + 1];
+    int progress;                   /* 0..100, tracks bytes */
+    uint64_t bytes_done;            /* bytes transferred (or re-hashed) so far */
+    uint64_t bytes_total;           /* 0 when not known */
+    uint64_t rate;                  /* bytes per second, recent */
+    char error[BIM_ERROR_MAX];      /* errorMsg: the cause, without the name */
+    char source[STORE_SOURCE_MAX];  /* user.bim.source */
+    int sending_reference;          /* HTTP GETs of backing in flight */
+    char sender[256];               /* senderManagerAddress */
+    struct timespec mtime;          /* of backing while ready (stable) */
+    uint64_t generation;            /* bumped on every change */
+};
+
+struct sync_options {
+    unsigned workers;             /* transfer threads; 0 = 2 */
+    unsigned check_interval_ms;   /* how often ready files are stat'ed; 0 = 10000 */
+};
+
+/*
+ * Adopt what the store holds (store_scan: images matching their cfg are
+ * ready without re-hashing; others are re-hashed; leftover backing.tmp of
+ * transfers that cannot resume are removed and their image marked failed),
+ * then start the workers and the change monitor.
+ */
+int sync_open(struct store *store, const struct sync_options *opts, struct sync **out,
+              struct bim_error *err);
+
+/* Cancel every transfer, join all threads, free. Data of ready images stays. */
+void sync_close(struct sync *sync);
+
+/* Disk identity shown as user.bim.disk_uuid (set once at start). */
+void sync_set_disk_uuid(struct sync *sync, const char *disk_uuid);
+void sync_disk_uuid(struct sync *sync, char out[STORE_UUID_MAX + 1]);
+
+/* All images, sorted by name; *out is malloc'd (free it). */
+int sync_list(struct sync *sync, struct sync_image_info **out, size_t *count);
+
+int sync_get(struct sync *sync, const char *name, struct sync_image_info *out,
+             struct bim_error *err);
+int sync_get_by_id(struct sync *sync, uint64_t id, struct sync_image_info *out);
+
+enum sync_source_type {
+    SYNC_SOURCE_UPLOAD,
+    SYNC_SOURCE_CLONE,
+    SYNC_SOURCE_DOWNLOAD,
+    SYNC_SOURCE_PEER,
+};
+
+struct sync_create_request {
+    const char *name;
+    const char *uuid;     /* NULL: generated (8 hex digits) */
+    const char *checksum; /* NULL or "": no expectation; else as store_checksum_parse() */
+    enum sync_source_type type;
+    int fd;               /* UPLOAD: a readable fd; sync takes ownership (closes it) */
+    const char *from;     /* CLONE: the source image name */
+    const char *url;      /* DOWNLOAD */
+    const char *const *peers; /* PEER: host:port list, NULL-terminated */
+    uint64_t size;        /* PEER: expected size, 0 if unknown */
+};
+
+/*
+ * Create an image. The same name with the same uuid returns the existing
+ * image (the fd, if any, is closed); another uuid is -EEXIST. Validation
+ * errors are -EINVAL before anything is created. Sources not built yet are
+ * -EINVAL "<source> is not supported yet". On success *out is the new record
+ * (pending or later) and the transfer runs in the background.
+ */
+int sync_create(struct sync *sync, const struct sync_create_request *req,
+                struct sync_image_info *out, struct bim_error *err);
+
+/*
+ * Delete an image: remove its record at once (watchers get a delete event),
+ * cancel its transfer (it stops within a second) and remove its directory.
+ * Returns when the data is gone. Open file descriptors stay readable.
+ */
+int sync_delete(struct sync *sync, const char *name, struct bim_error *err);
+
+/* Open the backing file of a ready image read-only (O_CLOEXEC). -ENOENT if the
+ * record is gone or not ready. */
+int sync_open_backing(struct sync *sync, uint64_t id, int *fd);
+
+/* ---- change notification ---- */
+
+enum sync_event_type { SYNC_EVENT_UPDATE, SYNC_EVENT_DELETE };
+
+struct sync_event {
+    enum sync_event_type type;
+    struct sync_image_info image; /* current state (update) or last state (delete) */
+};
+
+/*
+ * Subscribe to changes of one image (name) or all (name NULL). Events are
+ * queued per watch; updates of the same image coalesce (the watcher sees the
+ * latest state), so a slow watcher never blocks sync nor grows without bound.
+ */
+int sync_watch_open(struct sync *sync, const char *name, struct sync_watch **out);
+
+/* An fd that polls readable while events are queued (do not close it). */
+int sync_watch_fd(struct sync_watch *watch);
+
+/* Pop the next event: 0, or -EAGAIN when the queue is empty. */
+int sync_watch_next(struct sync_watch *watch, struct sync_event *ev);
+
+void sync_watch_close(struct sync_watch *watch);
+
+#endif
