@@ -1,0 +1,172 @@
+/*
+ * commit.c - finishing a writer: check that [0,size) is complete, take the
+ * digest from the hasher (or the trusted checksum), compare it with the
+ * expectation, detect the format, make backing.tmp durable, rename it to
+ * backing and write the cfg as ready.
+ *
+ * Threads: the committing thread only, after every pwrite/copy returned.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The SHA-512 (and SHA-256 if expected) of [0,size), into sha512/sha256. */
+static int commit_digest(struct store_writer *w, uint64_t size, char *sha512, char *sha256,
+                         struct bim_error *err)
+{
+    uint64_t written;
+    int rc;
+
+    pthread_mutex_lock(&w->lock);
+    written = w->written;
+    pthread_mutex_unlock(&w->lock);
+    if (written < size)
+        return bim_error_set(err, -EINVAL, "incomplete data: %llu of %llu bytes written",
+                             (unsigned long long)written, (unsigned long long)size);
+    if (written > size)
+        return bim_error_set(err, -EINVAL, "%llu bytes written for an image of %llu bytes",
+                             (unsigned long long)written, (unsigned long long)size);
+    if (w->trusted) {
+        str_copy(sha512, STORE_CHECKSUM_HEX + 1, w->trusted_sha512);
+        return 0;
+    }
+    rc = store_hasher_wait(w, size);
+    store_hasher_stop(w);
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot read back backing.tmp: %s", strerror(-rc));
+    rc = store_digest_final(&w->digest, sha512, sha256);
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot compute the checksum");
+    return 0;
+}
+
+static int commit_compare(struct store_writer *w, const char *sha512, const char *sha256,
+                          struct bim_error *err)
+{
+    char expected[STORE_EXPECTED_MAX + 1];
+    const char *got;
+
+    switch (w->expected.algo) {
+    case STORE_DIGEST_SHA512:
+        got = sha512;
+        break;
+    case STORE_DIGEST_SHA256:
+        got = sha256;
+        break;
+    default:
+        return 0;
+    }
+    if (strcmp(w->expected.hex, got) == 0)
+        return 0;
+    store_checksum_format(&w->expected, expected);
+    return bim_error_set(err, -EINVAL, "checksum mismatch: expected %s, got %s", expected, got);
+}
+
+/* ftruncate to size, detect the format, fsync, stat. */
+static int commit_file(struct store_writer *w, uint64_t size, struct store_format_info *info,
+                       struct stat *st, struct bim_error *err)
+{
+    char path[PATH_MAX];
+    int rc;
+
+    if (ftruncate(w->fd, (off_t)size) < 0)
+        return bim_error_set(err, -errno, "cannot extend backing.tmp: %s", strerror(errno));
+    rc = store_image_path(w->store, w->name, w->uuid, STORE_BACKING_TMP, path, sizeof(path));
+    if (rc < 0)
+        return bim_error_set(err, rc, "path of backing.tmp: %s", strerror(-rc));
+    rc = store_format_detect(path, size, info, err);
+    if (rc < 0)
+        return rc;
+    if (fsync(w->fd) < 0 || fstat(w->fd, st) < 0)
+        return bim_error_set(err, -errno, "cannot sync backing.tmp: %s", strerror(errno));
+    return 0;
+}
+
+/* The cfg of a ready image; other fields of an existing cfg are kept. */
+static void commit_cfg_fill(struct store_writer *w, struct store_cfg *cfg, const char *source,
+                            const struct store_result *res)
+{
+    if (store_cfg_read_at(w->dirfd, cfg, NULL) < 0)
+        memset(cfg, 0, sizeof(*cfg));
+    cfg->size = res->size;
+    cfg->virtual_size = res->virtual_size;
+    cfg->real_size = res->real_size;
+    store_checksum_format(&w->expected, cfg->expected_checksum);
+    str_copy(cfg->current_checksum, sizeof(cfg->current_checksum), res->checksum);
+    str_copy(cfg->modification_time, sizeof(cfg->modification_time), res->modification_time);
+    str_copy(cfg->state, sizeof(cfg->state), "ready");
+    str_copy(cfg->format, sizeof(cfg->format), store_format_name(res->format));
+    if (source)
+        str_copy(cfg->source, sizeof(cfg->source), source);
+    cfg->error[0] = '\0';
+}
+
+/* Rename backing.tmp to backing, write the cfg; undo the rename if the cfg
+ * cannot be written, so a failed commit renamed nothing. */
+static int commit_publish(struct store_writer *w, const struct store_cfg *cfg,
+                          struct bim_error *err)
+{
+    int rc;
+
+    if (renameat(w->dirfd, STORE_BACKING_TMP, w->dirfd, STORE_BACKING) < 0)
+        return bim_error_set(err, -errno, "cannot rename backing.tmp: %s", strerror(errno));
+    rc = store_durable_sync_dir(w->dirfd);
+    if (rc < 0) {
+        bim_error_set(err, rc, "cannot sync the image directory: %s", strerror(-rc));
+        goto undo;
+    }
+    rc = store_image_save_cfg(w->store, w->name, w->uuid, cfg, err);
+    if (rc == 0)
+        return 0;
+undo:
+    if (renameat(w->dirfd, STORE_BACKING, w->dirfd, STORE_BACKING_TMP) == 0)
+        store_durable_sync_dir(w->dirfd);
+    return rc;
+}
+
+int store_writer_commit(struct store_writer *w, uint64_t size, const char *source,
+                        struct store_result *out, struct bim_error *err)
+{
+    char sha256[65] = "";
+    struct store_format_info info;
+    struct store_result res;
+    struct store_cfg *cfg = NULL;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if (size > (uint64_t)INT64_MAX)
+        return bim_error_set(err, -EFBIG, "image size %llu is too large", (unsigned long long)size);
+    rc = commit_digest(w, size, res.checksum, sha256, err);
+    if (rc == 0)
+        rc = commit_compare(w, res.checksum, sha256, err);
+    if (rc == 0)
+        rc = commit_file(w, size, &info, &res.st, err);
+    if (rc < 0)
+        return rc;
+    res.format = info.format;
+    res.size = size;
+    res.virtual_size = info.virtual_size;
+    res.real_size = (uint64_t)res.st.st_blocks * 512u;
+    store_time_format(&res.st.st_mtim, res.modification_time);
+
+    cfg = malloc(sizeof(*cfg));
+    if (!cfg)
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    commit_cfg_fill(w, cfg, source, &res);
+    rc = commit_publish(w, cfg, err);
+    store_cfg_clear(cfg);
+    free(cfg);
+    if (rc < 0)
+        return rc;
+    log_debug("image=%s uuid=%s committed: %s, %llu bytes, sha512 %.16s...", w->name, w->uuid,
+              store_format_name(res.format), (unsigned long long)res.size, res.checksum);
+    if (out)
+        *out = res;
+    store_writer_free(w);
+    return 0;
+}

@@ -1,0 +1,170 @@
+/*
+ * digest.c - SHA-512 (and, for sha256 expectations, SHA-256) over OpenSSL's
+ * EVP interface, and the loop that feeds a range of a file into them with
+ * holes and bytes past EOF counted as zeros.
+ *
+ * Threads: any. The EVP_MD objects are fetched once (pthread_once) and never
+ * freed; a struct store_digest_ctx is used by one thread at a time.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha512, *md_sha256;
+static const unsigned char zeros[64 * 1024];
+
+static void md_fetch(void)
+{
+    md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static int ctx_new(EVP_MD_CTX **ctx, const EVP_MD *md)
+{
+    *ctx = md ? EVP_MD_CTX_new() : NULL;
+    if (!*ctx || EVP_DigestInit_ex2(*ctx, md, NULL) != 1)
+        return -EIO;
+    return 0;
+}
+
+int store_digest_init(struct store_digest_ctx *d, bool with_sha256)
+{
+    d->sha512 = d->sha256 = NULL;
+    pthread_once(&md_once, md_fetch);
+    if (ctx_new(&d->sha512, md_sha512) < 0 || (with_sha256 && ctx_new(&d->sha256, md_sha256) < 0)) {
+        store_digest_free(d);
+        return -EIO;
+    }
+    return 0;
+}
+
+int store_digest_update(struct store_digest_ctx *d, const void *buf, size_t len)
+{
+    if (EVP_DigestUpdate(d->sha512, buf, len) != 1)
+        return -EIO;
+    if (d->sha256 && EVP_DigestUpdate(d->sha256, buf, len) != 1)
+        return -EIO;
+    return 0;
+}
+
+int store_digest_zeros(struct store_digest_ctx *d, uint64_t len)
+{
+    while (len > 0) {
+        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        int rc = store_digest_update(d, zeros, n);
+        if (rc < 0)
+            return rc;
+        len -= n;
+    }
+    return 0;
+}
+
+static int ctx_final_hex(EVP_MD_CTX *ctx, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (EVP_DigestFinal_ex(ctx, md, &len) != 1)
+        return -EIO;
+    for (unsigned int i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    hex[2 * len] = '\0';
+    return 0;
+}
+
+int store_digest_final(struct store_digest_ctx *d, char *sha512, char *sha256)
+{
+    int rc = ctx_final_hex(d->sha512, sha512);
+
+    if (rc == 0 && d->sha256 && sha256)
+        rc = ctx_final_hex(d->sha256, sha256);
+    return rc;
+}
+
+void store_digest_free(struct store_digest_ctx *d)
+{
+    EVP_MD_CTX_free(d->sha512);
+    EVP_MD_CTX_free(d->sha256);
+    d->sha512 = d->sha256 = NULL;
+}
+
+/* pread up to len bytes at off; bytes past EOF count as zeros. */
+static int feed_data(struct store_digest_ctx *d, int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t got;
+    int rc = store_pread_full(fd, buf, len, off, &got);
+
+    if (rc == 0)
+        rc = store_digest_update(d, buf, got);
+    if (rc == 0 && got < len)
+        rc = store_digest_zeros(d, len - got);
+    return rc;
+}
+
+/*
+ * Where the data extent at pos ends (*data_end > pos), or where the hole at
+ * pos ends (*hole_end > pos, *data_end == pos). Without SEEK_DATA support
+ * everything is data.
+ */
+static int find_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data_end, uint64_t *hole_end)
+{
+    off_t data, hole;
+
+    *data_end = end;
+    *hole_end = pos;
+    data = lseek(fd, (off_t)pos, SEEK_DATA);
+    if (data < 0) {
+        if (errno == ENXIO) { /* past EOF or in the trailing hole */
+            *data_end = pos;
+            *hole_end = end;
+            return 0;
+        }
+        return (errno == EINVAL || errno == EOPNOTSUPP) ? 0 : -errno;
+    }
+    if ((uint64_t)data > pos) {
+        *data_end = pos;
+        *hole_end = (uint64_t)data < end ? (uint64_t)data : end;
+        return 0;
+    }
+    hole = lseek(fd, (off_t)pos, SEEK_HOLE);
+    if (hole < 0)
+        return (errno == EINVAL || errno == EOPNOTSUPP || errno == ENXIO) ? 0 : -errno;
+    if ((uint64_t)hole > pos && (uint64_t)hole < end)
+        *data_end = (uint64_t)hole;
+    return 0;
+}
+
+int store_digest_feed_fd(struct store_digest_ctx *d, int fd, uint64_t start, uint64_t end,
+                         void *buf, const atomic_bool *cancel, _Atomic uint64_t *progress)
+{
+    uint64_t pos = start, data_end = start, hole_end = start;
+    int rc;
+
+    while (pos < end) {
+        uint64_t n;
+
+        if (cancel && atomic_load(cancel))
+            return -ECANCELED;
+        if (pos >= data_end && pos >= hole_end) {
+            rc = find_extent(fd, pos, end, &data_end, &hole_end);
+            if (rc < 0)
+                return rc;
+        }
+        if (pos < hole_end) {
+            n = hole_end - pos < STORE_CHUNK ? hole_end - pos : STORE_CHUNK;
+            rc = store_digest_zeros(d, n);
+        } else {
+            n = data_end - pos < STORE_CHUNK ? data_end - pos : STORE_CHUNK;
+            rc = feed_data(d, fd, buf, (size_t)n, pos);
+        }
+        if (rc < 0)
+            return rc;
+        pos += n;
+        if (progress)
+            atomic_store(progress, pos);
+    }
+    return 0;
+}

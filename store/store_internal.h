@@ -1,0 +1,137 @@
+/*
+ * store_internal.h - what the files of store/ share and nobody else sees: the
+ * struct store, the durable small-file helper, cfg I/O on a directory fd, the
+ * digest (SHA-512 + optional SHA-256) and the writer with its hasher thread.
+ */
+#ifndef BIMFS_STORE_INTERNAL_H
+#define BIMFS_STORE_INTERNAL_H
+
+#include "store.h"
+
+#include <limits.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+
+#define STORE_IMAGES_DIR "backing-images"
+#define STORE_BACKING "backing"
+#define STORE_BACKING_TMP "backing.tmp"
+#define STORE_CFG "backing.cfg"
+#define STORE_DISK_CFG "longhorn-disk.cfg"
+#define STORE_CFG_FILE_MAX (256 * 1024) /* larger cfg files are corrupt */
+#define STORE_CHUNK (1024 * 1024)       /* hashing read size */
+#define STORE_DIRNAME_MAX (STORE_NAME_MAX + 1 + STORE_UUID_MAX + 1)
+
+/* Immutable after store_open(). */
+struct store {
+    char disk[PATH_MAX];
+    char images[PATH_MAX];
+    int images_fd; /* O_RDONLY|O_DIRECTORY on DISK/backing-images */
+};
+
+/* ---- names.c ---- */
+
+/* "<name>-<uuid>" into out (STORE_DIRNAME_MAX); -EINVAL if either is invalid. */
+int store_dirname(const char *name, const char *uuid, char out[STORE_DIRNAME_MAX]);
+
+/* ---- durable.c ---- */
+
+/* Replace dirfd/file with data: write file.tmp, fsync, rename, fsync dirfd. */
+int store_durable_write(int dirfd, const char *file, const void *data, size_t len);
+
+/* fsync a directory fd; 0 or -errno. */
+int store_durable_sync_dir(int dirfd);
+
+/* Read dirfd/file (at most max bytes, else -EFBIG) into a malloc'd,
+ * NUL-terminated *text. */
+int store_file_read_at(int dirfd, const char *file, size_t max, char **text, size_t *len);
+
+/* pread until len bytes or EOF; *got says how many. 0 or -errno. */
+int store_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+
+/* ---- cfg.c ---- */
+
+/* Read and parse dirfd/backing.cfg. -ENOENT when missing, -EINVAL (with a
+ * message) when corrupt. On success release with store_cfg_clear(). */
+int store_cfg_read_at(int dirfd, struct store_cfg *cfg, struct bim_error *err);
+
+/* Serialize cfg and write it durably as dirfd/backing.cfg. */
+int store_cfg_write_at(int dirfd, const struct store_cfg *cfg);
+
+/* ---- disk.c ---- */
+
+/* Open <name>-<uuid>/ of the store (O_RDONLY|O_DIRECTORY|O_CLOEXEC). */
+int store_image_dir_open(struct store *store, const char *name, const char *uuid, int *dirfd);
+
+/* ---- digest.c ---- */
+
+struct store_digest_ctx {
+    EVP_MD_CTX *sha512;
+    EVP_MD_CTX *sha256; /* NULL unless asked for */
+};
+
+int store_digest_init(struct store_digest_ctx *d, bool with_sha256);
+int store_digest_update(struct store_digest_ctx *d, const void *buf, size_t len);
+int store_digest_zeros(struct store_digest_ctx *d, uint64_t len);
+/* Finish: lowercase hex into sha512 (129 bytes) and, if computed and not
+ * NULL, sha256 (65 bytes). */
+int store_digest_final(struct store_digest_ctx *d, char *sha512, char *sha256);
+void store_digest_free(struct store_digest_ctx *d);
+
+/*
+ * Feed [start, end) of fd: holes (SEEK_DATA/SEEK_HOLE) and bytes past EOF as
+ * zeros, data with pread in STORE_CHUNK pieces into buf (STORE_CHUNK bytes).
+ * Checks *cancel before each piece (-ECANCELED) and stores the position
+ * reached into *progress after each one (either may be NULL).
+ */
+int store_digest_feed_fd(struct store_digest_ctx *d, int fd, uint64_t start, uint64_t end,
+                         void *buf, const atomic_bool *cancel, _Atomic uint64_t *progress);
+
+/* ---- writer.c / hasher.c / commit.c ---- */
+
+struct store_range {
+    uint64_t start, end;
+};
+
+/* Completed ranges past the contiguous prefix that one writer can track. */
+#define STORE_WRITER_RANGES_MAX 1024
+
+struct store_writer {
+    struct store *store;
+    char name[STORE_NAME_MAX + 1];
+    char uuid[STORE_UUID_MAX + 1];
+    int dirfd; /* the image directory */
+    int fd;    /* backing.tmp */
+    struct store_checksum expected;
+
+    pthread_mutex_t lock; /* guards everything below but the atomics */
+    pthread_cond_t more;  /* hasher: written grew or stop */
+    pthread_cond_t done;  /* commit: hasher caught up or ended */
+    uint64_t written;     /* contiguous done prefix [0, written) */
+    struct store_range ranges[STORE_WRITER_RANGES_MAX]; /* sorted, disjoint, > written */
+    size_t nranges;
+    uint64_t size_claim;     /* no byte of the file lies past this (grow-only) */
+    bool hasher_running;     /* thread created and not joined */
+    int hasher_error;        /* 0 or -errno from the hasher */
+    atomic_bool stop;        /* ask the hasher to end */
+    _Atomic uint64_t hashed; /* bytes fed to the digest */
+    pthread_t hasher;
+
+    struct store_digest_ctx digest; /* owned by the hasher thread while it runs */
+    bool trusted;                   /* store_writer_trust_checksum() was used */
+    char trusted_sha512[STORE_CHECKSUM_HEX + 1];
+};
+
+/* Mark [off, end) done, advance `written`, wake the hasher. */
+int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end);
+
+/* hasher.c */
+int store_hasher_start(struct store_writer *w);
+/* Wait until hashed == size (or the hasher failed). */
+int store_hasher_wait(struct store_writer *w, uint64_t size);
+/* Ask the hasher to stop and join it (no-op when not running). */
+void store_hasher_stop(struct store_writer *w);
+
+/* Free a writer's resources (after the hasher was stopped). */
+void store_writer_free(struct store_writer *w);
+
+#endif
