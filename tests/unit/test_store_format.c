@@ -153,10 +153,9 @@ static void test_encrypted_qcow2_refused(void)
 static void test_unsupported_qcow2_features_refused(void)
 {
     if (qemu_img("create -f qcow2 -o compression_type=zstd zstd.qcow2 64M"))
-        expect_refused("zstd.qcow2", "qcow2 image uses zstd compression, which is not supported");
+        expect_refused("zstd.qcow2", "qcow2 image uses zstd compression");
     if (qemu_img("create -f qcow2 -o extended_l2=on extl2.qcow2 64M"))
-        expect_refused("extl2.qcow2",
-                       "qcow2 image uses extended L2 entries, which are not supported");
+        expect_refused("extl2.qcow2", "qcow2 image uses extended L2 entries");
     if (qemu_img("create -f qcow2 -o data_file=data.raw ext.qcow2 64M"))
         expect_refused("ext.qcow2", "qcow2 image uses an external data file");
 }
@@ -217,9 +216,8 @@ static void test_commit_detects_qcow2(void)
     if (w) {
         CHECK_INT(store_writer_pwrite(w, buf, 1000, 0), 0);
         CHECK_INT(store_writer_commit(w, 1000, "upload", &res, &err), -EINVAL);
-        CHECK(strstr(err.message, "qcow2 image is truncated") == NULL &&
-                  strstr(err.message, "qcow2") != NULL,
-              "a 1000-byte qcow2 head should be refused by libqcow, got \"%s\"", err.message);
+        CHECK(strstr(err.message, "qcow2 image is truncated") != NULL,
+              "a 1000-byte qcow2 head should be refused as truncated, got \"%s\"", err.message);
         store_image_path(store, "vm2", "q2", "backing", path, sizeof(path));
         CHECK(access(path, F_OK) != 0, "backing exists after a refused format");
         store_writer_abort(w);
