@@ -219,6 +219,20 @@ int store_image_save_cfg(struct store *store, const char *name, const char *uuid
     return rc;
 }
 
+int store_image_load_cfg(struct store *store, const char *name, const char *uuid,
+                         struct store_cfg *cfg, struct bim_error *err)
+{
+    int dirfd, rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    rc = store_image_dir_open(store, name, uuid, &dirfd);
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot open the image directory: %s", strerror(-rc));
+    rc = store_cfg_read_at(dirfd, cfg, err);
+    close(dirfd);
+    return rc;
+}
+
 int store_image_remove_tmp(struct store *store, const char *name, const char *uuid)
 {
     int dirfd, rc;

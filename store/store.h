@@ -96,7 +96,7 @@ const char *store_format_name(enum store_format format); /* "raw", "qcow2", "" *
  * may be NULL) and written back.
  */
 struct store_cfg {
-    char name[4096];                                /* absolute path of backing (informative) */
+    char name[4096]; /* absolute path of backing (informative) */
     char uuid[STORE_UUID_MAX + 1];
     uint64_t size;
     uint64_t virtual_size;
@@ -105,10 +105,10 @@ struct store_cfg {
     char current_checksum[STORE_CHECKSUM_HEX + 1];  /* may be "" */
     char modification_time[STORE_TIME_MAX];         /* may be "" */
     /* bimfs extras; empty when the cfg came from Longhorn */
-    char state[16];                  /* "in-progress", "ready", "failed" or "" */
-    char format[8];                  /* "raw", "qcow2" or "" */
-    char source[STORE_SOURCE_MAX];   /* as user.bim.source, or "" */
-    char error[BIM_ERROR_MAX];       /* errorMsg of a failed image, or "" */
+    char state[16];                /* "in-progress", "ready", "failed" or "" */
+    char format[8];                /* "raw", "qcow2" or "" */
+    char source[STORE_SOURCE_MAX]; /* as user.bim.source, or "" */
+    char error[BIM_ERROR_MAX];     /* errorMsg of a failed image, or "" */
     char *extra;
 };
 
@@ -140,11 +140,11 @@ int store_disk_uuid(const struct store *store, char out[STORE_UUID_MAX + 1]);
 struct store_entry {
     char name[STORE_NAME_MAX + 1];
     char uuid[STORE_UUID_MAX + 1];
-    struct store_cfg cfg;  /* cfg.extra owned by the scan; copy what you keep */
+    struct store_cfg cfg; /* cfg.extra owned by the scan; copy what you keep */
     bool has_backing;
-    struct stat backing;   /* valid when has_backing */
-    bool has_tmp;          /* a backing.tmp was present (it is left in place) */
-    bool matches_cfg;      /* has_backing and size + modificationTime equal the cfg's */
+    struct stat backing; /* valid when has_backing */
+    bool has_tmp;        /* a backing.tmp was present (it is left in place) */
+    bool matches_cfg;    /* has_backing and size + modificationTime equal the cfg's */
 };
 
 typedef void (*store_scan_fn)(void *ctx, const struct store_entry *entry);
@@ -164,6 +164,11 @@ int store_image_prepare(struct store *store, const char *name, const char *uuid,
 /* Atomically replace <name>-<uuid>/backing.cfg. */
 int store_image_save_cfg(struct store *store, const char *name, const char *uuid,
                          const struct store_cfg *cfg, struct bim_error *err);
+
+/* Read and parse <name>-<uuid>/backing.cfg (release with store_cfg_clear()).
+ * -ENOENT when missing, -EINVAL (with a message) when corrupt. */
+int store_image_load_cfg(struct store *store, const char *name, const char *uuid,
+                         struct store_cfg *cfg, struct bim_error *err);
 
 /* Remove backing.tmp of an image if present. */
 int store_image_remove_tmp(struct store *store, const char *name, const char *uuid);
@@ -206,10 +211,10 @@ struct store_result {
     enum store_format format;
     uint64_t size;
     uint64_t virtual_size;
-    uint64_t real_size;                            /* st_blocks * 512 */
-    char checksum[STORE_CHECKSUM_HEX + 1];         /* SHA-512 */
+    uint64_t real_size;                    /* st_blocks * 512 */
+    char checksum[STORE_CHECKSUM_HEX + 1]; /* SHA-512 */
     char modification_time[STORE_TIME_MAX];
-    struct stat st;                                /* of backing after commit */
+    struct stat st; /* of backing after commit */
 };
 
 /*
@@ -235,8 +240,8 @@ int store_image_hash(struct store *store, const char *name, const char *uuid,
  * is a sha256 sum). So commit after the last byte costs no pass over the file.
  */
 int store_writer_open(struct store *store, const char *name, const char *uuid,
-                      const struct store_checksum *expected, bool resume,
-                      struct store_writer **out, struct bim_error *err);
+                      const struct store_checksum *expected, bool resume, struct store_writer **out,
+                      struct bim_error *err);
 
 /* Write len bytes at off. Blocks of 4 KiB that are all zero are not written
  * (they stay holes). Ranges from concurrent callers must not overlap. */

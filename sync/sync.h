@@ -56,21 +56,21 @@ struct sync_image_info {
     uint64_t real_size;
     char expected_checksum[STORE_EXPECTED_MAX + 1];
     char current_checksum[STORE_CHECKSUM_HEX + 1];
-    int progress;                   /* 0..100, tracks bytes */
-    uint64_t bytes_done;            /* bytes transferred (or re-hashed) so far */
-    uint64_t bytes_total;           /* 0 when not known */
-    uint64_t rate;                  /* bytes per second, recent */
-    char error[BIM_ERROR_MAX];      /* errorMsg: the cause, without the name */
-    char source[STORE_SOURCE_MAX];  /* user.bim.source */
-    int sending_reference;          /* HTTP GETs of backing in flight */
-    char sender[256];               /* senderManagerAddress */
-    struct timespec mtime;          /* of backing while ready (stable) */
-    uint64_t generation;            /* bumped on every change */
+    int progress;                  /* 0..100, tracks bytes */
+    uint64_t bytes_done;           /* bytes transferred (or re-hashed) so far */
+    uint64_t bytes_total;          /* 0 when not known */
+    uint64_t rate;                 /* bytes per second, recent */
+    char error[BIM_ERROR_MAX];     /* errorMsg: the cause, without the name */
+    char source[STORE_SOURCE_MAX]; /* user.bim.source */
+    int sending_reference;         /* HTTP GETs of backing in flight */
+    char sender[256];              /* senderManagerAddress */
+    struct timespec mtime;         /* of backing while ready (stable) */
+    uint64_t generation;           /* bumped on every change */
 };
 
 struct sync_options {
-    unsigned workers;             /* transfer threads; 0 = 2 */
-    unsigned check_interval_ms;   /* how often ready files are stat'ed; 0 = 10000 */
+    unsigned workers;           /* transfer threads; 0 = 2 */
+    unsigned check_interval_ms; /* how often ready files are stat'ed; 0 = 10000 */
 };
 
 /*
@@ -108,11 +108,11 @@ struct sync_create_request {
     const char *uuid;     /* NULL: generated (8 hex digits) */
     const char *checksum; /* NULL or "": no expectation; else as store_checksum_parse() */
     enum sync_source_type type;
-    int fd;               /* UPLOAD: a readable fd; sync takes ownership (closes it) */
-    const char *from;     /* CLONE: the source image name */
-    const char *url;      /* DOWNLOAD */
+    int fd;                   /* UPLOAD: a readable fd; sync takes ownership (closes it) */
+    const char *from;         /* CLONE: the source image name */
+    const char *url;          /* DOWNLOAD */
     const char *const *peers; /* PEER: host:port list, NULL-terminated */
-    uint64_t size;        /* PEER: expected size, 0 if unknown */
+    uint64_t size;            /* PEER: expected size, 0 if unknown */
 };
 
 /*

@@ -1,0 +1,197 @@
+/*
+ * adopt.c - the start-up scan: every image directory the store finds becomes
+ * a record (SPEC §2).
+ *
+ *   cfg state "failed"                     -> failed, with the cfg's errorMsg
+ *   backing matches the cfg (size, mtime),
+ *     state ready or "" (Longhorn), sum    -> ready at once, no hashing
+ *   backing present otherwise              -> unknown + rehash job
+ *   no backing, a backing.tmp or state
+ *     in-progress (cut by a restart)       -> failed "interrupted by a daemon
+ *                                             restart", tmp removed, cfg failed
+ *   no backing otherwise                   -> failed "backing file is missing"
+ *
+ * Uploads and clones cannot resume (their source is gone with the client or
+ * may have changed), so a leftover backing.tmp is always removed. Files are
+ * removed and cfgs rewritten after the scan, not from inside it.
+ *
+ * Threads: runs in sync_open() before any other sync thread exists; it still
+ * takes sync->lock around registry changes for uniformity.
+ */
+#include "sync_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SYNC_INTERRUPTED "interrupted by a daemon restart"
+
+struct sync_adopt_fixup {
+    char name[STORE_NAME_MAX + 1];
+    char uuid[STORE_UUID_MAX + 1];
+    bool remove_tmp;
+    bool save_failed;
+};
+
+struct sync_adopt {
+    struct sync *sync;
+    int rc;
+    struct sync_adopt_fixup *fixups;
+    size_t fixup_count;
+    size_t fixup_cap;
+};
+
+static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entry *e,
+                                 bool remove_tmp, bool save_failed)
+{
+    struct sync_adopt_fixup *f;
+
+    if (ctx->fixup_count == ctx->fixup_cap) {
+        size_t cap = ctx->fixup_cap ? ctx->fixup_cap * 2 : 8;
+        f = realloc(ctx->fixups, cap * sizeof(*f));
+        if (!f) {
+            ctx->rc = -ENOMEM;
+            return;
+        }
+        ctx->fixups = f;
+        ctx->fixup_cap = cap;
+    }
+    f = &ctx->fixups[ctx->fixup_count++];
+    str_copy(f->name, sizeof(f->name), e->name);
+    str_copy(f->uuid, sizeof(f->uuid), e->uuid);
+    f->remove_tmp = remove_tmp;
+    f->save_failed = save_failed;
+}
+
+static enum store_format sync_adopt_format(const char *text)
+{
+    if (strcmp(text, "raw") == 0)
+        return STORE_FORMAT_RAW;
+    if (strcmp(text, "qcow2") == 0)
+        return STORE_FORMAT_QCOW2;
+    return STORE_FORMAT_NONE;
+}
+
+/* A backing that matches its cfg: ready, with its format from the cfg or
+ * detected from the content. */
+static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
+                             const struct store_entry *e)
+{
+    struct sync_image_info *info = &rec->info;
+    struct store_format_info fmt = {STORE_FORMAT_NONE, 0};
+    struct bim_error err = {{0}};
+    char path[PATH_MAX];
+    int rc;
+
+    info->format = sync_adopt_format(e->cfg.format);
+    info->virtual_size = e->cfg.virtual_size;
+    if (info->format == STORE_FORMAT_NONE || info->virtual_size == 0) {
+        rc = store_image_path(sync->store, e->name, e->uuid, "backing", path, sizeof(path));
+        if (rc == 0)
+            rc = store_format_detect(path, info->size, &fmt, &err);
+        if (rc < 0) {
+            sync_record_set_failed(rec, err.message[0] ? err.message : strerror(-rc));
+            return;
+        }
+        info->format = fmt.format;
+        info->virtual_size = fmt.virtual_size;
+    }
+    info->state = SYNC_STATE_READY;
+    info->progress = 100;
+    info->bytes_done = info->size;
+    info->bytes_total = info->size;
+}
+
+static void sync_adopt_entry(void *arg, const struct store_entry *e)
+{
+    struct sync_adopt *ctx = arg;
+    struct sync *sync = ctx->sync;
+    const struct store_cfg *cfg = &e->cfg;
+    struct sync_record *rec;
+    bool cfg_ready = cfg->state[0] == '\0' || strcmp(cfg->state, "ready") == 0;
+
+    pthread_mutex_lock(&sync->lock);
+    rec = sync_record_find(sync, e->name);
+    if (rec) {
+        log_warn("image=%s uuid=%s left alone: image %s already has uuid %s", e->name, e->uuid,
+                 e->name, rec->info.uuid);
+        goto out;
+    }
+    rec = sync_record_add(sync, e->name, e->uuid);
+    if (!rec) {
+        ctx->rc = -ENOMEM;
+        goto out;
+    }
+    rec->hidden = false;
+    str_copy(rec->info.expected_checksum, sizeof(rec->info.expected_checksum),
+             cfg->expected_checksum);
+    str_copy(rec->info.current_checksum, sizeof(rec->info.current_checksum), cfg->current_checksum);
+    str_copy(rec->info.source, sizeof(rec->info.source), cfg->source);
+    rec->info.size = cfg->size;
+    rec->info.virtual_size = cfg->virtual_size;
+    rec->info.real_size = cfg->real_size;
+    rec->info.format = sync_adopt_format(cfg->format);
+    if (e->has_backing) {
+        rec->seen = e->backing;
+        rec->info.mtime = e->backing.st_mtim;
+        rec->info.size = (uint64_t)e->backing.st_size;
+        rec->info.real_size = (uint64_t)e->backing.st_blocks * 512u;
+    }
+
+    if (strcmp(cfg->state, "failed") == 0) {
+        sync_record_set_failed(rec, cfg->error[0] ? cfg->error : "failed");
+        if (e->has_tmp)
+            sync_adopt_fixup_add(ctx, e, true, false);
+    } else if (e->has_backing) {
+        if (e->has_tmp)
+            sync_adopt_fixup_add(ctx, e, true, false);
+        if (e->matches_cfg && cfg_ready && cfg->current_checksum[0])
+            sync_adopt_ready(sync, rec, e);
+        else if (sync_rehash_queue(sync, rec, cfg->current_checksum) < 0)
+            ctx->rc = -ENOMEM;
+    } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
+        sync_record_set_failed(rec, SYNC_INTERRUPTED);
+        sync_adopt_fixup_add(ctx, e, e->has_tmp, true);
+    } else {
+        sync_record_set_failed(rec, "backing file is missing");
+    }
+    sync_record_changed(sync, rec);
+    log_info("image=%s uuid=%s adopted: %s%s%s", e->name, e->uuid, sync_state_name(rec->info.state),
+             rec->info.error[0] ? ": " : "", rec->info.error);
+out:
+    pthread_mutex_unlock(&sync->lock);
+}
+
+int sync_adopt(struct sync *sync, struct bim_error *err)
+{
+    struct sync_adopt ctx = {.sync = sync};
+    int rc;
+
+    rc = store_scan(sync->store, sync_adopt_entry, &ctx);
+    if (rc < 0) {
+        bim_error_set(err, rc, "cannot scan %s: %s", store_images_path(sync->store), strerror(-rc));
+        goto out;
+    }
+    if (ctx.rc < 0) {
+        rc = bim_error_set(err, ctx.rc, "cannot adopt images: %s", strerror(-ctx.rc));
+        goto out;
+    }
+    for (size_t i = 0; i < ctx.fixup_count; i++) {
+        const struct sync_adopt_fixup *f = &ctx.fixups[i];
+        if (f->remove_tmp) {
+            int r = store_image_remove_tmp(sync->store, f->name, f->uuid);
+            if (r < 0)
+                log_warn("image=%s uuid=%s cannot remove backing.tmp: %s", f->name, f->uuid,
+                         strerror(-r));
+            else
+                log_info("image=%s uuid=%s removed the backing.tmp of an interrupted transfer",
+                         f->name, f->uuid);
+        }
+        if (f->save_failed)
+            sync_cfg_save_failed(sync, f->name, f->uuid, SYNC_INTERRUPTED);
+    }
+out:
+    free(ctx.fixups);
+    return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * clone.c - the clone job: a new image with the bytes of a ready image on
+ * the same disk.
+ *
+ * The source's SHA-512 is trusted (it was verified when it became ready and
+ * the monitor re-hashes it when it changes), so nothing is hashed, unless the
+ * request expects a SHA-256 sum, which only hashing can check. The data is
+ * shared with FICLONE where the filesystem can (btrfs, xfs); elsewhere data
+ * extents are copied (copy_file_range) and holes stay holes.
+ *
+ * Threads: one worker thread per job; sync->lock only to look at the source.
+ */
+#include "sync_internal.h"
+
+#include <errno.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* The source must still be the ready image the clone was asked for. */
+static bool sync_clone_source_ready(struct sync_job *job)
+{
+    struct sync *sync = job->sync;
+    struct sync_record *src;
+    bool ok;
+
+    pthread_mutex_lock(&sync->lock);
+    src = sync_record_find_id(sync, job->from_id);
+    ok = src && !src->hidden && src->info.state == SYNC_STATE_READY &&
+         strcmp(src->info.current_checksum, job->from_checksum) == 0;
+    pthread_mutex_unlock(&sync->lock);
+    return ok;
+}
+
+/* Share the source's blocks; false when the filesystem cannot. */
+static bool sync_clone_reflink(struct sync_job *job, struct store_writer *w, int src_fd)
+{
+    if (ioctl(store_writer_fd(w), FICLONE, src_fd) == 0)
+        return true;
+    log_debug("image=%s uuid=%s no reflink (%s), copying", job->name, job->uuid, strerror(errno));
+    return false;
+}
+
+void sync_clone_run(struct sync_job *job)
+{
+    struct bim_error err = {{0}};
+    struct store_writer *w = NULL;
+    bool trusted;
+    struct stat st;
+    uint64_t size = 0;
+    int src_fd = -1, rc;
+
+    log_info("image=%s uuid=%s clone from %s started", job->name, job->uuid, job->from);
+    if (!sync_clone_source_ready(job)) {
+        rc = bim_error_set(&err, -ENOENT, "clone source %s is no longer ready", job->from);
+        goto out;
+    }
+    rc = store_image_open_backing(job->sync->store, job->from, job->from_uuid, &src_fd);
+    if (rc < 0) {
+        bim_error_set(&err, rc, "cannot open clone source %s: %s", job->from, strerror(-rc));
+        goto out;
+    }
+    if (fstat(src_fd, &st) < 0) {
+        rc = bim_error_set(&err, -errno, "cannot stat clone source %s: %s", job->from,
+                           strerror(errno));
+        goto out;
+    }
+    if (!sync_stat_same(&st, &job->from_seen)) {
+        rc = bim_error_set(&err, -ESTALE, "clone source %s changed on disk", job->from);
+        goto out;
+    }
+    size = (uint64_t)st.st_size;
+    rc = store_writer_open(job->sync->store, job->name, job->uuid,
+                           job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL, false,
+                           &w, &err);
+    if (rc < 0)
+        goto out;
+    trusted = job->expected.algo != STORE_DIGEST_SHA256;
+    if (trusted)
+        store_writer_trust_checksum(w, job->from_checksum);
+    job->bytes_total = size;
+    /* a reflinked range is not written through the writer: only a trusted
+     * checksum may skip hashing it */
+    if (trusted && size > 0 && sync_clone_reflink(job, w, src_fd)) {
+        rc = store_writer_skip(w, 0, size);
+        if (rc < 0)
+            bim_error_set(&err, rc, "cannot write: %s", strerror(-rc));
+        else
+            sync_job_progress(job, size);
+    } else {
+        rc = sync_transfer_copy_extents(job, w, src_fd, size, &err);
+    }
+out:
+    if (src_fd >= 0)
+        close(src_fd);
+    sync_transfer_finish(job, w, rc, size, &err);
+}

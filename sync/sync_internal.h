@@ -1,0 +1,227 @@
+/*
+ * sync_internal.h - what the files of sync/ share: the registry, records,
+ * jobs and watches (see docs/sync.md).
+ *
+ * Locks: sync->lock guards everything in struct sync below the "guarded"
+ * line, every struct sync_record, and the queue links of every job. A watch's
+ * own lock guards its event queue; it is taken inside sync->lock (sync ->
+ * watch), never the other way round. No lock is held across disk I/O.
+ *
+ * Threads: callers of the public API (any thread), `workers` worker threads
+ * (worker.c), one monitor thread (monitor.c).
+ */
+#ifndef BIMFS_SYNC_INTERNAL_H
+#define BIMFS_SYNC_INTERNAL_H
+
+#include "sync.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#define SYNC_CHUNK_MAX (8u << 20)      /* bytes per copy step between cancel checks */
+#define SYNC_PIPE_BUFFER (1u << 20)    /* read buffer of uploads from a pipe/socket */
+#define SYNC_PUBLISH_MS 200            /* progress is published at most this often... */
+#define SYNC_RATE_WINDOW_MS 1000       /* ...and the rate measured over this window */
+#define SYNC_STALL_MS 90000            /* an upload with no data this long fails */
+#define SYNC_POLL_MS 200               /* how long a read waits before checking cancel */
+#define SYNC_WATCH_QUEUE_MAX 1024      /* events queued per watch at most */
+#define SYNC_CFG_READ_MAX (256u << 10) /* a backing.cfg larger than this is not read */
+#define SYNC_DEFAULT_WORKERS 2
+#define SYNC_DEFAULT_CHECK_MS 10000
+
+enum sync_job_type {
+    SYNC_JOB_UPLOAD,
+    SYNC_JOB_CLONE,
+    SYNC_JOB_REHASH,
+};
+
+struct sync_record;
+
+/*
+ * One unit of work for the pool. Created with its record (create, adoption,
+ * monitor), queued FIFO, run by one worker, freed by that worker when done
+ * (or by whoever drops it from the queue: delete, close).
+ */
+struct sync_job {
+    enum sync_job_type type;
+    struct sync *sync;
+    struct sync_record *record; /* valid while record->job == this job */
+    char name[STORE_NAME_MAX + 1];
+    char uuid[STORE_UUID_MAX + 1];
+    struct store_checksum expected;
+    char source[STORE_SOURCE_MAX];
+    int fd; /* upload: the client's fd, owned; else -1 */
+    /* clone: the source as it was when the clone was requested */
+    uint64_t from_id;
+    char from[STORE_NAME_MAX + 1];
+    char from_uuid[STORE_UUID_MAX + 1];
+    char from_checksum[STORE_CHECKSUM_HEX + 1];
+    struct stat from_seen;
+    /* rehash: the checksum the image had before ("" if none known) */
+    char old_checksum[STORE_CHECKSUM_HEX + 1];
+
+    atomic_bool cancel;    /* set by delete/close; checked per chunk */
+    bool running;          /* a worker took it (guarded by sync->lock) */
+    struct sync_job *next; /* queue link (guarded by sync->lock) */
+
+    /* progress bookkeeping, touched only by the worker running the job */
+    uint64_t bytes_done;
+    uint64_t bytes_total;
+    uint64_t publish_ms;
+    int published_progress;
+    bool flowing;
+    uint64_t rate;
+    uint64_t rate_ms;
+    uint64_t rate_bytes;
+};
+
+struct sync_record {
+    struct sync_image_info info;
+    bool hidden;          /* being created or deleted: not listed, no events */
+    struct sync_job *job; /* the job working on it, or NULL */
+    struct stat seen;     /* backing as it was when the image became ready */
+};
+
+struct sync_watch_entry {
+    enum sync_event_type type;
+    uint64_t id;
+    struct sync_image_info *last; /* delete: the last state (malloc'd) */
+};
+
+struct sync_watch {
+    struct sync *sync;
+    bool filtered;
+    char name[STORE_NAME_MAX + 1];
+    int efd;
+    pthread_mutex_t lock; /* guards the queue below */
+    struct sync_watch_entry *entries;
+    size_t count;
+    size_t cap;
+    uint64_t dropped;
+    struct sync_watch *next; /* in sync->watches (guarded by sync->lock) */
+};
+
+struct sync {
+    struct store *store;
+    unsigned worker_count;
+    unsigned check_interval_ms;
+    pthread_t *workers;
+    unsigned workers_started;
+    pthread_t monitor;
+    bool monitor_started;
+
+    pthread_mutex_t lock;
+    /* ---- guarded by lock ---- */
+    pthread_cond_t cond;         /* a job finished, a hidden record resolved */
+    pthread_cond_t work_cond;    /* a job was queued, or stopping */
+    pthread_cond_t monitor_cond; /* stopping (CLOCK_MONOTONIC) */
+    struct sync_record **records;
+    size_t record_count;
+    size_t record_cap;
+    uint64_t next_id;
+    uint64_t generation;
+    struct sync_job *queue_head;
+    struct sync_job *queue_tail;
+    struct sync_watch *watches;
+    char disk_uuid[STORE_UUID_MAX + 1];
+    bool stopping;
+};
+
+/* ---- registry.c (all with sync->lock held unless said otherwise) ---- */
+
+/* Any record by name / id, hidden ones included. */
+struct sync_record *sync_record_find(struct sync *sync, const char *name);
+struct sync_record *sync_record_find_id(struct sync *sync, uint64_t id);
+
+/* A new hidden record with a fresh id, added to the registry. NULL: -ENOMEM. */
+struct sync_record *sync_record_add(struct sync *sync, const char *name, const char *uuid);
+
+/* Take the record out of the registry and free it (its job must be gone). */
+void sync_record_remove(struct sync *sync, struct sync_record *rec);
+
+/* The record changed: bump its generation, queue update events. Does
+ * nothing for hidden records. */
+void sync_record_changed(struct sync *sync, struct sync_record *rec);
+
+/* Hide the record and queue delete events with its last state. */
+void sync_record_hide_deleted(struct sync *sync, struct sync_record *rec);
+
+/* Make the record failed with `message` (the cause, without the name). */
+void sync_record_set_failed(struct sync_record *rec, const char *message);
+
+/* Make the record ready from what a commit or hash found. */
+void sync_record_set_ready(struct sync_record *rec, const struct store_result *result);
+
+/* The same file, unchanged: inode, size and mtime equal. (no lock needed) */
+bool sync_stat_same(const struct stat *a, const struct stat *b);
+
+/* ---- watch.c ---- */
+
+/* Queue an event for every watch interested in the record (sync->lock held). */
+void sync_watch_publish(struct sync *sync, enum sync_event_type type,
+                        const struct sync_record *rec);
+
+/* Free a watch's queue and the watch (it must be out of sync->watches). */
+void sync_watch_free(struct sync_watch *watch);
+
+/* ---- worker.c ---- */
+
+struct sync_job *sync_job_new(struct sync *sync, enum sync_job_type type, struct sync_record *rec);
+void sync_job_free(struct sync_job *job);
+
+/* Attach the job to its record and append it to the queue (sync->lock held). */
+void sync_job_enqueue(struct sync *sync, struct sync_job *job);
+
+/* Cancel the record's job: a queued job is unlinked, detached and returned
+ * (the caller frees it outside the lock); a running one is flagged and NULL
+ * returned (sync->lock held). */
+struct sync_job *sync_job_cancel(struct sync *sync, struct sync_record *rec);
+
+bool sync_job_cancelled(const struct sync_job *job);
+
+/* Bytes flowed: publish state in-progress and progress (at most every
+ * SYNC_PUBLISH_MS or when the percentage changes). Takes sync->lock. */
+void sync_job_progress(struct sync_job *job, uint64_t bytes_done);
+
+int sync_workers_start(struct sync *sync);
+/* Set stopping, cancel every job, drop the queued ones, join the workers. */
+void sync_workers_stop(struct sync *sync);
+
+/* ---- transfer.c: what upload and clone share ---- */
+
+/* Copy [0, size) of a regular file: data extents with store_writer_copy_fd
+ * in chunks, holes skipped. Checks cancel per chunk; publishes progress. */
+int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int src_fd,
+                               uint64_t size, struct bim_error *err);
+
+/* Commit the writer and publish ready, or abort it and publish failed (the
+ * cfg rewritten as failed unless cancelled). `rc` is the transfer's outcome
+ * so far. Takes sync->lock. */
+void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, uint64_t size,
+                          struct bim_error *err);
+
+/* A transfer failed before it had a writer. */
+void sync_transfer_fail(struct sync_job *job, int rc, struct bim_error *err);
+
+/* Rewrite the cfg of an image as failed with `message`. Logs on error. */
+void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
+                          const char *message);
+
+/* ---- upload.c, clone.c, rehash.c: run one job (no lock held) ---- */
+
+void sync_upload_run(struct sync_job *job);
+void sync_clone_run(struct sync_job *job);
+void sync_rehash_run(struct sync_job *job);
+
+/* Make the record unknown and queue a rehash job for it; old_checksum is what
+ * the file hashed to before ("" if not known). sync->lock held. */
+int sync_rehash_queue(struct sync *sync, struct sync_record *rec, const char *old_checksum);
+
+/* ---- adopt.c, monitor.c ---- */
+
+int sync_adopt(struct sync *sync, struct bim_error *err);
+int sync_monitor_start(struct sync *sync);
+void sync_monitor_stop(struct sync *sync);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * transfer.c - what upload and clone share: copying a sparse file extent by
+ * extent into a store writer, committing or aborting, publishing the outcome,
+ * and rewriting the cfg of an image that failed.
+ *
+ * Threads: worker threads, one job each; no lock is held while copying or
+ * writing a cfg; sync->lock is taken only to publish.
+ */
+#include "sync_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Where the next data extent at or after off starts (size when none), and
+ * where it ends. Without SEEK_DATA support everything is data. */
+static int sync_extent_next(int fd, uint64_t off, uint64_t size, uint64_t *data, uint64_t *hole)
+{
+    off_t d, h;
+
+    d = lseek(fd, (off_t)off, SEEK_DATA);
+    if (d < 0) {
+        if (errno == ENXIO) {
+            *data = *hole = size;
+            return 0;
+        }
+        if (errno != EINVAL && errno != EOPNOTSUPP)
+            return -errno;
+        *data = off;
+        *hole = size;
+        return 0;
+    }
+    *data = (uint64_t)d < size ? (uint64_t)d : size;
+    h = lseek(fd, d, SEEK_HOLE);
+    *hole = h < 0 || (uint64_t)h > size ? size : (uint64_t)h;
+    return 0;
+}
+
+int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int src_fd,
+                               uint64_t size, struct bim_error *err)
+{
+    uint64_t off = 0, data = 0, hole = 0;
+    int rc;
+
+    job->bytes_total = size;
+    while (off < size) {
+        if (sync_job_cancelled(job))
+            return -ECANCELED;
+        rc = sync_extent_next(src_fd, off, size, &data, &hole);
+        if (rc < 0)
+            return bim_error_set(err, rc, "cannot read the source: %s", strerror(-rc));
+        if (data > off) {
+            rc = store_writer_skip(w, off, data - off);
+            if (rc < 0)
+                return bim_error_set(err, rc, "cannot write: %s", strerror(-rc));
+            off = data;
+            sync_job_progress(job, off);
+        }
+        while (off < hole) {
+            uint64_t n = hole - off < SYNC_CHUNK_MAX ? hole - off : SYNC_CHUNK_MAX;
+            if (sync_job_cancelled(job))
+                return -ECANCELED;
+            rc = store_writer_copy_fd(w, src_fd, off, (size_t)n, off);
+            if (rc < 0)
+                return bim_error_set(err, rc, "cannot copy data: %s", strerror(-rc));
+            off += n;
+            sync_job_progress(job, off);
+        }
+    }
+    return 0;
+}
+
+void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
+                          const char *message)
+{
+    struct store_cfg *cfg = calloc(1, sizeof(*cfg));
+    struct bim_error err = {{0}};
+    int rc;
+
+    if (!cfg) {
+        log_error("image=%s uuid=%s cannot record the failure: out of memory", name, uuid);
+        return;
+    }
+    if (store_image_load_cfg(sync->store, name, uuid, cfg, NULL) < 0) {
+        memset(cfg, 0, sizeof(*cfg));
+        store_image_path(sync->store, name, uuid, "backing", cfg->name, sizeof(cfg->name));
+        str_copy(cfg->uuid, sizeof(cfg->uuid), uuid);
+    }
+    str_copy(cfg->state, sizeof(cfg->state), "failed");
+    str_copy(cfg->error, sizeof(cfg->error), message);
+    rc = store_image_save_cfg(sync->store, name, uuid, cfg, &err);
+    if (rc < 0)
+        log_error("image=%s uuid=%s cannot record the failure in backing.cfg: %s", name, uuid,
+                  err.message[0] ? err.message : strerror(-rc));
+    store_cfg_clear(cfg);
+    free(cfg);
+}
+
+void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, uint64_t size,
+                          struct bim_error *err)
+{
+    struct sync *sync = job->sync;
+    struct store_result result;
+    const char *cause;
+
+    memset(&result, 0, sizeof(result));
+    if (rc == 0 && sync_job_cancelled(job))
+        rc = -ECANCELED;
+    if (rc == 0 && w) {
+        rc = store_writer_commit(w, size, job->source, &result, err);
+        if (rc == 0)
+            w = NULL;
+    }
+    if (w)
+        store_writer_abort(w);
+
+    if (rc == 0) {
+        log_info("image=%s uuid=%s ready: %s, %" PRIu64 " bytes, %s", job->name, job->uuid,
+                 store_format_name(result.format), result.size, job->source);
+        pthread_mutex_lock(&sync->lock);
+        sync_record_set_ready(job->record, &result);
+        sync_record_changed(sync, job->record);
+        pthread_mutex_unlock(&sync->lock);
+        return;
+    }
+    if (rc == -ECANCELED || sync_job_cancelled(job)) {
+        /* deleted (the directory goes next) or shutting down (the cfg still
+         * says in-progress: the next start reports the interruption) */
+        log_info("image=%s uuid=%s transfer cancelled", job->name, job->uuid);
+        return;
+    }
+    cause = err && err->message[0] ? err->message : strerror(-rc);
+    log_warn("image=%s uuid=%s failed: %s", job->name, job->uuid, cause);
+    sync_cfg_save_failed(sync, job->name, job->uuid, cause);
+    pthread_mutex_lock(&sync->lock);
+    sync_record_set_failed(job->record, cause);
+    sync_record_changed(sync, job->record);
+    pthread_mutex_unlock(&sync->lock);
+}
+
+void sync_transfer_fail(struct sync_job *job, int rc, struct bim_error *err)
+{
+    sync_transfer_finish(job, NULL, rc ? rc : -EIO, 0, err);
+}
