@@ -33,7 +33,10 @@ struct fs_options {
 /*
  * Create the FUSE session from args (FUSE options such as -o allow_other; the
  * program name first) and mount it read-only on mountpoint. Nothing is served
- * until fs_run(). Installs SIGTERM/SIGINT/SIGHUP handlers that end fs_run().
+ * until fs_run(). Installs SIGTERM/SIGINT/SIGHUP handlers that end fs_run(),
+ * and blocks those signals in the calling thread (threads it creates later
+ * inherit the block) so that only the loop thread, where fs_run() unblocks
+ * them, receives them. They stay blocked after fs_run() returns.
  */
 int fs_mount(const struct fs_options *opts, struct fuse_args *args, struct fs **out,
              struct bim_error *err);
