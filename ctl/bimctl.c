@@ -1,0 +1,598 @@
+/*
+ * bimctl.c - the command line client of the control socket (SPEC §7,
+ * docs/man/bimctl.1): parse the command, send its request, print the result.
+ *
+ * Exit status: 0 ok, 1 the daemon refused or the image failed, 2 usage,
+ * 3 no daemon at the socket.
+ *
+ * Threads: single-threaded.
+ */
+#include "protocol.h"
+#include "version.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum {
+    EXIT_REFUSED = 1,
+    EXIT_USAGE = 2,
+    EXIT_NO_DAEMON = 3,
+};
+
+enum {
+    OPT_JSON = 1 << 0,
+    OPT_WAIT = 1 << 1,
+    OPT_URL = 1 << 2,
+    OPT_FILE = 1 << 3,
+    OPT_CLONE = 1 << 4,
+    OPT_UUID = 1 << 5,
+    OPT_CHECKSUM = 1 << 6,
+    OPT_FROM = 1 << 7,
+    OPT_SIZE = 1 << 8,
+    OPT_HELP = 1 << 9,
+};
+
+static const char bimctl_usage_text[] =
+    "Usage: bimctl [-s SOCKET] COMMAND [ARGS]\n"
+    "\n"
+    "Talk to a running bimfs daemon over its control socket.\n"
+    "\n"
+    "Commands:\n"
+    "  list [--json]           list every image (a table, or JSON: a map name -> image)\n"
+    "  get NAME [--json]       show one image\n"
+    "  create NAME (--url URL | --file PATH | --clone NAME) [--uuid U] [--checksum SUM] [--wait]\n"
+    "                          create an image: download URL (http or https), upload the\n"
+    "                          local file PATH, or copy the ready image NAME\n"
+    "  sync NAME --uuid U --from HOST:PORT[,HOST:PORT...] [--size N] [--checksum SUM] [--wait]\n"
+    "                          fetch an image from other managers\n"
+    "  delete NAME             cancel any transfer and delete the image and its data\n"
+    "  watch [NAME]            print one line per change of image NAME (or of all):\n"
+    "                          EVENT NAME STATE PROGRESS% uuid=UUID [error: MESSAGE]\n"
+    "  version                 print the versions of bimctl and of the daemon\n"
+    "  help                    print this help\n"
+    "\n"
+    "Options:\n"
+    "  -s, --socket SOCKET     the control socket (default: $BIMFS_SOCKET, then\n"
+    "                          " CTL_SOCKET_DEFAULT ")\n"
+    "  -h, --help              print this help\n"
+    "  --json                  print the daemon's JSON instead of a table\n"
+    "  --uuid U                the image's uuid (create: generated when omitted)\n"
+    "  --checksum SUM          expected checksum: 128 hex digits or sha512:HEX (SHA-512),\n"
+    "                          or sha256:HEX\n"
+    "  --size N                the image's size in bytes, if known\n"
+    "  --wait                  return when the image is ready (exit 0) or failed (exit 1),\n"
+    "                          with a progress bar when stderr is a terminal\n"
+    "\n"
+    "Exit status: 0 ok, 1 the daemon refused or the image failed, 2 usage error,\n"
+    "3 no daemon at the socket.\n";
+
+struct bimctl_args {
+    const char *socket;
+    const char *command;
+    unsigned seen;
+    const char *name; /* the positional NAME, if any */
+    const char *url, *file, *clone, *uuid, *checksum, *from, *size;
+};
+
+static int __attribute__((format(printf, 1, 2))) bimctl_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("bimctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'bimctl --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* "bimctl: <name>: <message>"; the daemon's messages already start with the name. */
+static void bimctl_report(const char *name, const char *message)
+{
+    size_t n = name ? strlen(name) : 0;
+
+    if (!name || (strncmp(message, name, n) == 0 && message[n] == ':'))
+        fprintf(stderr, "bimctl: %s\n", message);
+    else
+        fprintf(stderr, "bimctl: %s: %s\n", name, message);
+}
+
+static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client)
+{
+    int rc = ctl_client_connect(client, a->socket);
+
+    if (rc) {
+        fprintf(stderr, "bimctl: cannot connect to %s: %s\n", a->socket, strerror(-rc));
+        return EXIT_NO_DAEMON;
+    }
+    return 0;
+}
+
+/* Send request (consumed) and take its result; errors are printed. */
+static int bimctl_call(struct ctl_client *client, const char *name, json_t *request, int pass_fd,
+                       json_t **result)
+{
+    struct bim_error err = {{0}};
+    struct ctl_reply reply;
+    int rc;
+
+    *result = NULL;
+    if (!request) {
+        fprintf(stderr, "bimctl: out of memory\n");
+        return EXIT_REFUSED;
+    }
+    rc = ctl_client_call(client, request, pass_fd, &reply, &err);
+    json_decref(request);
+    if (rc) {
+        fprintf(stderr, "bimctl: %s\n", err.message);
+        return EXIT_REFUSED;
+    }
+    if (!reply.ok) {
+        bimctl_report(name, reply.message);
+        ctl_reply_clear(&reply);
+        return EXIT_REFUSED;
+    }
+    *result = json_incref(reply.result);
+    ctl_reply_clear(&reply);
+    return 0;
+}
+
+/* Connect, call, close: for one-shot commands. */
+static int bimctl_call_once(const struct bimctl_args *a, json_t *request, json_t **result)
+{
+    struct ctl_client client;
+    int rc = bimctl_connect(a, &client);
+
+    if (rc) {
+        json_decref(request);
+        return rc;
+    }
+    rc = bimctl_call(&client, a->name, request, -1, result);
+    ctl_client_close(&client);
+    return rc;
+}
+
+static void bimctl_json_print(json_t *value)
+{
+    json_dumpf(value, stdout, JSON_INDENT(2));
+    putchar('\n');
+}
+
+static const char *bimctl_image_field(json_t *image, const char *key)
+{
+    const char *s = json_string_value(json_object_get(image, key));
+
+    return s ? s : "";
+}
+
+/* ---- --wait ---- */
+
+/*
+ * Follow the image (created moments ago, after watch was opened on its name)
+ * until it is ready or failed. image is the create reply's state.
+ */
+static int bimctl_wait(struct ctl_client *watch, const char *name, json_t *image)
+{
+    bool bar = isatty(STDERR_FILENO);
+    char uuid[STORE_UUID_MAX + 1];
+    json_t *current = json_incref(image);
+    int status;
+
+    str_copy(uuid, sizeof(uuid), bimctl_image_field(image, "uuid"));
+    for (;;) {
+        json_t *st = json_object_get(current, "status");
+        const char *state = bimctl_image_field(st, "state");
+        struct bim_error err = {{0}};
+        json_t *event, *next;
+        int rc;
+
+        if (strcmp(state, "ready") == 0 || strcmp(state, "failed") == 0) {
+            if (bar)
+                bimctl_progress_clear(stderr);
+            if (strcmp(state, "ready") == 0) {
+                bimctl_status_line(stdout, NULL, current);
+                status = 0;
+            } else {
+                const char *msg = bimctl_image_field(st, "errorMsg");
+                bimctl_report(name, msg[0] ? msg : "the image failed");
+                status = EXIT_REFUSED;
+            }
+            break;
+        }
+        if (bar)
+            bimctl_progress_draw(stderr, current);
+        rc = ctl_client_event(watch, &event, &err);
+        if (rc <= 0) {
+            if (bar)
+                bimctl_progress_clear(stderr);
+            fprintf(stderr, "bimctl: %s\n", rc ? err.message : "the daemon closed the connection");
+            status = EXIT_REFUSED;
+            break;
+        }
+        next = json_object_get(event, "image");
+        if (strcmp(bimctl_image_field(next, "uuid"), uuid) == 0) {
+            if (strcmp(bimctl_image_field(event, "event"), "delete") == 0) {
+                if (bar)
+                    bimctl_progress_clear(stderr);
+                bimctl_report(name, "the image was deleted while waiting");
+                json_decref(event);
+                status = EXIT_REFUSED;
+                break;
+            }
+            json_decref(current);
+            current = json_incref(next);
+        }
+        json_decref(event);
+    }
+    json_decref(current);
+    return status;
+}
+
+/* Send a create or sync request; with --wait, watch the name first. */
+static int bimctl_create_send(const struct bimctl_args *a, json_t *request, int pass_fd)
+{
+    struct ctl_client client, watch = {.fd = -1};
+    json_t *image = NULL, *ignored = NULL;
+    int rc;
+
+    rc = bimctl_connect(a, &client);
+    if (rc) {
+        json_decref(request);
+        return rc;
+    }
+    if (a->seen & OPT_WAIT) {
+        rc = bimctl_connect(a, &watch);
+        if (!rc)
+            rc = bimctl_call(&watch, a->name,
+                             json_pack("{s:s, s:s}", "op", "watch", "name", a->name), -1, &ignored);
+        json_decref(ignored);
+        if (rc) {
+            json_decref(request);
+            goto out;
+        }
+    }
+    rc = bimctl_call(&client, a->name, request, pass_fd, &image);
+    if (rc)
+        goto out;
+    if (a->seen & OPT_WAIT)
+        rc = bimctl_wait(&watch, a->name, image);
+    else
+        bimctl_status_line(stdout, NULL, image);
+out:
+    json_decref(image);
+    ctl_client_close(&watch);
+    ctl_client_close(&client);
+    return rc;
+}
+
+/* ---- commands ---- */
+
+static int bimctl_cmd_list(const struct bimctl_args *a)
+{
+    json_t *map;
+    int rc = bimctl_call_once(a, json_pack("{s:s}", "op", "list"), &map);
+
+    if (rc)
+        return rc;
+    if (a->seen & OPT_JSON)
+        bimctl_json_print(map);
+    else
+        bimctl_table_print(stdout, map);
+    json_decref(map);
+    return 0;
+}
+
+static int bimctl_cmd_get(const struct bimctl_args *a)
+{
+    json_t *image;
+    int rc = bimctl_call_once(a, json_pack("{s:s, s:s}", "op", "get", "name", a->name), &image);
+
+    if (rc)
+        return rc;
+    if (a->seen & OPT_JSON)
+        bimctl_json_print(image);
+    else
+        bimctl_image_print(stdout, image);
+    json_decref(image);
+    return 0;
+}
+
+/* Set the optional fields shared by create and sync. */
+static json_t *bimctl_request_optional(const struct bimctl_args *a, json_t *request)
+{
+    if (request && a->uuid && json_object_set_new(request, "uuid", json_string(a->uuid)))
+        goto fail;
+    if (request && a->checksum &&
+        json_object_set_new(request, "checksum", json_string(a->checksum)))
+        goto fail;
+    return request;
+fail:
+    json_decref(request);
+    return NULL;
+}
+
+static int bimctl_cmd_create(const struct bimctl_args *a)
+{
+    int sources = !!a->url + !!a->file + !!a->clone;
+    json_t *source, *request;
+    struct stat st;
+    int fd = -1, rc;
+
+    if (sources != 1)
+        return bimctl_usage_error("create: give exactly one of --url, --file or --clone");
+    if (a->url) {
+        source = json_pack("{s:s, s:s}", "type", "download", "url", a->url);
+    } else if (a->clone) {
+        source = json_pack("{s:s, s:s}", "type", "clone", "from", a->clone);
+    } else {
+        fd = open(a->file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "bimctl: %s: %s\n", a->file, strerror(fd < 0 ? errno : EISDIR));
+            if (fd >= 0)
+                close(fd);
+            return EXIT_REFUSED;
+        }
+        source = json_pack("{s:s}", "type", "upload");
+    }
+    request = json_pack("{s:s, s:s, s:o}", "op", "create", "name", a->name, "source", source);
+    rc = bimctl_create_send(a, bimctl_request_optional(a, request), fd);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static int bimctl_cmd_sync(const struct bimctl_args *a)
+{
+    json_t *from = json_array(), *request;
+    const char *p = a->from;
+    unsigned long long size = 0;
+    char *end;
+
+    if (!a->uuid || !a->from) {
+        json_decref(from);
+        return bimctl_usage_error("sync: --uuid and --from are required");
+    }
+    if (a->size) {
+        errno = 0;
+        size = strtoull(a->size, &end, 10);
+        if (errno || end == a->size || *end || a->size[0] == '-') {
+            json_decref(from);
+            return bimctl_usage_error("sync: --size wants a number of bytes, not \"%s\"", a->size);
+        }
+    }
+    while (from) {
+        size_t n = strcspn(p, ",");
+
+        if (n == 0) {
+            json_decref(from);
+            return bimctl_usage_error("sync: --from wants HOST:PORT[,HOST:PORT...]");
+        }
+        json_array_append_new(from, json_stringn(p, n));
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    request = json_pack("{s:s, s:s, s:o}", "op", "sync", "name", a->name, "from", from);
+    if (request && a->size && json_object_set_new(request, "size", json_integer((json_int_t)size)))
+        json_decref(request), request = NULL;
+    return bimctl_create_send(a, bimctl_request_optional(a, request), -1);
+}
+
+static int bimctl_cmd_delete(const struct bimctl_args *a)
+{
+    json_t *result;
+    int rc = bimctl_call_once(a, json_pack("{s:s, s:s}", "op", "delete", "name", a->name), &result);
+
+    json_decref(result);
+    return rc;
+}
+
+static int bimctl_cmd_watch(const struct bimctl_args *a)
+{
+    struct ctl_client client;
+    json_t *request = json_pack("{s:s}", "op", "watch"), *ignored = NULL;
+    struct bim_error err = {{0}};
+    json_t *event;
+    int rc;
+
+    if (request && a->name && json_object_set_new(request, "name", json_string(a->name)))
+        json_decref(request), request = NULL;
+    rc = bimctl_connect(a, &client);
+    if (rc) {
+        json_decref(request);
+        return rc;
+    }
+    rc = bimctl_call(&client, a->name, request, -1, &ignored);
+    json_decref(ignored);
+    while (!rc && (rc = ctl_client_event(&client, &event, &err)) > 0) {
+        bimctl_status_line(stdout, bimctl_image_field(event, "event"),
+                           json_object_get(event, "image"));
+        json_decref(event);
+        rc = 0;
+    }
+    if (rc <= 0 && rc != EXIT_REFUSED) {
+        fprintf(stderr, "bimctl: %s\n", rc ? err.message : "the daemon closed the connection");
+        rc = EXIT_REFUSED;
+    }
+    ctl_client_close(&client);
+    return rc;
+}
+
+static int bimctl_cmd_version(const struct bimctl_args *a)
+{
+    json_t *result;
+    int rc;
+
+    printf("bimctl %s\n", BIMFS_VERSION);
+    fflush(stdout);
+    rc = bimctl_call_once(a, json_pack("{s:s}", "op", "version"), &result);
+    if (rc)
+        return rc;
+    printf("bimfs %s (api %lld)\n", bimctl_image_field(result, "version"),
+           (long long)json_integer_value(json_object_get(result, "api")));
+    json_decref(result);
+    return 0;
+}
+
+static int bimctl_cmd_help(const struct bimctl_args *a)
+{
+    (void)a;
+    fputs(bimctl_usage_text, stdout);
+    return 0;
+}
+
+/* ---- argument parsing ---- */
+
+struct bimctl_command {
+    const char *name;
+    unsigned options;
+    int min_args, max_args;
+    int (*run)(const struct bimctl_args *a);
+};
+
+static const struct bimctl_command bimctl_commands[] = {
+    {"list", OPT_JSON, 0, 0, bimctl_cmd_list},
+    {"get", OPT_JSON, 1, 1, bimctl_cmd_get},
+    {"create", OPT_URL | OPT_FILE | OPT_CLONE | OPT_UUID | OPT_CHECKSUM | OPT_WAIT, 1, 1,
+     bimctl_cmd_create},
+    {"sync", OPT_UUID | OPT_FROM | OPT_SIZE | OPT_CHECKSUM | OPT_WAIT, 1, 1, bimctl_cmd_sync},
+    {"delete", 0, 1, 1, bimctl_cmd_delete},
+    {"watch", 0, 0, 1, bimctl_cmd_watch},
+    {"version", 0, 0, 0, bimctl_cmd_version},
+    {"help", 0, 0, 0, bimctl_cmd_help},
+};
+
+static const struct option bimctl_options[] = {
+    {"json", no_argument, NULL, OPT_JSON},
+    {"wait", no_argument, NULL, OPT_WAIT},
+    {"url", required_argument, NULL, OPT_URL},
+    {"file", required_argument, NULL, OPT_FILE},
+    {"clone", required_argument, NULL, OPT_CLONE},
+    {"uuid", required_argument, NULL, OPT_UUID},
+    {"checksum", required_argument, NULL, OPT_CHECKSUM},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *bimctl_option_name(int opt)
+{
+    for (const struct option *o = bimctl_options; o->name; o++) {
+        if (o->val == opt)
+            return o->name;
+    }
+    return "?";
+}
+
+/* The command's own options and arguments; argv[0] is the command. */
+static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char **argv,
+                                struct bimctl_args *a)
+{
+    int opt, nargs;
+
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", bimctl_options, NULL)) != -1) {
+        if (opt == 'h')
+            opt = OPT_HELP;
+        if (opt == '?')
+            return bimctl_usage_error("%s: unknown option '%s'", cmd->name, argv[optind - 1]);
+        if (opt == ':')
+            return bimctl_usage_error("%s: option '%s' needs a value", cmd->name, argv[optind - 1]);
+        if (opt == OPT_HELP) {
+            a->seen |= OPT_HELP;
+            return 0;
+        }
+        if (!(cmd->options & (unsigned)opt))
+            return bimctl_usage_error("%s: option --%s does not apply", cmd->name,
+                                      bimctl_option_name(opt));
+        if (a->seen & (unsigned)opt)
+            return bimctl_usage_error("%s: option --%s given twice", cmd->name,
+                                      bimctl_option_name(opt));
+        a->seen |= (unsigned)opt;
+        switch (opt) {
+        case OPT_URL:
+            a->url = optarg;
+            break;
+        case OPT_FILE:
+            a->file = optarg;
+            break;
+        case OPT_CLONE:
+            a->clone = optarg;
+            break;
+        case OPT_UUID:
+            a->uuid = optarg;
+            break;
+        case OPT_CHECKSUM:
+            a->checksum = optarg;
+            break;
+        case OPT_FROM:
+            a->from = optarg;
+            break;
+        case OPT_SIZE:
+            a->size = optarg;
+            break;
+        default:
+            break;
+        }
+    }
+    nargs = argc - optind;
+    if (nargs < cmd->min_args)
+        return bimctl_usage_error("%s: missing NAME", cmd->name);
+    if (nargs > cmd->max_args)
+        return bimctl_usage_error("%s: unexpected argument '%s'", cmd->name,
+                                  argv[optind + cmd->max_args]);
+    if (nargs > 0)
+        a->name = argv[optind];
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option global[] = {
+        {"socket", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct bimctl_args a = {0};
+    const struct bimctl_command *cmd = NULL;
+    const char *env = getenv("BIMFS_SOCKET");
+    int opt, rc;
+
+    a.socket = env && env[0] ? env : CTL_SOCKET_DEFAULT;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+:s:h", global, NULL)) != -1) {
+        if (opt == 's') {
+            a.socket = optarg;
+        } else if (opt == 'h') {
+            fputs(bimctl_usage_text, stdout);
+            return 0;
+        } else if (opt == ':') {
+            return bimctl_usage_error("option '%s' needs a value", argv[optind - 1]);
+        } else {
+            return bimctl_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return bimctl_usage_error("missing COMMAND");
+    a.command = argv[optind];
+    for (size_t i = 0; i < sizeof(bimctl_commands) / sizeof(bimctl_commands[0]); i++) {
+        if (strcmp(a.command, bimctl_commands[i].name) == 0)
+            cmd = &bimctl_commands[i];
+    }
+    if (!cmd)
+        return bimctl_usage_error("unknown command '%s'", a.command);
+    rc = bimctl_command_parse(cmd, argc - optind, argv + optind, &a);
+    if (rc)
+        return rc;
+    if (a.seen & OPT_HELP)
+        return bimctl_cmd_help(&a);
+    return cmd->run(&a);
+}

@@ -1,0 +1,399 @@
+/*
+ * request.c - parse and validate one control socket request (SPEC §6):
+ * JSON shape, nesting depth, op, the fields each op allows and their types,
+ * names and uuids (SPEC §3), download URLs and peer addresses. What passes
+ * here is a well-formed request; sync decides the rest (checksum syntax,
+ * whether a source is supported, existence).
+ *
+ * Threads: no shared state; called from connection threads.
+ */
+#include "protocol.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct ctl_op_spec {
+    const char *name;
+    enum ctl_op op;
+    bool name_required;
+    const char *fields[8]; /* every field the op allows, NULL-terminated */
+};
+
+static const struct ctl_op_spec ctl_ops[] = {
+    {"version", CTL_OP_VERSION, false, {"id", "op", NULL}},
+    {"list", CTL_OP_LIST, false, {"id", "op", NULL}},
+    {"get", CTL_OP_GET, true, {"id", "op", "name", NULL}},
+    {"create", CTL_OP_CREATE, true, {"id", "op", "name", "uuid", "checksum", "source", NULL}},
+    {"sync", CTL_OP_SYNC, true, {"id", "op", "name", "uuid", "from", "size", "checksum", NULL}},
+    {"delete", CTL_OP_DELETE, true, {"id", "op", "name", NULL}},
+    {"watch", CTL_OP_WATCH, false, {"id", "op", "name", NULL}},
+};
+
+const char *ctl_op_name(enum ctl_op op)
+{
+    for (size_t i = 0; i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++) {
+        if (ctl_ops[i].op == op)
+            return ctl_ops[i].name;
+    }
+    return "?";
+}
+
+/* ---- URL and peer syntax ---- */
+
+static bool ctl_port_valid(const char *p, size_t len)
+{
+    unsigned long port = 0;
+
+    if (len == 0 || len > 5)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        port = port * 10 + (unsigned long)(p[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+int ctl_url_check(const char *url, struct bim_error *err)
+{
+    size_t len = strlen(url);
+    const char *sep = strstr(url, "://");
+    const char *auth, *end, *at, *host, *port = NULL;
+    size_t scheme_len;
+
+    if (len == 0)
+        return bim_error_set(err, -EINVAL, "the URL is empty");
+    if (len > CTL_URL_MAX)
+        return bim_error_set(err, -EINVAL, "the URL is longer than %d bytes", CTL_URL_MAX);
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
+            return bim_error_set(err, -EINVAL, "the URL contains spaces or control characters");
+    }
+    if (!sep)
+        return bim_error_set(err, -EINVAL,
+                             "the URL has no scheme: only http:// and https:// "
+                             "are supported");
+    scheme_len = (size_t)(sep - url);
+    if (!((scheme_len == 4 && strncasecmp(url, "http", 4) == 0) ||
+          (scheme_len == 5 && strncasecmp(url, "https", 5) == 0)))
+        return bim_error_set(err, -EINVAL,
+                             "unsupported URL scheme \"%.*s\": only http and https are supported",
+                             scheme_len > 16 ? 16 : (int)scheme_len, url);
+    auth = sep + 3;
+    end = auth + strcspn(auth, "/?#");
+    at = memrchr(auth, '@', (size_t)(end - auth));
+    host = at ? at + 1 : auth;
+    if (host < end && *host == '[') {
+        const char *close = memchr(host, ']', (size_t)(end - host));
+        if (!close || close == host + 1)
+            return bim_error_set(err, -EINVAL, "the URL has an invalid IPv6 host");
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return bim_error_set(err, -EINVAL, "the URL has an invalid IPv6 host");
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(end - host));
+        if (colon)
+            port = colon + 1;
+        if ((colon ? colon : end) == host)
+            return bim_error_set(err, -EINVAL, "the URL has no host");
+    }
+    if (port && port < end && !ctl_port_valid(port, (size_t)(end - port)))
+        return bim_error_set(err, -EINVAL, "the URL has an invalid port");
+    return 0;
+}
+
+bool ctl_peer_valid(const char *peer)
+{
+    size_t len = strlen(peer);
+    const char *colon;
+
+    if (len == 0 || len > CTL_PEER_MAX)
+        return false;
+    if (peer[0] == '[') {
+        const char *close = strchr(peer, ']');
+        if (!close || close == peer + 1 || close[1] != ':')
+            return false;
+        for (const char *p = peer + 1; p < close; p++) {
+            if (!strchr("0123456789abcdefABCDEF:.", *p))
+                return false;
+        }
+        colon = close + 1;
+    } else {
+        colon = strrchr(peer, ':');
+        if (!colon || colon == peer)
+            return false;
+        for (const char *p = peer; p < colon; p++) {
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", *p))
+                return false;
+        }
+    }
+    return ctl_port_valid(colon + 1, strlen(colon + 1));
+}
+
+/* ---- helpers ---- */
+
+static bool ctl_json_depth_ok(json_t *value, int depth)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+
+    if (depth > CTL_DEPTH_MAX)
+        return false;
+    if (json_is_object(value)) {
+        json_object_foreach(value, key, child)
+        {
+            if (!ctl_json_depth_ok(child, depth + 1))
+                return false;
+        }
+    } else if (json_is_array(value)) {
+        json_array_foreach(value, i, child)
+        {
+            if (!ctl_json_depth_ok(child, depth + 1))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Reject the keys of obj that are not in allowed; where names obj. */
+static int ctl_fields_check(json_t *obj, const char *const *allowed, const char *where,
+                            struct bim_error *err)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(obj, key, value)
+    {
+        bool known = false;
+
+        for (size_t i = 0; allowed[i] && !known; i++)
+            known = strcmp(key, allowed[i]) == 0;
+        if (!known)
+            return bim_error_set(err, -EINVAL, "unknown field \"%.64s\" for %s", key, where);
+    }
+    return 0;
+}
+
+/*
+ * A string field: *out = NULL when absent or null and not required. The
+ * prefix ("<name>: " or "") starts the message.
+ */
+static int ctl_string_field(json_t *obj, const char *key, bool required, const char *prefix,
+                            const char **out, struct bim_error *err)
+{
+    json_t *value = json_object_get(obj, key);
+
+    *out = NULL;
+    if (!value || json_is_null(value)) {
+        if (required)
+            return bim_error_set(err, -EINVAL, "%smissing field \"%s\"", prefix, key);
+        return 0;
+    }
+    if (!json_is_string(value))
+        return bim_error_set(err, -EINVAL, "%sfield \"%s\" must be a string", prefix, key);
+    *out = json_string_value(value);
+    return 0;
+}
+
+/* A name field (SPEC §3); messages start with the name itself. */
+static int ctl_name_field(json_t *obj, const char *key, bool required, const char *prefix,
+                          const char **out, struct bim_error *err)
+{
+    int rc = ctl_string_field(obj, key, required, prefix, out, err);
+
+    if (rc || !*out || store_name_valid(*out))
+        return rc;
+    if (strlen(*out) > STORE_NAME_MAX)
+        return bim_error_set(err, -EINVAL, "%s%.64s...: invalid name: longer than %d bytes", prefix,
+                             *out, STORE_NAME_MAX);
+    return bim_error_set(err, -EINVAL,
+                         "%s%s: invalid name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ "
+                         "(at most %d bytes)",
+                         prefix, *out, STORE_NAME_MAX);
+}
+
+/* ---- per-op fields ---- */
+
+static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_error *err)
+{
+    static const char *const download_fields[] = {"type", "url", NULL};
+    static const char *const upload_fields[] = {"type", NULL};
+    static const char *const clone_fields[] = {"type", "from", NULL};
+    const char *name = req->name;
+    struct bim_error cause = {{0}};
+    char prefix[STORE_NAME_MAX + 3];
+    const char *type;
+    int rc;
+
+    snprintf(prefix, sizeof(prefix), "%s: ", name);
+    if (!source || json_is_null(source))
+        return bim_error_set(err, -EINVAL, "%s: missing field \"source\"", name);
+    if (!json_is_object(source) || !json_is_string(json_object_get(source, "type")))
+        return bim_error_set(err, -EINVAL,
+                             "%s: field \"source\" must be an object with a string \"type\"", name);
+    type = json_string_value(json_object_get(source, "type"));
+    if (strcmp(type, "download") == 0) {
+        req->source = CTL_SOURCE_DOWNLOAD;
+        rc = ctl_fields_check(source, download_fields, "a download source", &cause);
+        if (!rc)
+            rc = ctl_string_field(source, "url", true, "", &req->url, &cause);
+        if (!rc)
+            rc = ctl_url_check(req->url, &cause);
+    } else if (strcmp(type, "upload") == 0) {
+        req->source = CTL_SOURCE_UPLOAD;
+        rc = ctl_fields_check(source, upload_fields, "an upload source", &cause);
+    } else if (strcmp(type, "clone") == 0) {
+        req->source = CTL_SOURCE_CLONE;
+        rc = ctl_fields_check(source, clone_fields, "a clone source", &cause);
+        if (!rc)
+            return ctl_name_field(source, "from", true, prefix, &req->clone_from, err);
+    } else {
+        rc = bim_error_set(&cause, -EINVAL,
+                           "unknown source type \"%.32s\" (download, upload "
+                           "or clone)",
+                           type);
+    }
+    if (rc)
+        return bim_error_set(err, rc, "%s%s", prefix, cause.message);
+    return 0;
+}
+
+static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_error *err)
+{
+    const char *name = req->name;
+    json_t *item;
+    size_t i;
+
+    if (!from || json_is_null(from))
+        return bim_error_set(err, -EINVAL, "%s: missing field \"from\"", name);
+    if (json_is_string(from)) {
+        req->peers[req->peer_count++] = json_string_value(from);
+    } else if (json_is_array(from) && json_array_size(from) > 0) {
+        if (json_array_size(from) > CTL_PEERS_MAX)
+            return bim_error_set(err, -EINVAL, "%s: more than %d peers in \"from\"", name,
+                                 CTL_PEERS_MAX);
+        json_array_foreach(from, i, item)
+        {
+            if (!json_is_string(item))
+                return bim_error_set(err, -EINVAL, "%s: \"from\" must hold strings", name);
+            req->peers[req->peer_count++] = json_string_value(item);
+        }
+    } else {
+        return bim_error_set(err, -EINVAL,
+                             "%s: field \"from\" must be a \"host:port\" string or a non-empty "
+                             "list of them",
+                             name);
+    }
+    req->peers[req->peer_count] = NULL;
+    for (i = 0; i < req->peer_count; i++) {
+        if (!ctl_peer_valid(req->peers[i]))
+            return bim_error_set(err, -EINVAL,
+                                 "%s: invalid peer address \"%.64s\": expected host:port", name,
+                                 req->peers[i]);
+    }
+    return 0;
+}
+
+static int ctl_uuid_parse(struct ctl_request *req, bool required, const char *prefix,
+                          struct bim_error *err)
+{
+    int rc = ctl_string_field(req->root, "uuid", required, prefix, &req->uuid, err);
+
+    if (rc || !req->uuid || store_uuid_valid(req->uuid))
+        return rc;
+    return bim_error_set(err, -EINVAL,
+                         "%sinvalid uuid \"%.64s%s\": must match ^[a-zA-Z0-9-]{1,64}$", prefix,
+                         req->uuid, strlen(req->uuid) > STORE_UUID_MAX ? "..." : "");
+}
+
+static int ctl_size_parse(struct ctl_request *req, const char *prefix, struct bim_error *err)
+{
+    json_t *size = json_object_get(req->root, "size");
+
+    if (!size || json_is_null(size))
+        return 0;
+    if (!json_is_integer(size) || json_integer_value(size) < 0)
+        return bim_error_set(err, -EINVAL, "%sfield \"size\" must be a non-negative integer",
+                             prefix);
+    req->size = (uint64_t)json_integer_value(size);
+    return 0;
+}
+
+/* The fields of a known op, after the name. */
+static int ctl_op_fields_parse(struct ctl_request *req, const char *prefix, struct bim_error *err)
+{
+    int rc = 0;
+
+    switch (req->op) {
+    case CTL_OP_CREATE:
+        rc = ctl_uuid_parse(req, false, prefix, err);
+        if (!rc)
+            rc = ctl_string_field(req->root, "checksum", false, prefix, &req->checksum, err);
+        if (!rc)
+            rc = ctl_source_parse(json_object_get(req->root, "source"), req, err);
+        break;
+    case CTL_OP_SYNC:
+        rc = ctl_uuid_parse(req, true, prefix, err);
+        if (!rc)
+            rc = ctl_peers_parse(json_object_get(req->root, "from"), req, err);
+        if (!rc)
+            rc = ctl_size_parse(req, prefix, err);
+        if (!rc)
+            rc = ctl_string_field(req->root, "checksum", false, prefix, &req->checksum, err);
+        break;
+    default:
+        break;
+    }
+    return rc;
+}
+
+int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, struct bim_error *err)
+{
+    const struct ctl_op_spec *spec = NULL;
+    char prefix[STORE_NAME_MAX + 3] = "";
+    char where[32];
+    const char *op;
+    json_error_t jerr;
+    int rc;
+
+    memset(req, 0, sizeof(*req));
+    req->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req->root)
+        return bim_error_set(err, -EINVAL, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
+    if (!json_is_object(req->root))
+        return bim_error_set(err, -EINVAL, "a request must be a JSON object");
+    req->id = json_object_get(req->root, "id");
+    if (!ctl_json_depth_ok(req->root, 1))
+        return bim_error_set(err, -EINVAL, "the request is nested deeper than %d levels",
+                             CTL_DEPTH_MAX);
+    rc = ctl_string_field(req->root, "op", true, "", &op, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < sizeof(ctl_ops) / sizeof(ctl_ops[0]) && !spec; i++) {
+        if (strcmp(op, ctl_ops[i].name) == 0)
+            spec = &ctl_ops[i];
+    }
+    if (!spec)
+        return bim_error_set(err, -EINVAL, "unknown op \"%.32s\"", op);
+    req->op = spec->op;
+    snprintf(where, sizeof(where), "op \"%s\"", spec->name);
+    rc = ctl_fields_check(req->root, spec->fields, where, err);
+    if (rc)
+        return rc;
+    rc = ctl_name_field(req->root, "name", spec->name_required, "", &req->name, err);
+    if (rc || !req->name)
+        return rc;
+    snprintf(prefix, sizeof(prefix), "%s: ", req->name);
+    return ctl_op_fields_parse(req, prefix, err);
+}
+
+void ctl_request_clear(struct ctl_request *req)
+{
+    json_decref(req->root);
+    memset(req, 0, sizeof(*req));
+}
