@@ -34,4 +34,26 @@ int ctl_server_start(struct sync *sync, int listen_fd, const char *path, const c
 /* Stop accepting, close every connection, join threads, unlink the socket. */
 void ctl_server_stop(struct ctl_server *server);
 
+/* ---- the HTTP server on --listen (SPEC §8, docs/http.md) ---- */
+
+struct ctl_http;
+
+struct ctl_http_options {
+    const char *token;   /* bearer token required on every route but /healthz; NULL: none */
+    unsigned send_limit; /* GETs of one image's backing in flight; 0: no limit */
+    const char *version; /* shown by /metrics */
+};
+
+/*
+ * Serve HTTP on listen_fd (a bound, listening TCP socket; taken over even on
+ * failure) from sync with libmicrohttpd's own threads: peers' GETs of ready
+ * images (sendfile), uploads by PUT, metrics. The token is copied.
+ */
+int ctl_http_start(struct sync *sync, int listen_fd, const struct ctl_http_options *opts,
+                   struct ctl_http **out, struct bim_error *err);
+
+/* Stop accepting, end every connection (a cut upload leaves nothing behind),
+ * join the threads, close the socket. */
+void ctl_http_stop(struct ctl_http *http);
+
 #endif

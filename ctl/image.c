@@ -46,3 +46,16 @@ json_t *ctl_event_to_json(const struct sync_event *ev)
     return json_pack("{s:s, s:o}", "event", ev->type == SYNC_EVENT_DELETE ? "delete" : "update",
                      "image", image);
 }
+
+json_t *ctl_images_to_json(const struct sync_image_info *images, size_t count)
+{
+    json_t *map = json_object();
+
+    for (size_t i = 0; map && i < count; i++) {
+        if (json_object_set_new(map, images[i].name, ctl_image_to_json(&images[i]))) {
+            json_decref(map);
+            map = NULL;
+        }
+    }
+    return map;
+}

@@ -233,6 +233,9 @@ json_t *ctl_image_to_json(const struct sync_image_info *info);
 /* {"event": "update"|"delete", "image": {...}} */
 json_t *ctl_event_to_json(const struct sync_event *ev);
 
+/* The `list` result: an object name -> image. NULL on allocation failure. */
+json_t *ctl_images_to_json(const struct sync_image_info *images, size_t count);
+
 /* ---- server side: one connection (session.c) ---- */
 
 /* Serve one connection until the client closes it, a line is too long, or

@@ -45,13 +45,7 @@ static int ctl_session_list(struct ctl_session *s, json_t **result, struct bim_e
     rc = sync_list(s->sync, &images, &count);
     if (rc)
         return bim_error_set(err, rc, "cannot list images: %s", strerror(-rc));
-    map = json_object();
-    for (size_t i = 0; map && i < count; i++) {
-        if (json_object_set_new(map, images[i].name, ctl_image_to_json(&images[i]))) {
-            json_decref(map);
-            map = NULL;
-        }
-    }
+    map = ctl_images_to_json(images, count);
     free(images);
     if (!map)
         return bim_error_set(err, -ENOMEM, "cannot list images: out of memory");

@@ -41,6 +41,7 @@ struct daemon {
     struct sync *sync;
     struct fs *fs;
     struct ctl_server *ctl;
+    struct ctl_http *http;
     int ctl_fd;
     int http_fd;
     char socket_path[PATH_MAX];
@@ -142,6 +143,9 @@ static int daemon_serve(struct daemon *d)
     struct sync_options sync_opts = {
         .workers = o->workers,
         .check_interval_ms = o->check_interval_sec * 1000u,
+        .ca_file = o->ca_file,
+        .stall_timeout_ms = o->stall_timeout_sec * 1000u,
+        .retry_max = o->download_retries,
     };
     struct bim_error err = {{0}};
     char disk_uuid[STORE_UUID_MAX + 1] = "";
@@ -157,11 +161,22 @@ static int daemon_serve(struct daemon *d)
     else
         (void)store_disk_uuid(d->store, disk_uuid);
     sync_set_disk_uuid(d->sync, disk_uuid);
+    sync_set_peer_token(d->sync, d->token);
 
     rc = ctl_server_start(d->sync, d->ctl_fd, d->socket_path, BIMFS_VERSION, &d->ctl, &err);
     d->ctl_fd = -1; /* owned by the server now, even on failure */
     if (rc) {
         log_error("control socket %s: %s", d->socket_path, err.message);
+        return rc;
+    }
+    rc = ctl_http_start(d->sync, d->http_fd,
+                        &(struct ctl_http_options){.token = d->token[0] ? d->token : NULL,
+                                                   .send_limit = o->send_limit,
+                                                   .version = BIMFS_VERSION},
+                        &d->http, &err);
+    d->http_fd = -1; /* owned by the HTTP server now, even on failure */
+    if (rc) {
+        log_error("http %s: %s", o->listen, err.message);
         return rc;
     }
     log_info("serving disk %s on %s (socket %s, disk uuid %s)", o->disk, o->mountpoint,
@@ -171,6 +186,8 @@ static int daemon_serve(struct daemon *d)
 
 static void daemon_teardown(struct daemon *d)
 {
+    if (d->http)
+        ctl_http_stop(d->http);
     if (d->ctl)
         ctl_server_stop(d->ctl);
     else if (d->ctl_fd >= 0) {

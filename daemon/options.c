@@ -27,7 +27,12 @@ void options_usage(FILE *out)
             "  --disk-uuid UUID       disk identity (default: diskUUID of DISK/longhorn-disk.cfg)\n"
             "  --token-file FILE      shared secret for HTTP (Authorization: Bearer)\n"
             "  --send-limit N         concurrent outgoing transfers per image (default 3)\n"
-            "  --ca-file FILE         extra CA bundle (PEM) for https downloads\n"
+            "  --ca-file FILE         extra CA bundle (PEM) trusted for https downloads\n"
+            "  --stall-timeout SEC    retry a download that received nothing this long\n"
+            "                         (default 60); one without any data for SEC + 40 s\n"
+            "                         over all its attempts fails\n"
+            "  --download-retries N   retries of a download that bring no new data before\n"
+            "                         it fails (default 5)\n"
             "  --check-interval SEC   how often ready files are checked for changes (default 10)\n"
             "  --workers N            concurrent transfers (default 2)\n"
             "  -f                     stay in the foreground\n"
@@ -69,7 +74,8 @@ static const char **option_slot(struct options *opts, const char *name)
     if (!strcmp(name, "--ca-file"))
         return &opts->ca_file;
     if (!strcmp(name, "--send-limit") || !strcmp(name, "--check-interval") ||
-        !strcmp(name, "--workers"))
+        !strcmp(name, "--workers") || !strcmp(name, "--stall-timeout") ||
+        !strcmp(name, "--download-retries"))
         return &unused;
     return NULL;
 }
@@ -85,6 +91,10 @@ static int option_take(struct options *opts, const char *name, const char *value
         return parse_unsigned(name, value, 1, 86400, &opts->check_interval_sec, err);
     if (!strcmp(name, "--workers"))
         return parse_unsigned(name, value, 1, 64, &opts->workers, err);
+    if (!strcmp(name, "--stall-timeout"))
+        return parse_unsigned(name, value, 1, 3600, &opts->stall_timeout_sec, err);
+    if (!strcmp(name, "--download-retries"))
+        return parse_unsigned(name, value, 1, 100, &opts->download_retries, err);
     if (!value[0])
         return bim_error_set(err, -EINVAL, "%s needs a non-empty value", name);
     *slot = value;
@@ -103,6 +113,8 @@ int options_parse(int argc, char **argv, struct options *opts, struct bim_error 
     opts->send_limit = BIMFS_DEFAULT_SEND_LIMIT;
     opts->check_interval_sec = BIMFS_DEFAULT_CHECK_INTERVAL;
     opts->workers = 2;
+    opts->stall_timeout_sec = BIMFS_DEFAULT_STALL_TIMEOUT;
+    opts->download_retries = BIMFS_DEFAULT_DOWNLOAD_RETRIES;
     opts->fuse_argv = calloc((size_t)argc + 1, sizeof(char *));
     if (!opts->fuse_argv)
         return bim_error_set(err, -ENOMEM, "out of memory");

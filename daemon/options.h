@@ -16,6 +16,8 @@
 #define BIMFS_DEFAULT_LISTEN "127.0.0.1:8001"
 #define BIMFS_DEFAULT_SEND_LIMIT 3
 #define BIMFS_DEFAULT_CHECK_INTERVAL 10
+#define BIMFS_DEFAULT_STALL_TIMEOUT 60
+#define BIMFS_DEFAULT_DOWNLOAD_RETRIES 5
 
 struct options {
     const char *disk;
@@ -28,6 +30,8 @@ struct options {
     unsigned send_limit;
     unsigned check_interval_sec;
     unsigned workers;
+    unsigned stall_timeout_sec; /* downloads: retry an attempt without data this long */
+    unsigned download_retries;  /* downloads: retries in a row without new data */
     bool foreground;
     bool single_threaded;
     bool debug;

@@ -4,9 +4,10 @@
  *
  * Threads: struct fs is written by fs_mount()/fs_run() before any worker
  * starts and only read by handlers afterwards, except the loop-control
- * fields, which fs->lock guards. Handlers keep no fs-wide state: image state
- * comes from sync as copies, an open file (struct fs_file) belongs to its
- * fuse_file_info and is freed by release.
+ * fields, which fs->lock guards, the list of open files (fs->files_lock)
+ * and the cache of open qcow2 images, which fs->qcow_lock guards (qcow2.c). Otherwise handlers keep
+ * no fs-wide state: image state comes from sync as copies, an open file (struct fs_file) belongs to
+ * its fuse_file_info and is freed by release.
  */
 #ifndef BIMFS_FS_INTERNAL_H
 #define BIMFS_FS_INTERNAL_H
@@ -50,6 +51,16 @@ struct fs {
     bool loop_running;
     bool exit_requested;
     pthread_t loop_thread;
+
+    /* open files (file.c), freed at unmount if the kernel never released
+     * them: a close sends RELEASE asynchronously, a stop may come first */
+    pthread_mutex_t files_lock; /* guards files and every fs_file's links */
+    struct fs_file *files;
+
+    /* raw of qcow2 (qcow2.c): qcow_lock guards qcow_list and its entries */
+    pthread_mutex_t qcow_lock;
+    pthread_cond_t qcow_opened; /* an entry finished opening */
+    struct fs_qcow *qcow_list;
 
     /* the invalidation thread (inval.c) */
     bool inval_started;
@@ -109,23 +120,53 @@ void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
 
 /*
  * How an open file produces its bytes. FS_READER_FD answers reads straight
- * from an fd (backing, and raw of a raw image: the same bytes). A qcow2
- * decoder for `raw` plugs in as another reader.
+ * from an fd (backing, and raw of a raw image: the same bytes).
+ * FS_READER_QCOW2 decodes the guest disk of a qcow2 image (raw of qcow2).
  */
-enum fs_reader { FS_READER_FD };
+enum fs_reader { FS_READER_FD, FS_READER_QCOW2 };
+
+struct fs_qcow;
 
 struct fs_file {
+    struct fs_file *prev, *next; /* in fs->files */
     enum fs_node_kind kind;
     enum fs_reader reader;
-    int fd;           /* the backing file, owned: closed by release */
-    struct stat attr; /* the attributes at open (used once the record is gone) */
-    uint64_t size;    /* bytes the kernel was told; reads are clipped here */
+    int fd;               /* FS_READER_FD: the backing file, owned; else -1 */
+    struct fs_qcow *qcow; /* FS_READER_QCOW2: a reference on the shared image */
+    struct stat attr;     /* the attributes at open (used once the record is gone) */
+    uint64_t size;        /* bytes the kernel was told; reads are clipped here */
 };
+
+/* Free the files the kernel never released (fs_unmount, no request running). */
+void fs_files_free_all(struct fs *fs);
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+
+/* ---- qcow2.c: raw of qcow2 images ---- */
+
+/* The cache of open qcow2 images (fs_mount / fs_unmount). */
+void fs_qcow_cache_init(struct fs *fs);
+void fs_qcow_cache_destroy(struct fs *fs);
+
+/*
+ * A reference on the decoded image of record `info` whose backing file is
+ * open as `fd` (the caller keeps fd): shared with the other open files of
+ * the same backing file, opened on first use (its virtual size must be
+ * info->virtual_size). 0, or -EIO (logged), -ENOMEM, -errno of fstat.
+ */
+int fs_qcow_get(struct fs *fs, const struct sync_image_info *info, int fd, struct fs_qcow **out);
+/* Drop a reference; the last one closes the image. NULL is accepted. */
+void fs_qcow_put(struct fs *fs, struct fs_qcow *q);
+
+/* Reply to a read of size > 0 bytes at off, inside the virtual size. */
+void fs_qcow_read(fuse_req_t req, struct fs_qcow *q, size_t size, uint64_t off);
+
+/* SEEK_DATA/SEEK_HOLE from off on a disk of `size` bytes: 0 and *out, or
+ * -ENXIO (off at or past the end; no data after off). */
+int fs_qcow_seek(const struct fs_qcow *q, uint64_t size, uint64_t off, int whence, uint64_t *out);
 
 /* ---- xattr.c: user.bim.* ---- */
 

@@ -63,8 +63,9 @@ bool fs_node_file_exists(enum fs_node_kind kind, const struct sync_image_info *i
         return false;
     if (kind == FS_NODE_BACKING)
         return true;
-    /* raw: the same bytes for a raw image; a qcow2 decoder plugs in here */
-    return kind == FS_NODE_RAW && info->format == STORE_FORMAT_RAW;
+    /* raw: the same bytes for a raw image, the decoded guest disk of a qcow2 */
+    return kind == FS_NODE_RAW &&
+           (info->format == STORE_FORMAT_RAW || info->format == STORE_FORMAT_QCOW2);
 }
 
 static void fs_attr_common(const struct fs *fs, struct stat *st)

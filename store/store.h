@@ -281,4 +281,9 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
 /* Stop the hasher, unlink backing.tmp, free the writer. */
 void store_writer_abort(struct store_writer *w);
 
+/* Stop the hasher and free the writer, leaving backing.tmp as it is: a
+ * transfer that can resume (a download cut by shutdown) continues it later
+ * with store_writer_open(resume = true). */
+void store_writer_close(struct store_writer *w);
+
 #endif

@@ -96,6 +96,14 @@ void store_writer_abort(struct store_writer *w)
     store_writer_free(w);
 }
 
+void store_writer_close(struct store_writer *w)
+{
+    if (!w)
+        return;
+    store_hasher_stop(w);
+    store_writer_free(w);
+}
+
 /* Insert [off, end) into the sorted range set (merging neighbours), then
  * absorb into `written` what became contiguous. Called with w->lock held. */
 static int ranges_add(struct store_writer *w, uint64_t off, uint64_t end)

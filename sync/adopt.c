@@ -7,13 +7,17 @@
  *     state ready or "" (Longhorn), sum    -> ready at once, no hashing
  *   backing present otherwise              -> unknown + rehash job
  *   no backing, a backing.tmp or state
- *     in-progress (cut by a restart)       -> failed "interrupted by a daemon
+ *     in-progress (cut by a restart):
+ *       a download whose cfg keeps its URL -> pending + download job that
+ *                                             resumes the tmp (or starts over)
+ *       otherwise                          -> failed "interrupted by a daemon
  *                                             restart", tmp removed, cfg failed
  *   no backing otherwise                   -> failed "backing file is missing"
  *
  * Uploads and clones cannot resume (their source is gone with the client or
- * may have changed), so a leftover backing.tmp is always removed. Files are
- * removed and cfgs rewritten after the scan, not from inside it.
+ * may have changed), so their leftover backing.tmp is removed; so is that of
+ * a download from a URL with credentials (they are never written to disk).
+ * Files are removed and cfgs rewritten after the scan, not from inside it.
  *
  * Threads: runs in sync_open() before any other sync thread exists; it still
  * takes sync->lock around registry changes for uniformity.
@@ -26,12 +30,16 @@
 #include <string.h>
 
 #define SYNC_INTERRUPTED "interrupted by a daemon restart"
+#define SYNC_INTERRUPTED_CREDENTIALS                                                               \
+    "interrupted by a daemon restart; a download from a URL with credentials cannot resume "       \
+    "(bimfs keeps no credentials on disk): delete the image and create it again"
 
 struct sync_adopt_fixup {
     char name[STORE_NAME_MAX + 1];
     char uuid[STORE_UUID_MAX + 1];
     bool remove_tmp;
     bool save_failed;
+    const char *message; /* of save_failed */
 };
 
 struct sync_adopt {
@@ -43,7 +51,7 @@ struct sync_adopt {
 };
 
 static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entry *e,
-                                 bool remove_tmp, bool save_failed)
+                                 bool remove_tmp, bool save_failed, const char *message)
 {
     struct sync_adopt_fixup *f;
 
@@ -62,6 +70,47 @@ static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entr
     str_copy(f->uuid, sizeof(f->uuid), e->uuid);
     f->remove_tmp = remove_tmp;
     f->save_failed = save_failed;
+    f->message = message;
+}
+
+/* A download cut by a restart: queue it again (resuming its backing.tmp) if
+ * its cfg keeps the URL. false: it cannot resume; *message says why. */
+static bool sync_adopt_download(struct sync_adopt *ctx, struct sync_record *rec,
+                                const struct store_entry *e, const char **message)
+{
+    struct sync_download_saved *saved;
+    struct sync_job *job = NULL;
+    bool queued = false;
+
+    *message = SYNC_INTERRUPTED;
+    if (strncmp(e->cfg.source, "download:", 9) != 0)
+        return false;
+    saved = calloc(1, sizeof(*saved));
+    if (!saved) {
+        ctx->rc = -ENOMEM;
+        return false;
+    }
+    sync_download_saved_get(e->cfg.extra, saved);
+    if (saved->credentials)
+        *message = SYNC_INTERRUPTED_CREDENTIALS;
+    if (!saved->url[0])
+        goto out;
+    job = sync_job_new(ctx->sync, SYNC_JOB_DOWNLOAD, rec);
+    if (!job || !(job->url = strdup(saved->url))) {
+        ctx->rc = -ENOMEM;
+        goto out;
+    }
+    if (store_checksum_parse(e->cfg.expected_checksum, &job->expected, NULL) < 0)
+        goto out; /* a cfg bimfs did not write: do not guess */
+    job->resume = e->has_tmp;
+    str_copy(job->source, sizeof(job->source), e->cfg.source);
+    sync_job_enqueue(ctx->sync, job);
+    job = NULL;
+    queued = true;
+out:
+    sync_job_free(job);
+    free(saved);
+    return queued;
 }
 
 static enum store_format sync_adopt_format(const char *text)
@@ -142,17 +191,20 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
     if (strcmp(cfg->state, "failed") == 0) {
         sync_record_set_failed(rec, cfg->error[0] ? cfg->error : "failed");
         if (e->has_tmp)
-            sync_adopt_fixup_add(ctx, e, true, false);
+            sync_adopt_fixup_add(ctx, e, true, false, NULL);
     } else if (e->has_backing) {
         if (e->has_tmp)
-            sync_adopt_fixup_add(ctx, e, true, false);
+            sync_adopt_fixup_add(ctx, e, true, false, NULL);
         if (e->matches_cfg && cfg_ready && cfg->current_checksum[0])
             sync_adopt_ready(sync, rec, e);
         else if (sync_rehash_queue(sync, rec, cfg->current_checksum) < 0)
             ctx->rc = -ENOMEM;
     } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
-        sync_record_set_failed(rec, SYNC_INTERRUPTED);
-        sync_adopt_fixup_add(ctx, e, e->has_tmp, true);
+        const char *why;
+        if (!sync_adopt_download(ctx, rec, e, &why)) {
+            sync_record_set_failed(rec, why);
+            sync_adopt_fixup_add(ctx, e, e->has_tmp, true, why);
+        }
     } else {
         sync_record_set_failed(rec, "backing file is missing");
     }
@@ -189,7 +241,7 @@ int sync_adopt(struct sync *sync, struct bim_error *err)
                          f->name, f->uuid);
         }
         if (f->save_failed)
-            sync_cfg_save_failed(sync, f->name, f->uuid, SYNC_INTERRUPTED);
+            sync_cfg_save_failed(sync, f->name, f->uuid, f->message);
     }
 out:
     free(ctx.fixups);

@@ -31,7 +31,44 @@ struct sync_create_plan {
     char uuid[STORE_UUID_MAX + 1];
     struct store_checksum expected;
     char source[STORE_SOURCE_MAX];
+    const char *url;      /* download: as given */
+    bool url_credentials; /* download: the URL has credentials (not kept on disk) */
 };
+
+static enum sync_job_type sync_create_job_type(enum sync_source_type type)
+{
+    switch (type) {
+    case SYNC_SOURCE_UPLOAD:
+        return SYNC_JOB_UPLOAD;
+    case SYNC_SOURCE_DOWNLOAD:
+        return SYNC_JOB_DOWNLOAD;
+    case SYNC_SOURCE_PEER:
+        return SYNC_JOB_PEER;
+    case SYNC_SOURCE_STREAM:
+        return SYNC_JOB_STREAM;
+    default:
+        return SYNC_JOB_CLONE;
+    }
+}
+
+static int sync_create_validate_url(const struct sync_create_request *req,
+                                    struct sync_create_plan *plan, struct bim_error *err)
+{
+    struct bim_error url_err = {{0}};
+    char *shown = malloc(SYNC_URL_MAX + 1);
+    int rc;
+
+    if (!shown)
+        return bim_error_set(err, -ENOMEM, "%s: out of memory", plan->name);
+    rc = sync_url_check(req->url, shown, SYNC_URL_MAX + 1, &plan->url_credentials, &url_err);
+    if (rc < 0)
+        bim_error_set(err, rc, "%s: %s", plan->name, url_err.message);
+    else
+        snprintf(plan->source, sizeof(plan->source), "download:%s", shown);
+    plan->url = req->url;
+    free(shown);
+    return rc;
+}
 
 static int sync_create_validate(const struct sync_create_request *req,
                                 struct sync_create_plan *plan, struct bim_error *err)
@@ -68,9 +105,16 @@ static int sync_create_validate(const struct sync_create_request *req,
         snprintf(plan->source, sizeof(plan->source), "clone:%s", req->from);
         return 0;
     case SYNC_SOURCE_DOWNLOAD:
-        return bim_error_set(err, -EINVAL, "%s: source download is not supported yet", name);
+        return sync_create_validate_url(req, plan, err);
     case SYNC_SOURCE_PEER:
-        return bim_error_set(err, -EINVAL, "%s: sync is not supported yet", name);
+        if (!req->uuid)
+            return bim_error_set(err, -EINVAL, "%s: sync needs the image's uuid", name);
+        return sync_peer_source_text(name, req->peers, plan->source, sizeof(plan->source), err);
+    case SYNC_SOURCE_STREAM:
+        if (!req->stream)
+            return bim_error_set(err, -EINVAL, "%s: a stream upload needs its stream", name);
+        str_copy(plan->source, sizeof(plan->source), "upload");
+        return 0;
     }
     return bim_error_set(err, -EINVAL, "%s: unknown source type", name);
 }
@@ -139,6 +183,25 @@ static int sync_create_clone_source(struct sync *sync, const struct sync_create_
     return 0;
 }
 
+/* A download keeps its URL in the cfg to resume after a restart, unless
+ * the URL has credentials (see download_cfg.c). */
+static int sync_create_download_extra(const struct sync_create_plan *plan, char **extra)
+{
+    struct sync_download_saved *saved = calloc(1, sizeof(*saved));
+    int rc;
+
+    if (!saved)
+        return -ENOMEM;
+    saved->present = true;
+    saved->size = -1;
+    saved->credentials = plan->url_credentials;
+    if (!plan->url_credentials)
+        str_copy(saved->url, sizeof(saved->url), plan->url);
+    rc = sync_download_saved_put(NULL, saved, extra);
+    free(saved);
+    return rc;
+}
+
 /* Write the in-progress cfg (no lock held). */
 static int sync_create_prepare(struct sync *sync, const struct sync_create_plan *plan,
                                struct bim_error *err)
@@ -169,6 +232,13 @@ static int sync_create_prepare(struct sync *sync, const struct sync_create_plan 
     store_checksum_format(&plan->expected, cfg->expected_checksum);
     str_copy(cfg->state, sizeof(cfg->state), "in-progress");
     str_copy(cfg->source, sizeof(cfg->source), plan->source);
+    if (plan->url) {
+        rc = sync_create_download_extra(plan, &cfg->extra);
+        if (rc < 0) {
+            rc = bim_error_set(err, rc, "%s: out of memory", plan->name);
+            goto out;
+        }
+    }
     rc = store_image_prepare(sync->store, plan->name, plan->uuid, cfg, &store_err);
     if (rc < 0) {
         bim_error_set(err, rc, "%s: %s", plan->name,
@@ -177,6 +247,7 @@ static int sync_create_prepare(struct sync *sync, const struct sync_create_plan 
         store_image_remove(sync->store, plan->name, plan->uuid);
     }
 out:
+    store_cfg_clear(cfg);
     free(cfg);
     return rc;
 }
@@ -198,8 +269,11 @@ int sync_create(struct sync *sync, const struct sync_create_request *req,
     pthread_mutex_lock(&sync->lock);
     rc = sync_create_reserve(sync, &plan, out, &rec, err);
     if (rc == 0) {
-        job = sync_job_new(sync, req->type == SYNC_SOURCE_UPLOAD ? SYNC_JOB_UPLOAD : SYNC_JOB_CLONE,
-                           rec);
+        job = sync_job_new(sync, sync_create_job_type(req->type), rec);
+        if (job && plan.url && !(job->url = strdup(plan.url))) {
+            sync_job_free(job);
+            job = NULL;
+        }
         if (!job)
             rc = bim_error_set(err, -ENOMEM, "%s: out of memory", plan.name);
     }
@@ -217,12 +291,17 @@ int sync_create(struct sync *sync, const struct sync_create_request *req,
     str_copy(job->source, sizeof(job->source), plan.source);
     job->fd = fd;
     fd = -1;
+    if (req->type == SYNC_SOURCE_PEER)
+        job->size = req->size;
     pthread_mutex_lock(&sync->lock);
     rec->hidden = false;
     str_copy(rec->info.source, sizeof(rec->info.source), plan.source);
     store_checksum_format(&plan.expected, rec->info.expected_checksum);
     sync_record_changed(sync, rec);
-    sync_job_enqueue(sync, job);
+    if (req->type == SYNC_SOURCE_STREAM)
+        sync_stream_attach(sync, job, req->stream);
+    else
+        sync_job_enqueue(sync, job);
     *out = rec->info;
     pthread_cond_broadcast(&sync->cond);
     pthread_mutex_unlock(&sync->lock);

@@ -88,6 +88,7 @@ void sync_record_changed(struct sync *sync, struct sync_record *rec)
     if (rec->hidden)
         return;
     rec->info.generation = ++sync->generation;
+    sync_stats_note(sync, rec);
     sync_watch_publish(sync, SYNC_EVENT_UPDATE, rec);
 }
 

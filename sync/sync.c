@@ -29,6 +29,26 @@ static int sync_init_locks(struct sync *sync)
     return -rc;
 }
 
+/* Download settings with their defaults (docs/download.md). */
+static int sync_options_apply(struct sync *sync, const struct sync_options *opts)
+{
+    static const struct sync_options none;
+
+    if (!opts)
+        opts = &none;
+    sync->stall_ms = opts->stall_timeout_ms ? opts->stall_timeout_ms : SYNC_DEFAULT_STALL_MS;
+    sync->retry_max = opts->retry_max ? opts->retry_max : SYNC_DEFAULT_RETRY_MAX;
+    sync->retry_window_ms =
+        opts->retry_window_ms ? opts->retry_window_ms : sync->stall_ms + SYNC_DEFAULT_WINDOW_EXTRA;
+    sync->backoff_ms = opts->backoff_ms ? opts->backoff_ms : SYNC_DEFAULT_BACKOFF_MS;
+    sync->backoff_max_ms =
+        opts->backoff_max_ms ? opts->backoff_max_ms : SYNC_DEFAULT_BACKOFF_MAX_MS;
+    if (sync->backoff_max_ms < sync->backoff_ms)
+        sync->backoff_max_ms = sync->backoff_ms;
+    sync->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
+    return opts->ca_file && !sync->ca_file ? -ENOMEM : 0;
+}
+
 static void sync_free(struct sync *sync)
 {
     while (sync->watches) {
@@ -40,6 +60,7 @@ static void sync_free(struct sync *sync)
     for (size_t i = 0; i < sync->record_count; i++)
         free(sync->records[i]);
     free(sync->records);
+    free(sync->ca_file);
     pthread_cond_destroy(&sync->monitor_cond);
     pthread_cond_destroy(&sync->work_cond);
     pthread_cond_destroy(&sync->cond);
@@ -62,9 +83,12 @@ int sync_open(struct store *store, const struct sync_options *opts, struct sync 
     sync->check_interval_ms =
         opts && opts->check_interval_ms ? opts->check_interval_ms : SYNC_DEFAULT_CHECK_MS;
     sync->next_id = 1;
-    rc = sync_init_locks(sync);
+    rc = sync_options_apply(sync, opts);
+    if (rc == 0)
+        rc = sync_init_locks(sync);
     if (rc < 0) {
-        bim_error_set(err, rc, "cannot set up locks: %s", strerror(-rc));
+        bim_error_set(err, rc, "cannot set up: %s", strerror(-rc));
+        free(sync->ca_file);
         free(sync);
         return rc;
     }

@@ -10,7 +10,8 @@
  * (the control socket's `watch`, the filesystem's cache invalidation).
  *
  * Sources: upload (a file descriptor the client opened), clone (a ready image
- * on the same disk). download and peer sync plug in here later.
+ * on the same disk), download (an http or https URL), peer sync (other bimfs
+ * daemons over HTTP; docs/peer-sync.md).
  *
  * Errors: 0 or -errno, with a message in struct bim_error that already names
  * the image ("<name>: <cause>"): -EINVAL invalid_argument, -ENOENT not_found,
@@ -64,6 +65,7 @@ struct sync_image_info {
     char source[STORE_SOURCE_MAX]; /* user.bim.source */
     int sending_reference;         /* HTTP GETs of backing in flight */
     char sender[256];              /* senderManagerAddress */
+    uint64_t bytes_sent;           /* bytes of backing served to peers since start */
     struct timespec mtime;         /* of backing while ready (stable) */
     uint64_t generation;           /* bumped on every change */
 };
@@ -71,6 +73,13 @@ struct sync_image_info {
 struct sync_options {
     unsigned workers;           /* transfer threads; 0 = 2 */
     unsigned check_interval_ms; /* how often ready files are stat'ed; 0 = 10000 */
+    /* downloads (docs/download.md); 0 / NULL = the default */
+    const char *ca_file;       /* PEM CAs trusted for https besides the system's (copied) */
+    unsigned stall_timeout_ms; /* an attempt without a byte this long is retried; 60000 */
+    unsigned retry_max;        /* retries in a row without new data before failing; 5 */
+    unsigned retry_window_ms;  /* no data this long over all attempts: failed; stall + 40000 */
+    unsigned backoff_ms;       /* first pause between attempts, doubled each time; 1000 */
+    unsigned backoff_max_ms;   /* longest pause; 16000 */
 };
 
 /*
@@ -101,6 +110,7 @@ enum sync_source_type {
     SYNC_SOURCE_CLONE,
     SYNC_SOURCE_DOWNLOAD,
     SYNC_SOURCE_PEER,
+    SYNC_SOURCE_STREAM, /* bytes pushed through sync_stream_*() (internal to sync) */
 };
 
 struct sync_create_request {
@@ -113,6 +123,7 @@ struct sync_create_request {
     const char *url;          /* DOWNLOAD */
     const char *const *peers; /* PEER: host:port list, NULL-terminated */
     uint64_t size;            /* PEER: expected size, 0 if unknown */
+    struct sync_stream *stream; /* STREAM: set by sync_stream_begin() */
 };
 
 /*
@@ -159,5 +170,93 @@ int sync_watch_fd(struct sync_watch *watch);
 int sync_watch_next(struct sync_watch *watch, struct sync_event *ev);
 
 void sync_watch_close(struct sync_watch *watch);
+
+/* The bearer token sent to peers when syncing from them (NULL or "": none;
+ * copied, at most 511 bytes). */
+void sync_set_peer_token(struct sync *sync, const char *token);
+
+/* ---- uploads pushed by the caller (sync/stream.c; the HTTP server's PUT) ---- */
+
+struct sync_stream;
+
+#define SYNC_STREAM_SIZE_UNKNOWN UINT64_MAX
+
+/*
+ * Begin an upload whose bytes the caller pushes in order. Validation and
+ * names as create's (source "upload"): -EINVAL, -EEXIST (another uuid). The
+ * same name and uuid: 1 with *out the existing image and no stream.
+ * Otherwise 0: the image exists (pending) and *stream takes its bytes; size
+ * is how many will come (progress), or SYNC_STREAM_SIZE_UNKNOWN.
+ */
+int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, uint64_t size,
+                      struct sync_stream **stream, struct sync_image_info *out,
+                      struct bim_error *err);
+
+/* The next bytes (zero blocks stay holes, hashed as written). -ECANCELED
+ * when the image was deleted meanwhile, -EFBIG past the announced size. The
+ * stream stays the caller's: end or abort it. */
+int sync_stream_write(struct sync_stream *stream, const void *buf, size_t len,
+                      struct bim_error *err);
+
+/* The last byte came: commit (ready) or fail (checksum mismatch, a size
+ * other than announced, a rejected format: the image is failed with that
+ * error, as any upload). *out is the image after it. Frees the stream. */
+int sync_stream_end(struct sync_stream *stream, struct sync_image_info *out,
+                    struct bim_error *err);
+
+/* The upload was cut: the image and its data are removed as if it had never
+ * been created. Frees the stream. */
+void sync_stream_abort(struct sync_stream *stream);
+
+/* ---- serving images to peers (sync/send.c; used by the HTTP server) ---- */
+
+/* One GET of a ready image's backing in flight. */
+struct sync_send {
+    uint64_t id; /* the image's record id */
+    char name[STORE_NAME_MAX + 1];
+    char uuid[STORE_UUID_MAX + 1];
+    uint64_t size;
+    char checksum[STORE_CHECKSUM_HEX + 1];
+    int fd; /* backing, read-only, O_CLOEXEC: the caller owns it */
+};
+
+/*
+ * Begin serving the backing of image `name`: it must exist (-ENOENT) and be
+ * ready (-EBUSY "<name>: not ready (<state>)"); with `limit` > 0, at most
+ * `limit` sends of it may be in flight (-EAGAIN "<name>: ... in flight",
+ * counted as refused). On success the send counts in the image's
+ * sending_reference (watchers get an update) until sync_send_end(), and
+ * out->fd is the open backing file.
+ */
+int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct sync_send *out,
+                    struct bim_error *err);
+
+/* The send ended; `bytes` of it reached the peer. Call exactly once per
+ * successful begin (the fd is the caller's business). */
+void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes);
+
+/* Why images failed, for metrics (classified from the error message). */
+enum sync_failure_reason {
+    SYNC_FAILURE_CHECKSUM,    /* checksum mismatch */
+    SYNC_FAILURE_FORMAT,      /* rejected image format */
+    SYNC_FAILURE_SOURCE,      /* the source failed: network, peer, HTTP status, upload */
+    SYNC_FAILURE_IO,          /* a local read or write failed */
+    SYNC_FAILURE_CHANGED,     /* a ready file changed or vanished behind bimfs's back */
+    SYNC_FAILURE_INTERRUPTED, /* cut by a daemon restart */
+    SYNC_FAILURE_REASONS
+};
+
+/* "checksum", "format", "source", "io", "changed", "interrupted" */
+const char *sync_failure_reason_name(enum sync_failure_reason reason);
+
+/* Counters since sync_open(). */
+struct sync_stats {
+    uint64_t failures[SYNC_FAILURE_REASONS]; /* images that became failed, by reason */
+    uint64_t sends;                          /* sends begun */
+    uint64_t sends_refused;                  /* refused over the limit */
+    uint64_t bytes_sent;                     /* all images, deleted ones included */
+};
+
+void sync_stats_get(struct sync *sync, struct sync_stats *out);
 
 #endif

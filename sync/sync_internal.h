@@ -15,6 +15,8 @@
 
 #include "sync.h"
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -29,11 +31,46 @@
 #define SYNC_CFG_READ_MAX (256u << 10) /* a backing.cfg larger than this is not read */
 #define SYNC_DEFAULT_WORKERS 2
 #define SYNC_DEFAULT_CHECK_MS 10000
+/* downloads (docs/download.md) */
+#define SYNC_DEFAULT_STALL_MS 60000       /* an attempt with no byte this long is retried */
+#define SYNC_DEFAULT_RETRY_MAX 5          /* retries in a row without new data before failing */
+#define SYNC_DEFAULT_WINDOW_EXTRA 40000   /* no data for stall + this long (all attempts): failed */
+#define SYNC_DEFAULT_BACKOFF_MS 1000      /* first pause between attempts, then doubled... */
+#define SYNC_DEFAULT_BACKOFF_MAX_MS 16000 /* ...up to this */
+#define SYNC_DOWNLOAD_BUFFER (1u << 20)   /* received bytes are written in pieces this large */
+#define SYNC_WRITEBACK_STEP (32u << 20)   /* download: writeback started / cache dropped per step */
+#define SYNC_HASH_LAG_MAX (64u << 20)     /* download: the hasher is at most this far behind */
+#define SYNC_HTTP_BUFFER (512L << 10)     /* curl's receive buffer */
+#define SYNC_REDIRECTS_MAX 10
+#define SYNC_URL_MAX 4096      /* bytes of a download URL */
+#define SYNC_URL_SECRET_MIN 4  /* shorter user names/passwords are redacted only as user info */
+#define SYNC_VALIDATOR_MAX 256 /* longer ETag / Last-Modified values are not used */
+/* peer sync (docs/peer-sync.md) */
+#define SYNC_PEER_MAX 16                          /* sources of one image */
+#define SYNC_PEER_ADDR_MAX 261                    /* bytes of one host:port */
+#define SYNC_PEER_TOKEN_MAX 512                   /* bytes of the bearer token */
+#define SYNC_PEER_FETCHERS 4                      /* fetcher threads of one sync at most... */
+#define SYNC_PEER_PER_SOURCE 2                    /* ...and connections to one source at once */
+#define SYNC_PEER_GAP (256u << 10)                /* shorter holes are fetched with the data */
+#define SYNC_PEER_HASH_LEAD (128ull << 20)        /* pieces start at most this far past hashed */
+#define SYNC_PEER_HASH_WAIT_MS 20                 /* how often a fetcher ahead looks again */
+#define SYNC_PEER_DIRECT_MIN (64u << 10)          /* received pieces this large skip the buffer */
+#define SYNC_PEER_CONNECT_MS 5000                 /* connecting to a source */
+#define SYNC_PEER_JSON_MAX (1u << 20)             /* the image's JSON */
+#define SYNC_PEER_JSON_TIMEOUT_MS 10000           /* one GET of the image or its extents */
+#define SYNC_PEER_EXTENTS_MAX (16u << 20)         /* the extents' JSON */
+#define SYNC_PEER_EXTENTS_COUNT 65536             /* extents used; the rest is fetched whole */
+#define SYNC_PEER_BACKOFF_MAX_MS 5000             /* longest pause before asking a source again */
+#define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000)   /* sources that only answer 503: failed */
+#define SYNC_PEER_RETRY_AFTER_MAX_S 60            /* a longer Retry-After is cut to this */
 
 enum sync_job_type {
     SYNC_JOB_UPLOAD,
     SYNC_JOB_CLONE,
     SYNC_JOB_REHASH,
+    SYNC_JOB_DOWNLOAD,
+    SYNC_JOB_PEER,
+    SYNC_JOB_STREAM, /* never queued: its bytes come through sync_stream_write() */
 };
 
 struct sync_record;
@@ -60,6 +97,13 @@ struct sync_job {
     struct stat from_seen;
     /* rehash: the checksum the image had before ("" if none known) */
     char old_checksum[STORE_CHECKSUM_HEX + 1];
+    /* download: the URL as given, credentials included (malloc'd; never
+     * logged, shown or written to disk); resume: continue the backing.tmp a
+     * restart left (its validators are in the cfg) */
+    char *url;
+    bool resume;
+    /* peer sync: the size asked for, 0 if not given (sources: job->source) */
+    uint64_t size;
 
     atomic_bool cancel;    /* set by delete/close; checked per chunk */
     bool running;          /* a worker took it (guarded by sync->lock) */
@@ -81,6 +125,7 @@ struct sync_record {
     bool hidden;          /* being created or deleted: not listed, no events */
     struct sync_job *job; /* the job working on it, or NULL */
     struct stat seen;     /* backing as it was when the image became ready */
+    bool failure_counted; /* its failure is in sync->stats (send.c) */
 };
 
 struct sync_watch_entry {
@@ -106,6 +151,13 @@ struct sync {
     struct store *store;
     unsigned worker_count;
     unsigned check_interval_ms;
+    /* downloads, defaults applied (see struct sync_options) */
+    char *ca_file; /* malloc'd or NULL */
+    unsigned stall_ms;
+    unsigned retry_max;
+    unsigned retry_window_ms;
+    unsigned backoff_ms;
+    unsigned backoff_max_ms;
     pthread_t *workers;
     unsigned workers_started;
     pthread_t monitor;
@@ -126,6 +178,8 @@ struct sync {
     struct sync_watch *watches;
     char disk_uuid[STORE_UUID_MAX + 1];
     bool stopping;
+    struct sync_stats stats; /* send.c */
+    char peer_token[SYNC_PEER_TOKEN_MAX]; /* sent to peers; "" for none (peer.c) */
 };
 
 /* ---- registry.c (all with sync->lock held unless said otherwise) ---- */
@@ -152,6 +206,12 @@ void sync_record_set_failed(struct sync_record *rec, const char *message);
 
 /* Make the record ready from what a commit or hash found. */
 void sync_record_set_ready(struct sync_record *rec, const struct store_result *result);
+
+/* Count the record's failure in sync->stats once (send.c; sync->lock held). */
+void sync_stats_note(struct sync *sync, struct sync_record *rec);
+
+/* Why an image failed, from its error message (send.c). */
+enum sync_failure_reason sync_failure_classify(const char *message);
 
 /* The same file, unchanged: inode, size and mtime equal. (no lock needed) */
 bool sync_stat_same(const struct stat *a, const struct stat *b);
@@ -213,6 +273,233 @@ void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
 void sync_upload_run(struct sync_job *job);
 void sync_clone_run(struct sync_job *job);
 void sync_rehash_run(struct sync_job *job);
+void sync_download_run(struct sync_job *job);
+void sync_peer_run(struct sync_job *job);
+
+/* stream.c: make job the record's running job and the stream's (create,
+ * sync->lock held). */
+void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_stream *stream);
+
+/* ---- url.c: download URLs ---- */
+
+/* http or https with a host (libcurl's parser). *shown gets the URL without
+ * user name, password and login options (user.bim.source shows
+ * "download:<shown>"); *has_credentials whether it had any. -EINVAL with a
+ * message otherwise. */
+int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_credentials,
+                   struct bim_error *err);
+
+/* Replace the user info of url, and its user name and password where they
+ * are at least SYNC_URL_SECRET_MIN bytes, by "***" wherever they occur in
+ * text (a buffer of text_len bytes). For messages made from curl's text. */
+void sync_url_redact(const char *url, char *text, size_t text_len);
+
+/* ---- http_get.c: one GET of a download ---- */
+
+/* The headers of the final response of one GET (after redirects). */
+struct sync_http_response {
+    long status;
+    char reason[64]; /* reason phrase, printable ASCII only */
+    int64_t length;  /* Content-Length of this body, -1 if none */
+    bool has_range;  /* a valid Content-Range: bytes first-last/complete */
+    uint64_t range_first;
+    uint64_t range_last;
+    int64_t range_complete;                 /* -1 for '*' */
+    char etag[SYNC_VALIDATOR_MAX];          /* strong ETag, quotes included, or "" */
+    char last_modified[SYNC_VALIDATOR_MAX]; /* or "" */
+    unsigned retry_after_s;                 /* Retry-After in seconds (<= 3600), 0 if none */
+};
+
+/* What the download does with one GET. The callbacks run in the calling
+ * thread inside curl_easy_perform; one returning -errno ends the GET and
+ * sync_http_get() returns that. */
+struct sync_http_ops {
+    /* the headers of the final response (any status >= 200 that is not a
+     * redirect being followed) */
+    int (*response)(void *ctx, const struct sync_http_response *resp);
+    /* body bytes of an accepted response */
+    int (*data)(void *ctx, const void *buf, size_t len);
+    /* often while the transfer runs, at least every SYNC_POLL_MS */
+    int (*tick)(void *ctx);
+};
+
+struct sync_http_request {
+    const char *url;      /* with its credentials */
+    uint64_t range_from;  /* > 0: Range: bytes=<range_from>- */
+    const char *if_range; /* with a range: If-Range value, or NULL */
+};
+
+/* The handles of one download (one worker thread). */
+struct sync_http {
+    CURL *easy;
+    CURLM *multi; /* holds easy only: lets the ticks come every SYNC_POLL_MS */
+};
+
+/* Set up for downloads: http/https only, also on redirects (at most
+ * SYNC_REDIRECTS_MAX); no Referer; proxies from the environment; TLS 1.2 or
+ * later; ca_file (PEM) trusted besides the system's CAs; no content decoding. */
+int sync_http_open(const char *ca_file, unsigned connect_ms, struct sync_http *out);
+void sync_http_close(struct sync_http *h);
+
+/*
+ * One GET. 0: the final response was accepted and its body arrived whole as
+ * far as HTTP tells (curl checks Content-Length and chunked framing); a
+ * callback's -errno; or a transfer error with a message (credentials
+ * removed): -EAGAIN when worth retrying (connection refused or reset,
+ * timeouts, a truncated body), else -EPROTO (TLS verification, a redirect to
+ * another scheme, too many redirects, an answer without a body...).
+ */
+int sync_http_get(struct sync_http *h, const struct sync_http_request *req,
+                  const struct sync_http_ops *ops, void *ctx, struct bim_error *err);
+
+/* 408, 429 and 5xx are worth retrying. */
+bool sync_http_status_transient(long status);
+
+/* Parse "bytes first-last/complete" or "bytes first-last/\*" (-1). */
+bool sync_http_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
+                                   int64_t *complete);
+
+/* ---- writeback.c: pacing a backing.tmp written in order ---- */
+
+struct sync_writeback {
+    uint64_t flushing; /* the writeback of [0, flushing) was started */
+    uint64_t dropped;  /* [0, dropped) is on disk and out of the page cache */
+};
+
+void sync_writeback_reset(struct sync_writeback *wb);
+
+/* [0, written) of the writer's backing.tmp is written: start writeback of
+ * new steps, drop old steps that are on disk and hashed. */
+void sync_writeback_note(struct sync_writeback *wb, struct store_writer *w, uint64_t written);
+
+/* Wait while the writer's hasher is more than SYNC_HASH_LAG_MAX behind
+ * `written` (not when cancelled, nor for a hasher that stopped moving). */
+void sync_writeback_pace(struct store_writer *w, uint64_t written, const atomic_bool *cancel);
+
+/* ---- download_cfg.c: what a download keeps in its cfg to resume ---- */
+
+struct sync_download_saved {
+    bool present;     /* the cfg has the download's object */
+    bool credentials; /* the URL had credentials: it is not kept */
+    char url[SYNC_URL_MAX + 1];
+    char etag[SYNC_VALIDATOR_MAX];
+    char last_modified[SYNC_VALIDATOR_MAX];
+    int64_t size; /* -1 when not known */
+};
+
+/* Read it from a cfg's extra fields (NULL: none; absent = !present). */
+int sync_download_saved_get(const char *extra, struct sync_download_saved *out);
+
+/* extra (may be NULL) with the object set to s; *out malloc'd JSON text. */
+int sync_download_saved_put(const char *extra, const struct sync_download_saved *s, char **out);
+
+/* Rewrite <name>-<uuid>/backing.cfg with the object set to s. */
+int sync_download_saved_store(struct sync *sync, const char *name, const char *uuid,
+                              const struct sync_download_saved *s, struct bim_error *err);
+
+/* ---- peer_http.c: the client side of the peer API ---- */
+
+/* The headers of a peer's answer. */
+struct sync_peer_reply {
+    long status;
+    unsigned retry_after_s; /* Retry-After in seconds, 0 if none */
+    char etag[STORE_CHECKSUM_HEX + 8];
+    bool has_range; /* a valid Content-Range: bytes first-last/complete */
+    uint64_t range_first;
+    uint64_t range_last;
+    int64_t range_complete;
+};
+
+/* One GET. accept() sees the headers: 0 takes the body (to data()), > 0
+ * skips it, -errno ends the GET with that. */
+struct sync_peer_call {
+    const char *url;
+    const char *token; /* NULL or "": none */
+    bool range;        /* Range: bytes=first-last */
+    uint64_t first;
+    uint64_t last;
+    int (*accept)(void *ctx, const struct sync_peer_reply *reply);
+    int (*data)(void *ctx, const void *buf, size_t len);
+    void *ctx;
+    const atomic_bool *cancel; /* checked while the GET runs (-ECANCELED) */
+};
+
+/* A handle for peers: plain http, no proxy, no redirects; a GET that
+ * receives nothing for low_speed_s seconds fails. */
+int sync_peer_http_open(unsigned low_speed_s, CURL **out);
+
+/* 0 when an answer arrived (any status: see reply); a callback's -errno;
+ * or -EAGAIN with curl's message (refused, reset, timed out, cut short). */
+int sync_peer_http_get(CURL *curl, const struct sync_peer_call *call,
+                       struct sync_peer_reply *reply, struct bim_error *err);
+
+/* A GET whose 200 body (at most max bytes) is JSON: *out (decref it), or
+ * NULL for another status. -EPROTO when the body is too large or not JSON. */
+int sync_peer_http_get_json(CURL *curl, const char *url, const char *token, size_t max,
+                            const atomic_bool *cancel, struct sync_peer_reply *reply,
+                            json_t **out, struct bim_error *err);
+
+/* ---- peer.c, peer_fetch.c: one image from other bimfs daemons ---- */
+
+/* "sync:<host:port>,..." for a create request's peers; -EINVAL with a message
+ * ("<name>: ...") when the list is empty, too long or holds a bad address. */
+int sync_peer_source_text(const char *name, const char *const *peers, char *out, size_t outlen,
+                          struct bim_error *err);
+
+/* A byte range of the image: fetched (data) or marked as a hole. */
+struct sync_peer_piece {
+    uint64_t off;
+    uint64_t len;
+    uint64_t done; /* bytes of it written (by the fetcher holding it) */
+    bool hole;
+};
+
+struct sync_peer_source {
+    char addr[SYNC_PEER_ADDR_MAX + 1];
+    char url[SYNC_PEER_ADDR_MAX + STORE_NAME_MAX + 32]; /* http://addr/v1/images/<name> */
+    /* guarded by the transfer's lock */
+    unsigned active;   /* pieces being fetched from it */
+    unsigned failures; /* in a row */
+    uint64_t retry_ms; /* not asked again before this (monotonic) */
+    bool fatal;        /* answered what will not change (404, 401, another image) */
+    char error[256];   /* what went wrong last */
+};
+
+/* One sync in flight: made by peer.c, fetched by peer_fetch.c. */
+struct sync_peer_transfer {
+    struct sync_job *job;
+    struct store_writer *w;
+    char token[SYNC_PEER_TOKEN_MAX];
+    uint64_t size;
+    char checksum[STORE_CHECKSUM_HEX + 1]; /* the sources' SHA-512 */
+    unsigned stall_ms;                     /* no data from any source this long: failed */
+    unsigned low_speed_s;                  /* one GET without data this long: elsewhere */
+    struct sync_peer_source sources[SYNC_PEER_MAX];
+    size_t nsources;
+    struct sync_peer_piece *pieces;
+    size_t npieces;
+
+    pthread_mutex_t lock; /* guards the sources' state and what follows */
+    pthread_cond_t cond;  /* a piece ended or came back, or stop (CLOCK_MONOTONIC) */
+    size_t next;          /* pieces before this one were handed out once */
+    size_t *again;        /* pieces given back, handed out first (a stack) */
+    size_t nagain;
+    size_t left; /* pieces not finished */
+    bool stop;
+    int rc;
+    struct bim_error err;
+    uint64_t alive_ms;      /* a source last answered (a 503 included) */
+    int sender;             /* the source that delivered last, -1 */
+    _Atomic uint64_t bytes; /* data written + holes marked */
+};
+
+/* Append "addr: error" of each source to out (for a failure message). */
+void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);
+
+/* Fetch every piece with fetcher threads, publish progress and the sender;
+ * returns when all are written (0), on cancel (-ECANCELED), or when no
+ * source can finish (-errno with a message naming each source's error). */
+int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err);
 
 /* Make the record unknown and queue a rehash job for it; old_checksum is what
  * the file hashed to before ("" if not known). sync->lock held. */

@@ -40,6 +40,7 @@ void sync_job_free(struct sync_job *job)
         return;
     if (job->fd >= 0)
         close(job->fd);
+    free(job->url);
     free(job);
 }
 
@@ -147,6 +148,14 @@ static void sync_job_run(struct sync_job *job)
     case SYNC_JOB_REHASH:
         sync_rehash_run(job);
         break;
+    case SYNC_JOB_DOWNLOAD:
+        sync_download_run(job);
+        break;
+    case SYNC_JOB_PEER:
+        sync_peer_run(job);
+        break;
+    case SYNC_JOB_STREAM:
+        break; /* never queued */
     }
 }
 

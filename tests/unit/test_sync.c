@@ -192,7 +192,7 @@ static void test_create_rejects_bad_requests_before_creating_anything(void)
 {
     struct sync_create_request clone = {.name = "c", .type = SYNC_SOURCE_CLONE, .from = "nope"};
     struct sync_create_request dl = {
-        .name = "dl", .type = SYNC_SOURCE_DOWNLOAD, .url = "http://x/y"};
+        .name = "dl", .type = SYNC_SOURCE_DOWNLOAD, .url = "ftp://x/y"};
     struct sync_image_info info;
     struct bim_error err = {{0}};
     char stray[PATH_MAX];
@@ -204,7 +204,7 @@ static void test_create_rejects_bad_requests_before_creating_anything(void)
     CHECK(strncmp(err.message, "okname: ", 8) == 0, "message names the image: %s", err.message);
     CHECK_INT(create_upload("okname", NULL, NULL, -1, &info, &err), -EINVAL);
     CHECK_INT(sync_create(manager, &dl, &info, &err), -EINVAL);
-    CHECK_STR(err.message, "dl: source download is not supported yet");
+    CHECK_STR(err.message, "dl: unsupported URL scheme \"ftp\": only http and https");
     clone.name = "cl";
     CHECK_INT(sync_create(manager, &clone, &info, &err), -ENOENT);
     CHECK(sync_get(manager, "okname", &info, NULL) == -ENOENT, "nothing created by bad requests");

@@ -1,0 +1,153 @@
+/*
+ * http.h - what the files of the HTTP server share (ctl/http_*.c; the public
+ * API is in ctl.h, the routes in docs/http.md).
+ *
+ *   http_server.c   start/stop, per-request context, routing, auth, replies
+ *   http_range.c    the Range header (pure; unit-tested)
+ *   http_images.c   /v1/images, /v1/images/{name}, .../backing, .../extents
+ *   http_metrics.c  /metrics
+ *   http_upload.c   PUT /v1/images/{name}
+ *
+ * Threads: libmicrohttpd's pool threads run the handlers; a struct
+ * ctl_http_request belongs to one connection and is touched only by the
+ * thread serving it. struct ctl_http is read-only after start, except the
+ * atomic response counters.
+ */
+#ifndef BIMFS_CTL_HTTP_H
+#define BIMFS_CTL_HTTP_H
+
+#include "ctl.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CTL_HTTP_THREADS 4                   /* libmicrohttpd pool threads (poll) */
+#define CTL_HTTP_CONNECTIONS 256             /* connections at once */
+#define CTL_HTTP_PER_IP 64                   /* connections at once from one address */
+#define CTL_HTTP_TIMEOUT_S 60                /* an idle connection is closed */
+#define CTL_HTTP_MEMORY (64u << 10)          /* per connection: request line + headers */
+#define CTL_HTTP_EXTENTS_MAX 65536           /* extents listed; the rest is one extent */
+#define CTL_HTTP_TOKEN_HASH 32               /* SHA-256 */
+#define CTL_HTTP_METRICS_MAX (64u << 20)     /* /metrics body */
+#define CTL_HTTP_EXTENTS_TEXT_MAX (8u << 20) /* /extents body (65536 extents fit) */
+
+struct sync_stream;
+
+struct ctl_http {
+    struct MHD_Daemon *mhd;
+    struct sync *sync;
+    unsigned send_limit;
+    bool has_token;
+    unsigned char token_hash[CTL_HTTP_TOKEN_HASH];
+    char version[64];
+    _Atomic uint64_t responses[6]; /* by status class: [2] 2xx ... [5] 5xx */
+};
+
+/* One request (MHD's per-request context). */
+struct ctl_http_request {
+    struct ctl_http *http;
+    char name[STORE_NAME_MAX + 1]; /* the image the path names, if any */
+    bool routed;                   /* the route was chosen (and answered or began) */
+    bool defer;                    /* ctl_http_queue() keeps the answer in deferred */
+    struct MHD_Response *deferred; /* answered once the body was read and dropped */
+    unsigned deferred_status;
+    /* a GET of backing: counted in sending_reference until completion */
+    bool sending;
+    struct sync_send send;
+    uint64_t send_length;
+    /* a PUT (http_upload.c) */
+    bool uploading;
+    struct sync_stream *stream;
+    int upload_rc; /* the upload failed: the answer waits for the body's end */
+    struct bim_error upload_err;
+};
+
+/* ---- http_server.c: replies (each returns what the handler returns) ---- */
+
+/* A JSON body (stolen; NULL means out of memory -> 500). */
+enum MHD_Result ctl_http_reply_json(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                    unsigned status, json_t *body);
+
+/* {"error": {"code": ..., "message": ...}}; code from the status. */
+enum MHD_Result ctl_http_reply_error(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                     unsigned status, const char *message);
+
+/* The same with one extra header (NULL: none). */
+enum MHD_Result ctl_http_reply_error_with(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                          unsigned status, const char *message, const char *header,
+                                          const char *value);
+
+/* A sync error as its status: -EINVAL 400, -ENOENT 404, -EEXIST, -EBUSY and
+ * -ECANCELED 409, -EFBIG 413, -EAGAIN 503 with Retry-After: 1, others 500
+ * (logged). */
+enum MHD_Result ctl_http_reply_sync_error(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                          int rc, const struct bim_error *err);
+
+/* A plain-text body (copied). */
+enum MHD_Result ctl_http_reply_text(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                    unsigned status, const char *content_type, const char *body,
+                                    size_t len);
+
+/* Queue resp with status, count it, release our reference. */
+enum MHD_Result ctl_http_queue(struct ctl_http_request *req, struct MHD_Connection *conn,
+                               unsigned status, struct MHD_Response *resp);
+
+/* A growable text buffer of at most `max` bytes (bodies we build). */
+struct ctl_http_text {
+    char *buf; /* NUL-terminated; malloc'd */
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+
+/* Append; -ENOMEM, or -E2BIG past max. */
+int ctl_http_text_printf(struct ctl_http_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A text body (taken over; freed by MHD). */
+enum MHD_Result ctl_http_reply_buffer(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                      unsigned status, const char *content_type,
+                                      struct ctl_http_text *t);
+
+/* ---- http_range.c ---- */
+
+enum ctl_http_range_result {
+    CTL_HTTP_RANGE_NONE,          /* no usable Range: serve everything (200) */
+    CTL_HTTP_RANGE_PARTIAL,       /* serve [first, last] (206) */
+    CTL_HTTP_RANGE_UNSATISFIABLE, /* 416 */
+};
+
+/*
+ * Judge a Range header value against a representation of `size` bytes
+ * (RFC 9110 14.2): "bytes=a-b", "bytes=a-", "bytes=-n". A header that does
+ * not parse, is not in bytes, or asks for several ranges is ignored (NONE).
+ * A range starting at or past the end is UNSATISFIABLE, as is any range of
+ * an empty representation and a suffix of 0 bytes.
+ */
+enum ctl_http_range_result ctl_http_range_parse(const char *value, uint64_t size, uint64_t *first,
+                                                uint64_t *last);
+
+/* ---- the routes ---- */
+
+enum MHD_Result ctl_http_images_list(struct ctl_http_request *req, struct MHD_Connection *conn);
+enum MHD_Result ctl_http_image_get(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                   const char *name);
+enum MHD_Result ctl_http_backing(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                 const char *name, bool head);
+enum MHD_Result ctl_http_extents(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                 const char *name);
+enum MHD_Result ctl_http_metrics(struct ctl_http_request *req, struct MHD_Connection *conn);
+
+/* PUT: first called with size NULL (headers only), then for every piece of
+ * the body (*size set to 0 when taken), then with *size 0 at its end. */
+enum MHD_Result ctl_http_upload(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                const char *name, const char *data, size_t *size);
+
+/* The request ended (MHD_OPTION_NOTIFY_COMPLETED): end a send, abort an
+ * upload that did not finish. */
+void ctl_http_upload_completed(struct ctl_http_request *req, bool ok);
+
+#endif

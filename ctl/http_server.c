@@ -1,0 +1,497 @@
+/*
+ * http_server.c - the HTTP server on --listen (SPEC §8): libmicrohttpd's
+ * daemon on the socket main bound, per-request contexts, routing, bearer
+ * token checks, and the reply helpers the routes share.
+ *
+ * Threads: CTL_HTTP_THREADS libmicrohttpd pool threads (poll(2), one each)
+ * run ctl_http_handle() and ctl_http_completed(); each connection is served
+ * by one of them, so a request context is never shared. Not epoll: with
+ * libmicrohttpd 0.9.75's edge-triggered epoll, a client that closes right
+ * after sending a body it had no room for is not noticed until the
+ * connection times out (docs/http.md), and a cut upload must go at once.
+ * struct ctl_http is read-only after start but for the atomic response
+ * counters. No lock of ours is held across network I/O: sync's functions
+ * take sync->lock briefly.
+ */
+#include "http.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define CTL_HTTP_IMAGES "/v1/images"
+
+/* ---- replies ---- */
+
+enum MHD_Result ctl_http_queue(struct ctl_http_request *req, struct MHD_Connection *conn,
+                               unsigned status, struct MHD_Response *resp)
+{
+    enum MHD_Result r;
+
+    if (!resp)
+        return MHD_NO; /* out of memory: MHD closes the connection */
+    if (status / 100 < 6)
+        atomic_fetch_add(&req->http->responses[status / 100], 1);
+    if (req->defer) {
+        /* answered once the body has been read (see ctl_http_handle) */
+        req->deferred = resp;
+        req->deferred_status = status;
+        return MHD_YES;
+    }
+    r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+enum MHD_Result ctl_http_reply_text(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                    unsigned status, const char *content_type, const char *body,
+                                    size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return ctl_http_queue(req, conn, status, resp);
+}
+
+int ctl_http_text_printf(struct ctl_http_text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        size_t room = t->cap - t->len;
+
+        va_start(ap, fmt);
+        n = vsnprintf(t->buf ? t->buf + t->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return -EINVAL;
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return 0;
+        }
+        if (t->len + (size_t)n + 1 > t->max)
+            return -E2BIG;
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + (size_t)n + 1)
+            cap *= 2;
+        if (cap > t->max)
+            cap = t->max;
+        char *buf = realloc(t->buf, cap);
+        if (!buf)
+            return -ENOMEM;
+        t->buf = buf;
+        t->cap = cap;
+    }
+}
+
+enum MHD_Result ctl_http_reply_buffer(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                      unsigned status, const char *content_type,
+                                      struct ctl_http_text *t)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(t->len, t->buf ? t->buf : (char *)"",
+                                        t->buf ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+
+    if (!resp) {
+        free(t->buf);
+        t->buf = NULL;
+        return MHD_NO;
+    }
+    t->buf = NULL;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return ctl_http_queue(req, conn, status, resp);
+}
+
+/* A JSON body (stolen) with one extra header (NULL: none). */
+static enum MHD_Result ctl_http_reply_json_with(struct ctl_http_request *req,
+                                                struct MHD_Connection *conn, unsigned status,
+                                                json_t *body, const char *header, const char *value)
+{
+    struct MHD_Response *resp = NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+    json_decref(body);
+    if (!text)
+        return ctl_http_reply_text(req, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain",
+                                   "out of memory\n", 14);
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (header)
+        MHD_add_response_header(resp, header, value);
+    return ctl_http_queue(req, conn, status, resp);
+}
+
+enum MHD_Result ctl_http_reply_json(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                    unsigned status, json_t *body)
+{
+    return ctl_http_reply_json_with(req, conn, status, body, NULL, NULL);
+}
+
+static const char *ctl_http_error_code(unsigned status)
+{
+    switch (status) {
+    case MHD_HTTP_BAD_REQUEST:
+        return "invalid_argument";
+    case MHD_HTTP_UNAUTHORIZED:
+        return "unauthorized";
+    case MHD_HTTP_NOT_FOUND:
+        return "not_found";
+    case MHD_HTTP_METHOD_NOT_ALLOWED:
+        return "method_not_allowed";
+    case MHD_HTTP_CONFLICT:
+        return "conflict";
+    case MHD_HTTP_CONTENT_TOO_LARGE:
+        return "too_large";
+    case MHD_HTTP_RANGE_NOT_SATISFIABLE:
+        return "range_not_satisfiable";
+    case MHD_HTTP_SERVICE_UNAVAILABLE:
+        return "unavailable";
+    default:
+        return "internal";
+    }
+}
+
+enum MHD_Result ctl_http_reply_error_with(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                          unsigned status, const char *message, const char *header,
+                                          const char *value)
+{
+    json_t *body = json_pack("{s:{s:s, s:o}}", "error", "code", ctl_http_error_code(status),
+                             "message", ctl_json_text(message));
+
+    return ctl_http_reply_json_with(req, conn, status, body, header, value);
+}
+
+enum MHD_Result ctl_http_reply_error(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                     unsigned status, const char *message)
+{
+    return ctl_http_reply_error_with(req, conn, status, message, NULL, NULL);
+}
+
+enum MHD_Result ctl_http_reply_sync_error(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                          int rc, const struct bim_error *err)
+{
+    const char *message = err->message[0] ? err->message : strerror(-rc);
+
+    switch (rc) {
+    case -EINVAL:
+        return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST, message);
+    case -ENOENT:
+        return ctl_http_reply_error(req, conn, MHD_HTTP_NOT_FOUND, message);
+    case -EEXIST:
+    case -EBUSY:
+    case -ECANCELED:
+        return ctl_http_reply_error(req, conn, MHD_HTTP_CONFLICT, message);
+    case -EFBIG:
+        return ctl_http_reply_error(req, conn, MHD_HTTP_CONTENT_TOO_LARGE, message);
+    case -EAGAIN:
+        /* a peer waits this long and asks again */
+        return ctl_http_reply_error_with(req, conn, MHD_HTTP_SERVICE_UNAVAILABLE, message,
+                                         MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    default:
+        log_warn("http: %s", message);
+        return ctl_http_reply_error(req, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, message);
+    }
+}
+
+static enum MHD_Result ctl_http_reply_method(struct ctl_http_request *req,
+                                             struct MHD_Connection *conn, const char *allow)
+{
+    return ctl_http_reply_error_with(req, conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+                                     MHD_HTTP_HEADER_ALLOW, allow);
+}
+
+/* ---- authentication ---- */
+
+static void ctl_http_token_hash(const char *token, size_t len,
+                                unsigned char out[CTL_HTTP_TOKEN_HASH])
+{
+    unsigned int n = 0;
+
+    if (EVP_Digest(token, len, out, &n, EVP_sha256(), NULL) != 1 || n != CTL_HTTP_TOKEN_HASH)
+        memset(out, 0, CTL_HTTP_TOKEN_HASH); /* never equal to a real token's */
+}
+
+/* Does the request carry "Authorization: Bearer <token>"? The tokens are
+ * compared as SHA-256 digests with CRYPTO_memcmp: constant time, whatever
+ * their lengths. */
+static bool ctl_http_authorized(struct ctl_http *http, struct MHD_Connection *conn)
+{
+    const char *value =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    unsigned char got[CTL_HTTP_TOKEN_HASH];
+
+    if (!http->has_token)
+        return true;
+    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
+        return false;
+    value += 7;
+    while (*value == ' ')
+        value++;
+    ctl_http_token_hash(value, strlen(value), got);
+    return CRYPTO_memcmp(got, http->token_hash, sizeof(got)) == 0;
+}
+
+static enum MHD_Result ctl_http_reply_unauthorized(struct ctl_http_request *req,
+                                                   struct MHD_Connection *conn)
+{
+    return ctl_http_reply_error_with(req, conn, MHD_HTTP_UNAUTHORIZED,
+                                     "a valid Authorization: Bearer token is required",
+                                     MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"bimfs\"");
+}
+
+/* ---- routing ---- */
+
+static bool ctl_http_method_is(const char *method, const char *want)
+{
+    return strcmp(method, want) == 0;
+}
+
+/* /v1/images/{name}[/backing|/extents] (rest is what follows "/v1/images/"). */
+static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
+                                            struct MHD_Connection *conn, const char *rest,
+                                            const char *method)
+{
+    char name[STORE_NAME_MAX + 2];
+    const char *slash = strrchr(rest, '/');
+    const char *suffix = "";
+    size_t len = strlen(rest);
+    bool get = ctl_http_method_is(method, MHD_HTTP_METHOD_GET);
+    bool head = ctl_http_method_is(method, MHD_HTTP_METHOD_HEAD);
+
+    if (slash && (strcmp(slash, "/backing") == 0 || strcmp(slash, "/extents") == 0)) {
+        suffix = slash + 1;
+        len = (size_t)(slash - rest);
+    }
+    if (len >= sizeof(name) || len == 0)
+        return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST,
+                                    "invalid image name in the path");
+    memcpy(name, rest, len);
+    name[len] = '\0';
+    if (!store_name_valid(name))
+        return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST,
+                                    "invalid image name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ "
+                                    "(at most 64 bytes)");
+    str_copy(req->name, sizeof(req->name), name);
+    if (strcmp(suffix, "backing") == 0) {
+        if (!get && !head)
+            return ctl_http_reply_method(req, conn, "GET, HEAD");
+        return ctl_http_backing(req, conn, name, head);
+    }
+    if (strcmp(suffix, "extents") == 0) {
+        if (!get && !head)
+            return ctl_http_reply_method(req, conn, "GET, HEAD");
+        return ctl_http_extents(req, conn, name);
+    }
+    if (ctl_http_method_is(method, MHD_HTTP_METHOD_PUT)) {
+        req->uploading = true;
+        return ctl_http_upload(req, conn, name, NULL, NULL);
+    }
+    if (!get && !head)
+        return ctl_http_reply_method(req, conn, "GET, HEAD, PUT");
+    return ctl_http_image_get(req, conn, name);
+}
+
+static enum MHD_Result ctl_http_route(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                      const char *url, const char *method)
+{
+    bool get = ctl_http_method_is(method, MHD_HTTP_METHOD_GET) ||
+               ctl_http_method_is(method, MHD_HTTP_METHOD_HEAD);
+
+    if (strcmp(url, "/healthz") == 0) {
+        if (!get)
+            return ctl_http_reply_method(req, conn, "GET, HEAD");
+        return ctl_http_reply_text(req, conn, MHD_HTTP_OK, "text/plain", "ok", 2);
+    }
+    if (!ctl_http_authorized(req->http, conn))
+        return ctl_http_reply_unauthorized(req, conn);
+    if (strcmp(url, "/metrics") == 0) {
+        if (!get)
+            return ctl_http_reply_method(req, conn, "GET, HEAD");
+        return ctl_http_metrics(req, conn);
+    }
+    if (strcmp(url, CTL_HTTP_IMAGES) == 0 || strcmp(url, CTL_HTTP_IMAGES "/") == 0) {
+        if (!get)
+            return ctl_http_reply_method(req, conn, "GET, HEAD");
+        return ctl_http_images_list(req, conn);
+    }
+    if (strncmp(url, CTL_HTTP_IMAGES "/", sizeof(CTL_HTTP_IMAGES)) == 0)
+        return ctl_http_route_image(req, conn, url + sizeof(CTL_HTTP_IMAGES), method);
+    return ctl_http_reply_error(req, conn, MHD_HTTP_NOT_FOUND, "no such route");
+}
+
+/*
+ * libmicrohttpd calls this first with the headers (no context yet), then
+ * with each piece of the body, then once more with *upload_data_size 0. A
+ * response queued before the request was read completely makes it close the
+ * connection, so every route answers from the last call, but PUT: it is
+ * routed from the first (an upload begins before its body comes). A PUT
+ * refused at once is answered at once when the client waits for "100
+ * Continue" (it has not sent the body); otherwise the answer waits until
+ * the body has been read and dropped, so that the client can read it.
+ */
+static bool ctl_http_expects_continue(struct MHD_Connection *conn)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+
+    return v && strcasecmp(v, "100-continue") == 0;
+}
+
+static enum MHD_Result ctl_http_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_data_size,
+                                       void **con_cls)
+{
+    struct ctl_http_request *req = *con_cls;
+    enum MHD_Result r;
+
+    (void)version;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        req->http = cls;
+        req->send.fd = -1;
+        *con_cls = req;
+        log_debug("http: %s %s", method, url);
+        if (!ctl_http_method_is(method, MHD_HTTP_METHOD_PUT))
+            return MHD_YES;
+        req->routed = true;
+        req->defer = !ctl_http_expects_continue(conn);
+        r = ctl_http_route(req, conn, url, method);
+        req->defer = false;
+        return r;
+    }
+    if (req->deferred) {
+        if (*upload_data_size > 0) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        r = MHD_queue_response(conn, req->deferred_status, req->deferred);
+        MHD_destroy_response(req->deferred);
+        req->deferred = NULL;
+        return r;
+    }
+    if (req->uploading)
+        return ctl_http_upload(req, conn, req->name, upload_data, upload_data_size);
+    if (*upload_data_size > 0) {
+        *upload_data_size = 0; /* a body no route reads */
+        return MHD_YES;
+    }
+    if (req->routed)
+        return MHD_YES;
+    req->routed = true;
+    return ctl_http_route(req, conn, url, method);
+}
+
+static void ctl_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                               enum MHD_RequestTerminationCode toe)
+{
+    struct ctl_http_request *req = *con_cls;
+    bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+
+    (void)cls;
+    (void)conn;
+    if (!req)
+        return;
+    if (req->deferred)
+        MHD_destroy_response(req->deferred);
+    if (req->sending) {
+        /* bytes reached the peer only if the whole response went out */
+        sync_send_end(req->http->sync, &req->send, ok ? req->send_length : 0);
+        if (!ok)
+            log_debug("image=%s uuid=%s send ended early (%d)", req->send.name, req->send.uuid,
+                      (int)toe);
+    }
+    if (req->uploading)
+        ctl_http_upload_completed(req, ok);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* libmicrohttpd's own messages (a client that went away, a bad request
+ * line...) are for debugging only. */
+static void ctl_http_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    size_t n;
+
+    (void)cls;
+    if (!log_debug_enabled())
+        return;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_debug("http: libmicrohttpd: %s", line);
+}
+
+int ctl_http_start(struct sync *sync, int listen_fd, const struct ctl_http_options *opts,
+                   struct ctl_http **out, struct bim_error *err)
+{
+    struct ctl_http *http;
+    int flags;
+
+    *out = NULL;
+    http = calloc(1, sizeof(*http));
+    if (!http) {
+        close(listen_fd);
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    }
+    http->sync = sync;
+    http->send_limit = opts->send_limit;
+    str_copy(http->version, sizeof(http->version), opts->version ? opts->version : "");
+    if (opts->token && opts->token[0]) {
+        http->has_token = true;
+        ctl_http_token_hash(opts->token, strlen(opts->token), http->token_hash);
+    }
+    /* the pool threads share the socket: accept must not block */
+    flags = fcntl(listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        close(listen_fd);
+        free(http);
+        return bim_error_set(err, -errno, "cannot set up the HTTP socket: %s", strerror(errno));
+    }
+    http->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        ctl_http_handle, http, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)CTL_HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CTL_HTTP_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)CTL_HTTP_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CTL_HTTP_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTL_HTTP_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT,
+        1, MHD_OPTION_NOTIFY_COMPLETED, ctl_http_completed, http, MHD_OPTION_EXTERNAL_LOGGER,
+        ctl_http_log, http, MHD_OPTION_END);
+    if (!http->mhd) {
+        close(listen_fd);
+        free(http);
+        return bim_error_set(err, -EIO, "cannot start the HTTP server (libmicrohttpd)");
+    }
+    if (!MHD_is_feature_supported(MHD_FEATURE_SENDFILE))
+        log_warn("http: this libmicrohttpd cannot use sendfile; images are served by copying");
+    *out = http;
+    return 0;
+}
+
+void ctl_http_stop(struct ctl_http *http)
+{
+    if (!http)
+        return;
+    /* ends every connection: NOTIFY_COMPLETED runs for each request in
+     * flight (sends end, uploads abort), then the socket is closed */
+    MHD_stop_daemon(http->mhd);
+    free(http);
+}

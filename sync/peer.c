@@ -1,0 +1,494 @@
+/*
+ * peer.c - the peer sync job (SPEC §6 `sync`): an image copied from other
+ * bimfs daemons over their HTTP API. This file holds the job's frame: the
+ * source list, asking the sources for the image (uuid, state, size,
+ * checksum) and its data extents, the plan of pieces, the expectation, the
+ * writer, and the outcome. The pieces move in peer_fetch.c.
+ *
+ *   GET http://<source>/v1/images/<name>           which image, ready?, size, checksum
+ *   GET http://<source>/v1/images/<name>/extents   where the data is
+ *   GET .../backing with Range                     the data (peer_fetch.c)
+ *
+ * A source that does not answer, answers 5xx or has the image not ready
+ * yet is asked again (backing off up to SYNC_PEER_BACKOFF_MAX_MS); one that
+ * answers for good (404, 401, another uuid, size or checksum) is not asked
+ * again. The image fails when no source is left, or when none answered
+ * for the stall time (--stall-timeout, default 60 s).
+ *
+ * Threads: the worker thread running the job (and peer_fetch.c's fetchers,
+ * which share only the transfer). sync->lock is taken only to publish.
+ */
+#include "sync_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- the source list ---- */
+
+/* A host:port as ctl validated it; sync checks what it relies on: bytes
+ * that are safe in a URL and in a comma-separated list. */
+static bool sync_peer_addr_valid(const char *addr)
+{
+    size_t len = strlen(addr);
+
+    if (len == 0 || len > SYNC_PEER_ADDR_MAX || !strchr(addr, ':'))
+        return false;
+    for (const char *p = addr; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr(".-:[]_", *p)))
+            return false;
+    return true;
+}
+
+int sync_peer_source_text(const char *name, const char *const *peers, char *out, size_t outlen,
+                          struct bim_error *err)
+{
+    size_t count = 0, len;
+
+    if (!peers || !peers[0])
+        return bim_error_set(err, -EINVAL, "%s: sync needs at least one peer (host:port)", name);
+    len = (size_t)snprintf(out, outlen, "sync:");
+    for (; peers[count]; count++) {
+        if (count == SYNC_PEER_MAX)
+            return bim_error_set(err, -EINVAL, "%s: more than %d peers", name, SYNC_PEER_MAX);
+        if (!sync_peer_addr_valid(peers[count]))
+            return bim_error_set(err, -EINVAL,
+                                 "%s: invalid peer address \"%.64s\": expected host:port", name,
+                                 peers[count]);
+        len += (size_t)snprintf(out + len, outlen - len, "%s%s", count ? "," : "", peers[count]);
+        if (len >= outlen)
+            return bim_error_set(err, -EINVAL, "%s: the peer list is too long", name);
+    }
+    return 0;
+}
+
+void sync_set_peer_token(struct sync *sync, const char *token)
+{
+    pthread_mutex_lock(&sync->lock);
+    str_copy(sync->peer_token, sizeof(sync->peer_token), token ? token : "");
+    pthread_mutex_unlock(&sync->lock);
+}
+
+/* Sources from job->source ("sync:a:1,b:2"). */
+static int sync_peer_sources_parse(struct sync_peer_transfer *t, struct bim_error *err)
+{
+    const char *p = t->job->source + strlen("sync:");
+
+    if (strncmp(t->job->source, "sync:", 5) != 0)
+        return bim_error_set(err, -EINVAL, "not a peer sync source: %.64s", t->job->source);
+    while (*p && t->nsources < SYNC_PEER_MAX) {
+        struct sync_peer_source *s = &t->sources[t->nsources];
+        size_t n = strcspn(p, ",");
+
+        if (n == 0 || n > SYNC_PEER_ADDR_MAX)
+            return bim_error_set(err, -EINVAL, "invalid peer list");
+        memcpy(s->addr, p, n);
+        s->addr[n] = '\0';
+        /* built in two steps: GCC cannot tell that job->name and s are apart */
+        snprintf(s->url, sizeof(s->url), "http://%.*s/v1/images/", (int)n, p);
+        strncat(s->url, t->job->name, sizeof(s->url) - strlen(s->url) - 1);
+        t->nsources++;
+        p += n + (p[n] == ',');
+    }
+    return t->nsources ? 0 : bim_error_set(err, -EINVAL, "no peer to sync from");
+}
+
+void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < t->nsources && len < outlen; i++) {
+        const struct sync_peer_source *s = &t->sources[i];
+        len += (size_t)snprintf(out + len, outlen - len, "%s%s: %s", i ? "; " : "", s->addr,
+                                s->error[0] ? s->error : "no answer yet");
+    }
+}
+
+/* ---- asking the sources for the image ---- */
+
+static bool sync_peer_hex128(const char *s)
+{
+    if (strlen(s) != STORE_CHECKSUM_HEX)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+/* Judge the image a source described: 0, or -EAGAIN (not yet) / -ENOENT
+ * (never) with s->error set. */
+static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_source *s,
+                                 json_t *img)
+{
+    const struct sync_job *job = t->job;
+    const char *uuid = NULL, *state = NULL, *sum = NULL;
+    json_int_t size = -1;
+
+    if (json_unpack(img, "{s:s, s:I, s:{s:s, s:s}}", "uuid", &uuid, "size", &size, "status",
+                    "state", &state, "currentChecksum", &sum) < 0 ||
+        size < 0) {
+        snprintf(s->error, sizeof(s->error), "described the image in an unknown way");
+        return -ENOENT;
+    }
+    if (strcmp(uuid, job->uuid) != 0) {
+        snprintf(s->error, sizeof(s->error), "has %s with uuid %.64s, not %s", job->name, uuid,
+                 job->uuid);
+        return -ENOENT;
+    }
+    if (strcmp(state, "ready") != 0) {
+        snprintf(s->error, sizeof(s->error), "has the image but it is %.16s, not ready", state);
+        return -EAGAIN;
+    }
+    if (!sync_peer_hex128(sum)) {
+        snprintf(s->error, sizeof(s->error), "gave no valid checksum");
+        return -ENOENT;
+    }
+    if (job->size && (uint64_t)size != job->size) {
+        snprintf(s->error, sizeof(s->error), "has %" PRIu64 " bytes, not the %" PRIu64 " asked for",
+                 (uint64_t)size, job->size);
+        return -ENOENT;
+    }
+    if (job->expected.algo == STORE_DIGEST_SHA512 && strcmp(job->expected.hex, sum) != 0) {
+        snprintf(s->error, sizeof(s->error), "has checksum %.16s..., not the expected %.16s...",
+                 sum, job->expected.hex);
+        return -ENOENT;
+    }
+    t->size = (uint64_t)size;
+    str_copy(t->checksum, sizeof(t->checksum), sum);
+    return 0;
+}
+
+/* Ask one source: 0 (t->size and t->checksum set), -EAGAIN worth asking
+ * again, -ENOENT never, -ECANCELED. */
+static int sync_peer_ask(struct sync_peer_transfer *t, CURL *curl, struct sync_peer_source *s)
+{
+    struct bim_error err = {{0}};
+    struct sync_peer_reply reply;
+    json_t *img = NULL;
+    int rc;
+
+    rc = sync_peer_http_get_json(curl, s->url, t->token, SYNC_PEER_JSON_MAX, &t->job->cancel,
+                                 &reply, &img, &err);
+    if (rc == -ECANCELED)
+        return rc;
+    if (rc < 0) {
+        str_copy(s->error, sizeof(s->error), err.message);
+        return rc == -EAGAIN ? -EAGAIN : -ENOENT;
+    }
+    if (reply.status == 200) {
+        rc = sync_peer_image_judge(t, s, img);
+    } else {
+        snprintf(s->error, sizeof(s->error), "answered HTTP %ld%s", reply.status,
+                 reply.status == 404   ? " (no such image)"
+                 : reply.status == 401 ? " (the token is missing or wrong)"
+                                       : "");
+        rc = sync_http_status_transient(reply.status) || reply.status == 409 ? -EAGAIN : -ENOENT;
+    }
+    json_decref(img);
+    return rc;
+}
+
+/* Sleep ms in slices, watching cancel. */
+static int sync_peer_pause(struct sync_peer_transfer *t, uint64_t ms)
+{
+    uint64_t end = clock_monotonic_ms() + ms;
+
+    while (!sync_job_cancelled(t->job)) {
+        uint64_t now = clock_monotonic_ms();
+        struct timespec ts;
+
+        if (now >= end)
+            return 0;
+        ts.tv_sec = 0;
+        ts.tv_nsec = (long)((end - now < SYNC_POLL_MS ? end - now : SYNC_POLL_MS) * 1000000);
+        nanosleep(&ts, NULL);
+    }
+    return -ECANCELED;
+}
+
+/* Find a source that has the image ready; *first is its index. */
+static int sync_peer_discover(struct sync_peer_transfer *t, CURL *curl, size_t *first,
+                              struct bim_error *err)
+{
+    uint64_t start = clock_monotonic_ms(), pause = 500;
+    char causes[BIM_ERROR_MAX];
+
+    for (;;) {
+        bool again = false;
+
+        for (size_t i = 0; i < t->nsources; i++) {
+            struct sync_peer_source *s = &t->sources[i];
+            int rc;
+
+            if (s->fatal)
+                continue;
+            rc = sync_peer_ask(t, curl, s);
+            if (rc == 0) {
+                *first = i;
+                return 0;
+            }
+            if (rc == -ECANCELED)
+                return rc;
+            s->fatal = rc != -EAGAIN;
+            again |= !s->fatal;
+        }
+        sync_peer_errors(t, causes, sizeof(causes));
+        if (!again)
+            return bim_error_set(err, -ENOENT, "no source can provide the image: %s", causes);
+        if (clock_monotonic_ms() - start >= t->stall_ms)
+            return bim_error_set(err, -ETIMEDOUT, "no source provided the image within %u s: %s",
+                                 t->stall_ms / 1000, causes);
+        if (sync_peer_pause(t, pause) < 0)
+            return -ECANCELED;
+        pause = pause * 2 > SYNC_PEER_BACKOFF_MAX_MS ? SYNC_PEER_BACKOFF_MAX_MS : pause * 2;
+    }
+}
+
+/* ---- the plan ---- */
+
+static int sync_peer_plan_add(struct sync_peer_transfer *t, size_t *cap, uint64_t off, uint64_t len,
+                              bool hole)
+{
+    while (len > 0) {
+        uint64_t n = hole || len <= SYNC_CHUNK_MAX ? len : SYNC_CHUNK_MAX;
+
+        if (t->npieces == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 64;
+            struct sync_peer_piece *p = reallocarray(t->pieces, ncap, sizeof(*p));
+            if (!p)
+                return -ENOMEM;
+            t->pieces = p;
+            *cap = ncap;
+        }
+        t->pieces[t->npieces++] = (struct sync_peer_piece){.off = off, .len = n, .hole = hole};
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Extent i of a list already checked by sync_peer_extents_usable(). */
+static void sync_peer_extent_at(json_t *extents, size_t i, uint64_t *off, uint64_t *len)
+{
+    json_int_t o = 0, l = 0;
+
+    json_unpack(json_array_get(extents, i), "[II]", &o, &l);
+    *off = (uint64_t)o;
+    *len = (uint64_t)l;
+}
+
+/* Sorted, disjoint, non-empty extents inside the image? */
+static bool sync_peer_extents_usable(json_t *extents, uint64_t size)
+{
+    uint64_t prev_end = 0, end;
+    size_t i;
+    json_t *item;
+
+    if (!json_is_array(extents))
+        return false;
+    json_array_foreach(extents, i, item)
+    {
+        json_int_t o = -1, l = -1;
+
+        if (json_unpack(item, "[II!]", &o, &l) < 0 || o < 0 || l <= 0 || (uint64_t)o < prev_end ||
+            !size_add((uint64_t)o, (uint64_t)l, &end) || end > size)
+            return false;
+        prev_end = end;
+    }
+    return true;
+}
+
+/* Pieces from the extents: data runs (holes shorter than SYNC_PEER_GAP
+ * inside a run are fetched too: the writer keeps zero blocks as holes)
+ * split at SYNC_CHUNK_MAX, and the holes between runs whole. extents NULL:
+ * the whole image is data. */
+static int sync_peer_plan(struct sync_peer_transfer *t, json_t *extents)
+{
+    size_t count = extents ? json_array_size(extents) : 1, cap = 0;
+    uint64_t covered = 0, rs = 0, re = 0, off = 0, len = t->size;
+    bool have = false;
+    int rc = 0;
+
+    if (!extents && t->size == 0)
+        count = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        if (extents)
+            sync_peer_extent_at(extents, i, &off, &len);
+        if (i + 1 == SYNC_PEER_EXTENTS_COUNT) {
+            len = t->size - off; /* the rest as one extent */
+            count = i + 1;
+        }
+        if (have && off - re < SYNC_PEER_GAP) {
+            re = off + len;
+            continue;
+        }
+        if (have) {
+            rc = sync_peer_plan_add(t, &cap, rs, re - rs, false);
+            covered = re;
+        }
+        if (rc == 0 && off > covered)
+            rc = sync_peer_plan_add(t, &cap, covered, off - covered, true);
+        rs = off;
+        re = off + len;
+        have = true;
+    }
+    if (rc == 0 && have) {
+        rc = sync_peer_plan_add(t, &cap, rs, re - rs, false);
+        covered = re;
+    }
+    if (rc == 0 && covered < t->size)
+        rc = sync_peer_plan_add(t, &cap, covered, t->size - covered, true);
+    return rc;
+}
+
+/* The extents, from the source that described the image or another. NULL
+ * when none gives them (the image is then fetched whole). */
+static json_t *sync_peer_extents(struct sync_peer_transfer *t, CURL *curl, size_t first)
+{
+    char url[sizeof(t->sources[0].url) + 16];
+
+    for (size_t k = 0; k < t->nsources; k++) {
+        struct sync_peer_source *s = &t->sources[(first + k) % t->nsources];
+        struct sync_peer_reply reply;
+        struct bim_error err = {{0}};
+        json_t *extents = NULL;
+
+        if (s->fatal)
+            continue;
+        snprintf(url, sizeof(url), "%s/extents", s->url);
+        if (sync_peer_http_get_json(curl, url, t->token, SYNC_PEER_EXTENTS_MAX, &t->job->cancel,
+                                    &reply, &extents, &err) == 0 &&
+            sync_peer_extents_usable(extents, t->size))
+            return extents;
+        if (extents)
+            log_warn("image=%s uuid=%s %s listed unusable extents", t->job->name, t->job->uuid,
+                     s->addr);
+        json_decref(extents);
+        log_debug("image=%s uuid=%s no extents from %s: %s (HTTP %ld)", t->job->name, t->job->uuid,
+                  s->addr, err.message, reply.status);
+    }
+    return NULL;
+}
+
+/* ---- the job ---- */
+
+/* Take the sources' checksum as the expectation when none was given, and
+ * show it (and the size) at once. */
+static void sync_peer_expect(struct sync_peer_transfer *t, struct store_checksum *expected)
+{
+    struct sync_job *job = t->job;
+
+    *expected = job->expected;
+    if (expected->algo == STORE_DIGEST_NONE) {
+        expected->algo = STORE_DIGEST_SHA512;
+        str_copy(expected->hex, sizeof(expected->hex), t->checksum);
+    }
+    pthread_mutex_lock(&job->sync->lock);
+    store_checksum_format(expected, job->record->info.expected_checksum);
+    job->record->info.bytes_total = t->size;
+    sync_record_changed(job->sync, job->record);
+    pthread_mutex_unlock(&job->sync->lock);
+}
+
+static int sync_peer_transfer_init(struct sync_peer_transfer *t, struct sync_job *job,
+                                   struct bim_error *err)
+{
+    pthread_condattr_t attr;
+    unsigned low;
+    int rc;
+
+    t->job = job;
+    t->sender = -1;
+    atomic_init(&t->bytes, 0);
+    t->stall_ms = job->sync->stall_ms ? job->sync->stall_ms : SYNC_DEFAULT_STALL_MS;
+    low = t->stall_ms / 2000;
+    t->low_speed_s = low < 2 ? 2 : low > 30 ? 30 : low;
+    pthread_mutex_lock(&job->sync->lock);
+    str_copy(t->token, sizeof(t->token), job->sync->peer_token);
+    pthread_mutex_unlock(&job->sync->lock);
+    rc = sync_peer_sources_parse(t, err);
+    if (rc < 0)
+        return rc;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(&t->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc == 0)
+        rc = pthread_mutex_init(&t->lock, NULL);
+    return rc ? bim_error_set(err, -rc, "cannot set up: %s", strerror(rc)) : 0;
+}
+
+static void sync_peer_transfer_free(struct sync_peer_transfer *t)
+{
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->lock);
+    explicit_bzero(t->token, sizeof(t->token));
+    free(t->pieces);
+    free(t->again);
+    free(t);
+}
+
+void sync_peer_run(struct sync_job *job)
+{
+    struct sync_peer_transfer *t = calloc(1, sizeof(*t));
+    struct bim_error err = {{0}};
+    struct store_writer *w = NULL;
+    struct store_checksum expected;
+    json_t *extents = NULL;
+    CURL *curl = NULL;
+    size_t first = 0;
+    int rc;
+
+    if (!t) {
+        sync_transfer_fail(job, bim_error_set(&err, -ENOMEM, "out of memory"), &err);
+        return;
+    }
+    rc = sync_peer_transfer_init(t, job, &err);
+    if (rc == 0)
+        rc = sync_peer_http_open(t->low_speed_s, &curl);
+    if (rc == 0)
+        rc = sync_peer_discover(t, curl, &first, &err);
+    if (rc == 0) {
+        extents = sync_peer_extents(t, curl, first);
+        rc = sync_peer_plan(t, extents);
+        json_decref(extents);
+        if (rc < 0)
+            bim_error_set(&err, rc, "out of memory");
+    }
+    if (curl)
+        curl_easy_cleanup(curl);
+    if (rc < 0) {
+        sync_transfer_fail(job, rc, &err);
+        goto out;
+    }
+    log_info("image=%s uuid=%s sync from %s: %" PRIu64 " bytes in %zu pieces", job->name, job->uuid,
+             job->source + 5, t->size, t->npieces);
+    sync_peer_expect(t, &expected);
+    rc = store_writer_open(job->sync->store, job->name, job->uuid, &expected, false, &w, &err);
+    if (rc == 0) {
+        uint64_t start = clock_monotonic_ms();
+
+        t->w = w;
+        job->bytes_total = t->size;
+        rc = sync_peer_fetch(t, &err);
+        if (rc == 0)
+            log_info("image=%s uuid=%s all %" PRIu64 " bytes in %" PRIu64 " ms; committing",
+                     job->name, job->uuid, t->size, clock_monotonic_ms() - start);
+    }
+    /* the sender is shown while the sync runs only */
+    pthread_mutex_lock(&job->sync->lock);
+    job->record->info.sender[0] = '\0';
+    pthread_mutex_unlock(&job->sync->lock);
+    if (w)
+        sync_transfer_finish(job, w, rc, t->size, &err);
+    else
+        sync_transfer_fail(job, rc, &err);
+out:
+    sync_peer_transfer_free(t);
+}

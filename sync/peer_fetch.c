@@ -1,0 +1,495 @@
+/*
+ * peer_fetch.c - moving the pieces of a peer sync: fetcher threads (each
+ * with its own curl handle and connection) take pieces in order, holes are
+ * marked with store_writer_skip, data ranges are fetched from a source
+ * with Range and written with store_writer_pwrite (zero blocks stay holes;
+ * the writer's hasher follows the written prefix, so the last byte needs no
+ * second pass; fetchers stay within SYNC_PEER_HASH_LEAD of the hasher, so
+ * little is left to hash then). The job's own thread watches: progress, the
+ * sender, cancel, the stall bound, and the writeback of the written prefix
+ * (writeback.c).
+ *
+ * Sources are spread over the fetchers (fetcher i prefers source i mod n)
+ * with at most SYNC_PEER_PER_SOURCE connections to one source. A piece that
+ * fails goes back to the front of the line with what was written of it
+ * kept (the next try asks only for the rest), to whichever source is usable
+ * then: one that answered 503 waits Retry-After, one that failed otherwise
+ * backs off (doubling up to SYNC_PEER_BACKOFF_MAX_MS), one that answered
+ * what will not change (404, 401, another version) is dropped.
+ *
+ * Threads: the fetchers and the job's thread share the transfer; t->lock
+ * guards the queue, the sources' state and the outcome. A piece belongs to
+ * the fetcher holding it (its `done` is written only by that fetcher);
+ * t->bytes is atomic. No lock is held across network or disk I/O.
+ */
+#include "sync_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum sync_peer_outcome {
+    SYNC_PEER_DONE,      /* the piece is written */
+    SYNC_PEER_BUSY,      /* 503: ask again after Retry-After */
+    SYNC_PEER_TRANSIENT, /* worth asking again later */
+    SYNC_PEER_FATAL,     /* this source will not do */
+    SYNC_PEER_LOCAL,     /* writing failed: the whole sync fails */
+    SYNC_PEER_CANCELED,
+};
+
+struct sync_peer_fetcher {
+    struct sync_peer_transfer *t;
+    unsigned index;
+    pthread_t thread;
+    CURL *curl;
+    char *buf; /* SYNC_DOWNLOAD_BUFFER bytes not yet written */
+    size_t fill;
+    /* the GET in flight */
+    struct sync_peer_piece *piece;
+    uint64_t pos; /* where buf's first byte goes */
+    uint64_t end; /* the piece's end */
+    int write_rc;
+    char why[200]; /* accept()'s verdict on a source that will not do */
+};
+
+static void sync_peer_wait(struct sync_peer_transfer *t, uint64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+}
+
+/* ---- one GET of a piece ---- */
+
+/* Write len bytes at f->pos (from the buffer or straight from curl's). */
+static int sync_peer_write(struct sync_peer_fetcher *f, const void *data, size_t len)
+{
+    int rc = store_writer_pwrite(f->t->w, data, len, f->pos);
+
+    if (rc < 0) {
+        f->write_rc = rc;
+        return rc;
+    }
+    f->pos += len;
+    f->piece->done += len;
+    atomic_fetch_add(&f->t->bytes, len);
+    return 0;
+}
+
+static int sync_peer_flush(struct sync_peer_fetcher *f)
+{
+    int rc = f->fill ? sync_peer_write(f, f->buf, f->fill) : 0;
+
+    if (rc == 0)
+        f->fill = 0;
+    return rc;
+}
+
+static int sync_peer_on_reply(void *ctx, const struct sync_peer_reply *r)
+{
+    struct sync_peer_fetcher *f = ctx;
+    char etag[STORE_CHECKSUM_HEX + 8];
+
+    if (r->status != 206)
+        return 1; /* judged after the GET by its status */
+    if (!r->has_range || r->range_first != f->pos || r->range_last + 1 != f->end ||
+        r->range_complete != (int64_t)f->t->size) {
+        snprintf(f->why, sizeof(f->why), "sent another range than asked for");
+        return -EPROTO;
+    }
+    snprintf(etag, sizeof(etag), "\"%s\"", f->t->checksum);
+    if (r->etag[0] && strcmp(r->etag, etag) != 0) {
+        snprintf(f->why, sizeof(f->why), "serves another version of the image (ETag %.24s...)",
+                 r->etag);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static int sync_peer_on_data(void *ctx, const void *data, size_t len)
+{
+    struct sync_peer_fetcher *f = ctx;
+
+    if (len > f->end - f->pos - f->fill) {
+        snprintf(f->why, sizeof(f->why), "sent more bytes than asked for");
+        return -EPROTO;
+    }
+    /* large reads go to the file as they are: one copy less */
+    if (f->fill == 0 && len >= SYNC_PEER_DIRECT_MIN)
+        return sync_peer_write(f, data, len) < 0 ? -EIO : 0;
+    while (len > 0) {
+        size_t n = SYNC_DOWNLOAD_BUFFER - f->fill;
+
+        if (n > len)
+            n = len;
+        memcpy(f->buf + f->fill, data, n);
+        f->fill += n;
+        data = (const char *)data + n;
+        len -= n;
+        if (f->fill == SYNC_DOWNLOAD_BUFFER && sync_peer_flush(f) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* Fetch the rest of f->piece from s. *retry_s: Retry-After of a 503. */
+static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
+                                                  struct sync_peer_source *s, unsigned *retry_s,
+                                                  char *why, size_t whylen)
+{
+    struct sync_peer_transfer *t = f->t;
+    struct sync_peer_piece *p = f->piece;
+    char url[sizeof(s->url) + 16];
+    struct sync_peer_reply reply;
+    struct bim_error err = {{0}};
+    struct sync_peer_call call = {
+        .url = url,
+        .token = t->token,
+        .range = true,
+        .accept = sync_peer_on_reply,
+        .data = sync_peer_on_data,
+        .ctx = f,
+        .cancel = &t->job->cancel,
+    };
+    int rc;
+
+    snprintf(url, sizeof(url), "%s/backing", s->url);
+    f->pos = p->off + p->done;
+    f->end = p->off + p->len;
+    f->fill = 0;
+    f->write_rc = 0;
+    f->why[0] = '\0';
+    call.first = f->pos;
+    call.last = f->end - 1;
+    rc = sync_peer_http_get(f->curl, &call, &reply, &err);
+    /* what arrived is good even if the GET broke off: keep it */
+    if (f->write_rc == 0 && sync_peer_flush(f) < 0)
+        rc = -EIO;
+    if (f->write_rc < 0) {
+        snprintf(why, whylen, "cannot write: %s", strerror(-f->write_rc));
+        return SYNC_PEER_LOCAL;
+    }
+    if (rc == -ECANCELED)
+        return SYNC_PEER_CANCELED;
+    if (rc == -EPROTO) {
+        str_copy(why, whylen, f->why);
+        return SYNC_PEER_FATAL;
+    }
+    if (rc < 0) {
+        str_copy(why, whylen, err.message[0] ? err.message : strerror(-rc));
+        return SYNC_PEER_TRANSIENT;
+    }
+    if (reply.status == 206 && p->done == p->len)
+        return SYNC_PEER_DONE;
+    snprintf(why, whylen, "answered HTTP %ld%s", reply.status,
+             reply.status == 206 ? " with a short body" : "");
+    if (reply.status == 503) {
+        *retry_s = reply.retry_after_s ? reply.retry_after_s : 1;
+        return SYNC_PEER_BUSY;
+    }
+    if (reply.status == 206 || reply.status == 409 || sync_http_status_transient(reply.status))
+        return SYNC_PEER_TRANSIENT;
+    return SYNC_PEER_FATAL;
+}
+
+/* ---- the line of pieces (t->lock held) ---- */
+
+static struct sync_peer_piece *sync_peer_take(struct sync_peer_transfer *t)
+{
+    if (t->nagain > 0)
+        return &t->pieces[t->again[--t->nagain]];
+    if (t->next < t->npieces)
+        return &t->pieces[t->next++];
+    return NULL;
+}
+
+static void sync_peer_give_back(struct sync_peer_transfer *t, struct sync_peer_piece *p)
+{
+    t->again[t->nagain++] = (size_t)(p - t->pieces);
+    pthread_cond_broadcast(&t->cond);
+}
+
+static void sync_peer_finished(struct sync_peer_transfer *t)
+{
+    if (--t->left == 0)
+        pthread_cond_broadcast(&t->cond);
+}
+
+/* Stop the transfer with rc and message (the first failure wins). */
+static void sync_peer_fail(struct sync_peer_transfer *t, int rc, const char *message)
+{
+    if (!t->stop) {
+        t->rc = rc;
+        bim_error_set(&t->err, rc, "%s", message);
+    }
+    t->stop = true;
+    pthread_cond_broadcast(&t->cond);
+}
+
+/* A source to ask now, the preferred one first; NULL with *wait_ms when
+ * none is (the transfer is stopped when none ever will be). */
+static struct sync_peer_source *sync_peer_pick(struct sync_peer_transfer *t, unsigned preferred,
+                                               uint64_t now, uint64_t *wait_ms)
+{
+    char causes[BIM_ERROR_MAX - 64], message[BIM_ERROR_MAX];
+    bool usable = false;
+
+    *wait_ms = SYNC_POLL_MS;
+    for (size_t k = 0; k < t->nsources; k++) {
+        struct sync_peer_source *s = &t->sources[(preferred + k) % t->nsources];
+
+        if (s->fatal)
+            continue;
+        usable = true;
+        if (s->retry_ms > now) {
+            if (s->retry_ms - now < *wait_ms)
+                *wait_ms = s->retry_ms - now;
+            continue;
+        }
+        if (s->active < SYNC_PEER_PER_SOURCE)
+            return s;
+    }
+    if (!usable) {
+        sync_peer_errors(t, causes, sizeof(causes));
+        snprintf(message, sizeof(message), "no source can finish the image: %s", causes);
+        sync_peer_fail(t, -EIO, message);
+    }
+    return NULL;
+}
+
+/* Record how a GET of piece p from s went (t->lock held). */
+static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_source *s,
+                            struct sync_peer_piece *p, enum sync_peer_outcome outcome,
+                            unsigned retry_s, const char *why)
+{
+    uint64_t now = clock_monotonic_ms(), backoff;
+
+    s->active--;
+    switch (outcome) {
+    case SYNC_PEER_DONE:
+        s->failures = 0;
+        t->alive_ms = now;
+        t->sender = (int)(s - t->sources);
+        sync_peer_finished(t);
+        return;
+    case SYNC_PEER_BUSY:
+        t->alive_ms = now;
+        s->retry_ms = now + retry_s * 1000ull;
+        str_copy(s->error, sizeof(s->error), why);
+        break;
+    case SYNC_PEER_TRANSIENT:
+        s->failures++;
+        backoff = 250ull << (s->failures < 6 ? s->failures : 6);
+        s->retry_ms =
+            now + (backoff < SYNC_PEER_BACKOFF_MAX_MS ? backoff : SYNC_PEER_BACKOFF_MAX_MS);
+        str_copy(s->error, sizeof(s->error), why);
+        log_debug("image=%s uuid=%s %s: %s", t->job->name, t->job->uuid, s->addr, why);
+        break;
+    case SYNC_PEER_FATAL:
+        s->fatal = true;
+        str_copy(s->error, sizeof(s->error), why);
+        log_warn("image=%s uuid=%s not syncing from %s any more: %s", t->job->name, t->job->uuid,
+                 s->addr, why);
+        break;
+    case SYNC_PEER_LOCAL:
+        sync_peer_fail(t, -EIO, why);
+        break;
+    case SYNC_PEER_CANCELED:
+        sync_peer_fail(t, -ECANCELED, "cancelled");
+        break;
+    }
+    sync_peer_give_back(t, p);
+}
+
+/* ---- the fetcher threads ---- */
+
+/* Handle a piece: a hole is marked, data fetched. t->lock held; dropped
+ * while working. false: no source now (the piece went back). */
+static bool sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_piece *p)
+{
+    struct sync_peer_transfer *t = f->t;
+    struct sync_peer_source *s;
+    enum sync_peer_outcome outcome;
+    unsigned retry_s = 0;
+    uint64_t wait_ms;
+    char why[256] = "";
+    int rc;
+
+    if (p->hole) {
+        pthread_mutex_unlock(&t->lock);
+        rc = store_writer_skip(t->w, p->off, p->len);
+        if (rc == 0)
+            atomic_fetch_add(&t->bytes, p->len);
+        pthread_mutex_lock(&t->lock);
+        if (rc < 0)
+            sync_peer_fail(t, rc, "cannot write: a hole could not be marked");
+        else
+            sync_peer_finished(t);
+        return true;
+    }
+    /* keep within SYNC_PEER_HASH_LEAD of the hasher: when the source is
+     * faster than SHA-512, the hashing is done by the time the last byte
+     * lands (and the page cache holds little that is not hashed yet) */
+    while (!t->stop && p->off > store_writer_hashed(t->w) + SYNC_PEER_HASH_LEAD)
+        sync_peer_wait(t, SYNC_PEER_HASH_WAIT_MS);
+    if (t->stop) {
+        sync_peer_give_back(t, p);
+        return false;
+    }
+    s = sync_peer_pick(t, f->index % (unsigned)t->nsources, clock_monotonic_ms(), &wait_ms);
+    if (!s) {
+        sync_peer_give_back(t, p);
+        if (!t->stop)
+            sync_peer_wait(t, wait_ms);
+        return false;
+    }
+    s->active++;
+    f->piece = p;
+    pthread_mutex_unlock(&t->lock);
+    outcome = sync_peer_get_piece(f, s, &retry_s, why, sizeof(why));
+    pthread_mutex_lock(&t->lock);
+    f->piece = NULL;
+    sync_peer_judge(t, s, p, outcome, retry_s, why);
+    return true;
+}
+
+static void *sync_peer_fetcher_main(void *arg)
+{
+    struct sync_peer_fetcher *f = arg;
+    struct sync_peer_transfer *t = f->t;
+
+    pthread_mutex_lock(&t->lock);
+    while (!t->stop && t->left > 0) {
+        struct sync_peer_piece *p = sync_peer_take(t);
+
+        if (!p) {
+            /* the rest is with other fetchers; one may come back */
+            sync_peer_wait(t, SYNC_POLL_MS);
+            continue;
+        }
+        sync_peer_work(f, p);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* ---- the job's thread ---- */
+
+static void sync_peer_publish_sender(struct sync_peer_transfer *t, int sender)
+{
+    struct sync_job *job = t->job;
+
+    pthread_mutex_lock(&job->sync->lock);
+    str_copy(job->record->info.sender, sizeof(job->record->info.sender), t->sources[sender].addr);
+    sync_record_changed(job->sync, job->record);
+    pthread_mutex_unlock(&job->sync->lock);
+}
+
+/* Watch the fetchers until the pieces are done or the transfer stops.
+ * t->lock held. */
+static void sync_peer_watch(struct sync_peer_transfer *t)
+{
+    uint64_t last_bytes = 0, last_hashed = 0, progress_ms = clock_monotonic_ms();
+    char causes[BIM_ERROR_MAX - 64], message[BIM_ERROR_MAX];
+    struct sync_writeback wb;
+    int shown = -1;
+
+    sync_writeback_reset(&wb);
+    t->alive_ms = progress_ms;
+    while (!t->stop && t->left > 0) {
+        uint64_t now, bytes, hashed;
+        int sender;
+
+        sync_peer_wait(t, SYNC_PUBLISH_MS);
+        now = clock_monotonic_ms();
+        bytes = atomic_load(&t->bytes);
+        hashed = store_writer_hashed(t->w);
+        /* fetchers waiting for the hasher are not stalled */
+        if (bytes != last_bytes || hashed != last_hashed) {
+            last_bytes = bytes;
+            last_hashed = hashed;
+            progress_ms = now;
+        }
+        if (sync_job_cancelled(t->job)) {
+            sync_peer_fail(t, -ECANCELED, "cancelled");
+        } else if (now - progress_ms >= t->stall_ms &&
+                   (now - t->alive_ms >= t->stall_ms ||
+                    now - progress_ms >= SYNC_PEER_BUSY_MAX_MS)) {
+            sync_peer_errors(t, causes, sizeof(causes));
+            snprintf(message, sizeof(message), "no source sent data for %u s: %s",
+                     (unsigned)((now - progress_ms) / 1000), causes);
+            sync_peer_fail(t, -ETIMEDOUT, message);
+        }
+        sender = t->sender;
+        pthread_mutex_unlock(&t->lock);
+        sync_job_progress(t->job, bytes);
+        /* the written prefix goes to disk as it grows: the commit's fsync
+         * then has little left, and the page cache stays small */
+        sync_writeback_note(&wb, t->w, store_writer_written(t->w));
+        if (sender >= 0 && sender != shown)
+            sync_peer_publish_sender(t, sender);
+        shown = sender;
+        pthread_mutex_lock(&t->lock);
+    }
+}
+
+int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
+{
+    struct sync_peer_fetcher fetchers[SYNC_PEER_FETCHERS];
+    size_t want = t->nsources * SYNC_PEER_PER_SOURCE, started = 0;
+    int rc = 0;
+
+    memset(fetchers, 0, sizeof(fetchers));
+    t->left = t->npieces;
+    t->again = calloc(t->npieces ? t->npieces : 1, sizeof(*t->again));
+    if (!t->again)
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    if (want > SYNC_PEER_FETCHERS)
+        want = SYNC_PEER_FETCHERS;
+    for (; started < want && rc == 0; started++) {
+        struct sync_peer_fetcher *f = &fetchers[started];
+
+        f->t = t;
+        f->index = (unsigned)started;
+        f->buf = malloc(SYNC_DOWNLOAD_BUFFER);
+        rc = f->buf ? sync_peer_http_open(t->low_speed_s, &f->curl) : -ENOMEM;
+        if (rc == 0)
+            rc = -pthread_create(&f->thread, NULL, sync_peer_fetcher_main, f);
+        if (rc < 0)
+            break;
+    }
+    pthread_mutex_lock(&t->lock);
+    if (rc < 0)
+        sync_peer_fail(t, rc, "cannot start the fetcher threads");
+    else
+        sync_peer_watch(t);
+    t->stop = true;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+
+    for (size_t i = 0; i < SYNC_PEER_FETCHERS; i++) {
+        if (i < started)
+            pthread_join(fetchers[i].thread, NULL);
+        if (fetchers[i].curl)
+            curl_easy_cleanup(fetchers[i].curl);
+        free(fetchers[i].buf);
+    }
+    if (t->rc < 0 || t->left > 0) {
+        *err = t->err;
+        return t->rc < 0 ? t->rc : bim_error_set(err, -EIO, "the sync stopped early");
+    }
+    /* every byte is here: show it at once (progress is otherwise throttled) */
+    t->job->flowing = false;
+    sync_job_progress(t->job, atomic_load(&t->bytes));
+    return 0;
+}

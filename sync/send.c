@@ -1,0 +1,152 @@
+/*
+ * send.c - serving ready images to peers: the count of GETs in flight per
+ * image (sending_reference, bounded by the HTTP server's --send-limit), the
+ * bytes served, and the daemon's counters for metrics (sends, refusals,
+ * failures by reason).
+ *
+ * Threads: HTTP server threads call begin/end, any thread reads the stats.
+ * sync->lock guards sync->stats, every record's sending_reference,
+ * bytes_sent and failure_counted; the backing file is opened without it.
+ */
+#include "sync_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *sync_failure_reason_name(enum sync_failure_reason reason)
+{
+    switch (reason) {
+    case SYNC_FAILURE_CHECKSUM:
+        return "checksum";
+    case SYNC_FAILURE_FORMAT:
+        return "format";
+    case SYNC_FAILURE_SOURCE:
+        return "source";
+    case SYNC_FAILURE_IO:
+        return "io";
+    case SYNC_FAILURE_CHANGED:
+        return "changed";
+    case SYNC_FAILURE_INTERRUPTED:
+        return "interrupted";
+    case SYNC_FAILURE_REASONS:
+        break;
+    }
+    return "source";
+}
+
+/* The messages of sync/ and store/ say what happened; the reason follows
+ * from their wording (see docs/http.md for the list). */
+enum sync_failure_reason sync_failure_classify(const char *message)
+{
+    static const struct {
+        const char *text;
+        enum sync_failure_reason reason;
+    } table[] = {
+        {"checksum mismatch", SYNC_FAILURE_CHECKSUM},
+        {"backing changed on disk", SYNC_FAILURE_CHANGED},
+        {"backing file is missing", SYNC_FAILURE_CHANGED},
+        {"interrupted by a daemon restart", SYNC_FAILURE_INTERRUPTED},
+        {"qcow2", SYNC_FAILURE_FORMAT},
+        {"multiple of 512", SYNC_FAILURE_FORMAT},
+        {"cannot write", SYNC_FAILURE_IO},
+        {"cannot copy", SYNC_FAILURE_IO},
+        {"cannot open backing", SYNC_FAILURE_IO},
+        {"cannot read back", SYNC_FAILURE_IO},
+        {"cannot sync", SYNC_FAILURE_IO},
+        {"cannot rename", SYNC_FAILURE_IO},
+    };
+
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (strstr(message, table[i].text))
+            return table[i].reason;
+    return SYNC_FAILURE_SOURCE;
+}
+
+void sync_stats_note(struct sync *sync, struct sync_record *rec)
+{
+    if (rec->info.state != SYNC_STATE_FAILED || rec->failure_counted)
+        return;
+    rec->failure_counted = true;
+    sync->stats.failures[sync_failure_classify(rec->info.error)]++;
+}
+
+void sync_stats_get(struct sync *sync, struct sync_stats *out)
+{
+    pthread_mutex_lock(&sync->lock);
+    *out = sync->stats;
+    pthread_mutex_unlock(&sync->lock);
+}
+
+/* Count the send in (locked): 0, or -errno with a message. */
+static int sync_send_claim(struct sync *sync, const char *name, unsigned limit,
+                           struct sync_send *out, struct bim_error *err)
+{
+    struct sync_record *rec = sync_record_find(sync, name);
+
+    if (!rec || rec->hidden)
+        return bim_error_set(err, -ENOENT, "%s: no such image", name);
+    if (rec->info.state != SYNC_STATE_READY)
+        return bim_error_set(err, -EBUSY, "%s: not ready (%s)", name,
+                             sync_state_name(rec->info.state));
+    if (limit > 0 && rec->info.sending_reference >= (int)limit) {
+        sync->stats.sends_refused++;
+        return bim_error_set(err, -EAGAIN, "%s: %d transfers already in flight (--send-limit)",
+                             name, rec->info.sending_reference);
+    }
+    rec->info.sending_reference++;
+    sync->stats.sends++;
+    out->id = rec->info.id;
+    str_copy(out->name, sizeof(out->name), rec->info.name);
+    str_copy(out->uuid, sizeof(out->uuid), rec->info.uuid);
+    out->size = rec->info.size;
+    str_copy(out->checksum, sizeof(out->checksum), rec->info.current_checksum);
+    sync_record_changed(sync, rec);
+    return 0;
+}
+
+int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct sync_send *out,
+                    struct bim_error *err)
+{
+    struct stat st;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    if (!name || !store_name_valid(name))
+        return bim_error_set(err, -EINVAL, "%.80s: invalid name", name ? name : "");
+    pthread_mutex_lock(&sync->lock);
+    rc = sync_send_claim(sync, name, limit, out, err);
+    pthread_mutex_unlock(&sync->lock);
+    if (rc < 0)
+        return rc;
+    rc = store_image_open_backing(sync->store, out->name, out->uuid, &out->fd);
+    /* the file must still be the one the record describes (a change behind
+     * our back is the monitor's to judge; we only refuse to serve it) */
+    if (rc == 0 && (fstat(out->fd, &st) < 0 || (uint64_t)st.st_size != out->size))
+        rc = -ESTALE;
+    if (rc < 0) {
+        if (out->fd >= 0)
+            close(out->fd);
+        out->fd = -1;
+        sync_send_end(sync, out, 0);
+        return bim_error_set(err, rc == -ENOENT ? -EBUSY : rc, "%s: cannot open backing: %s", name,
+                             strerror(-rc));
+    }
+    return 0;
+}
+
+void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes)
+{
+    struct sync_record *rec;
+
+    pthread_mutex_lock(&sync->lock);
+    sync->stats.bytes_sent += bytes;
+    rec = sync_record_find_id(sync, send->id);
+    if (rec && rec->info.sending_reference > 0) {
+        rec->info.sending_reference--;
+        rec->info.bytes_sent += bytes;
+        sync_record_changed(sync, rec);
+    }
+    pthread_mutex_unlock(&sync->lock);
+}
