@@ -138,18 +138,19 @@ int ctl_server_bind(const char *path, int *listen_fd, struct bim_error *err)
         return rc;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return bim_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+        return bim_error_set(err, -errno, "socket %s: %s", addr.sun_path, strerror(errno));
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
         if (errno == EADDRINUSE)
-            rc = bim_error_set(err, -EADDRINUSE, "socket %s is in use by a running daemon", path);
+            rc = bim_error_set(err, -EADDRINUSE, "socket %s is in use by a running daemon",
+                               addr.sun_path);
         else
-            rc = bim_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+            rc = bim_error_set(err, -errno, "socket %s: %s", addr.sun_path, strerror(errno));
         close(fd);
         return rc;
     }
     /* no client can connect before listen(), so 0600 holds from the start */
     if (chmod(path, 0600) < 0 || listen(fd, CTL_MAX_CLIENTS) < 0) {
-        rc = bim_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+        rc = bim_error_set(err, -errno, "socket %s: %s", addr.sun_path, strerror(errno));
         close(fd);
         unlink(path);
         return rc;

@@ -5,6 +5,9 @@
  * (fi->fh), so paging through it with offsets stays consistent while images
  * come and go; the next opendir sees the changes.
  *
+ * Every open directory is also on fs->dirs (under fs->files_lock), so that
+ * fs_unmount frees those whose release never came (a stop may overtake it).
+ *
  * Threads: handlers run on any libfuse worker; the kernel serialises the
  * requests of one open directory, and the snapshot belongs to it alone.
  */
@@ -25,6 +28,7 @@ struct fs_dir_entry {
 };
 
 struct fs_dir {
+    struct fs_dir *prev, *next; /* in fs->dirs, under fs->files_lock */
     size_t count;
     struct fs_dir_entry entries[];
 };
@@ -96,6 +100,25 @@ static int fs_dir_list_image(struct fs *fs, uint64_t id, struct fs_dir **out)
     return 0;
 }
 
+static void fs_dir_free(struct fs *fs, struct fs_dir *dir)
+{
+    pthread_mutex_lock(&fs->files_lock);
+    if (dir->prev)
+        dir->prev->next = dir->next;
+    else
+        fs->dirs = dir->next;
+    if (dir->next)
+        dir->next->prev = dir->prev;
+    pthread_mutex_unlock(&fs->files_lock);
+    free(dir);
+}
+
+void fs_dirs_free_all(struct fs *fs)
+{
+    while (fs->dirs)
+        fs_dir_free(fs, fs->dirs);
+}
+
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs *fs = fs_from_req(req);
@@ -116,9 +139,15 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -rc);
         return;
     }
+    pthread_mutex_lock(&fs->files_lock);
+    dir->next = fs->dirs;
+    if (fs->dirs)
+        fs->dirs->prev = dir;
+    fs->dirs = dir;
+    pthread_mutex_unlock(&fs->files_lock);
     fi->fh = (uintptr_t)dir;
     if (fuse_reply_open(req, fi) == -ENOENT)
-        free(dir); /* the opener was interrupted: no releasedir follows */
+        fs_dir_free(fs, dir); /* the opener was interrupted: no releasedir follows */
 }
 
 void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -154,7 +183,7 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    free((void *)(uintptr_t)fi->fh);
+    fs_dir_free(fs_from_req(req), (struct fs_dir *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

@@ -4,7 +4,7 @@
  *
  * Threads: struct fs is written by fs_mount()/fs_run() before any worker
  * starts and only read by handlers afterwards, except the loop-control
- * fields, which fs->lock guards, the list of open files (fs->files_lock)
+ * fields, which fs->lock guards, the lists of open files and directories (fs->files_lock)
  * and the cache of open qcow2 images, which fs->qcow_lock guards (qcow2.c). Otherwise handlers keep
  * no fs-wide state: image state comes from sync as copies, an open file (struct fs_file) belongs to
  * its fuse_file_info and is freed by release.
@@ -30,6 +30,8 @@
 #define FS_TIMEOUT_FILE 86400.0
 #define FS_TIMEOUT_DIR 1.0
 
+struct fs_dir;
+
 struct fs {
     struct fuse_session *se;
     struct fuse_args args; /* our copy of main's args plus the mount options */
@@ -54,8 +56,9 @@ struct fs {
 
     /* open files (file.c), freed at unmount if the kernel never released
      * them: a close sends RELEASE asynchronously, a stop may come first */
-    pthread_mutex_t files_lock; /* guards files and every fs_file's links */
+    pthread_mutex_t files_lock; /* guards files, dirs and their links */
     struct fs_file *files;
+    struct fs_dir *dirs; /* open directories (dir.c), freed likewise */
 
     /* raw of qcow2 (qcow2.c): qcow_lock guards qcow_list and its entries */
     pthread_mutex_t qcow_lock;
@@ -139,6 +142,9 @@ struct fs_file {
 
 /* Free the files the kernel never released (fs_unmount, no request running). */
 void fs_files_free_all(struct fs *fs);
+
+/* Free the directories the kernel never released (fs_unmount). */
+void fs_dirs_free_all(struct fs *fs);
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);

@@ -276,6 +276,7 @@ void fs_unmount(struct fs *fs)
     }
     fuse_opt_free_args(&fs->args);
     fs_files_free_all(fs);
+    fs_dirs_free_all(fs);
     pthread_mutex_destroy(&fs->files_lock);
     fs_qcow_cache_destroy(fs);
     pthread_mutex_destroy(&fs->lock);

@@ -118,11 +118,11 @@ struct sync_create_request {
     const char *uuid;     /* NULL: generated (8 hex digits) */
     const char *checksum; /* NULL or "": no expectation; else as store_checksum_parse() */
     enum sync_source_type type;
-    int fd;                   /* UPLOAD: a readable fd; sync takes ownership (closes it) */
-    const char *from;         /* CLONE: the source image name */
-    const char *url;          /* DOWNLOAD */
-    const char *const *peers; /* PEER: host:port list, NULL-terminated */
-    uint64_t size;            /* PEER: expected size, 0 if unknown */
+    int fd;                     /* UPLOAD: a readable fd; sync takes ownership (closes it) */
+    const char *from;           /* CLONE: the source image name */
+    const char *url;            /* DOWNLOAD */
+    const char *const *peers;   /* PEER: host:port list, NULL-terminated */
+    uint64_t size;              /* PEER: expected size, 0 if unknown */
     struct sync_stream *stream; /* STREAM: set by sync_stream_begin() */
 };
 
@@ -201,8 +201,7 @@ int sync_stream_write(struct sync_stream *stream, const void *buf, size_t len,
 /* The last byte came: commit (ready) or fail (checksum mismatch, a size
  * other than announced, a rejected format: the image is failed with that
  * error, as any upload). *out is the image after it. Frees the stream. */
-int sync_stream_end(struct sync_stream *stream, struct sync_image_info *out,
-                    struct bim_error *err);
+int sync_stream_end(struct sync_stream *stream, struct sync_image_info *out, struct bim_error *err);
 
 /* The upload was cut: the image and its data are removed as if it had never
  * been created. Frees the stream. */

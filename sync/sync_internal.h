@@ -46,23 +46,23 @@
 #define SYNC_URL_SECRET_MIN 4  /* shorter user names/passwords are redacted only as user info */
 #define SYNC_VALIDATOR_MAX 256 /* longer ETag / Last-Modified values are not used */
 /* peer sync (docs/peer-sync.md) */
-#define SYNC_PEER_MAX 16                          /* sources of one image */
-#define SYNC_PEER_ADDR_MAX 261                    /* bytes of one host:port */
-#define SYNC_PEER_TOKEN_MAX 512                   /* bytes of the bearer token */
-#define SYNC_PEER_FETCHERS 4                      /* fetcher threads of one sync at most... */
-#define SYNC_PEER_PER_SOURCE 2                    /* ...and connections to one source at once */
-#define SYNC_PEER_GAP (256u << 10)                /* shorter holes are fetched with the data */
-#define SYNC_PEER_HASH_LEAD (128ull << 20)        /* pieces start at most this far past hashed */
-#define SYNC_PEER_HASH_WAIT_MS 20                 /* how often a fetcher ahead looks again */
-#define SYNC_PEER_DIRECT_MIN (64u << 10)          /* received pieces this large skip the buffer */
-#define SYNC_PEER_CONNECT_MS 5000                 /* connecting to a source */
-#define SYNC_PEER_JSON_MAX (1u << 20)             /* the image's JSON */
-#define SYNC_PEER_JSON_TIMEOUT_MS 10000           /* one GET of the image or its extents */
-#define SYNC_PEER_EXTENTS_MAX (16u << 20)         /* the extents' JSON */
-#define SYNC_PEER_EXTENTS_COUNT 65536             /* extents used; the rest is fetched whole */
-#define SYNC_PEER_BACKOFF_MAX_MS 5000             /* longest pause before asking a source again */
-#define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000)   /* sources that only answer 503: failed */
-#define SYNC_PEER_RETRY_AFTER_MAX_S 60            /* a longer Retry-After is cut to this */
+#define SYNC_PEER_MAX 16                        /* sources of one image */
+#define SYNC_PEER_ADDR_MAX 261                  /* bytes of one host:port */
+#define SYNC_PEER_TOKEN_MAX 512                 /* bytes of the bearer token */
+#define SYNC_PEER_FETCHERS 4                    /* fetcher threads of one sync at most... */
+#define SYNC_PEER_PER_SOURCE 2                  /* ...and connections to one source at once */
+#define SYNC_PEER_GAP (256u << 10)              /* shorter holes are fetched with the data */
+#define SYNC_PEER_HASH_LEAD (128ull << 20)      /* pieces start at most this far past hashed */
+#define SYNC_PEER_HASH_WAIT_MS 20               /* how often a fetcher ahead looks again */
+#define SYNC_PEER_DIRECT_MIN (64u << 10)        /* received pieces this large skip the buffer */
+#define SYNC_PEER_CONNECT_MS 5000               /* connecting to a source */
+#define SYNC_PEER_JSON_MAX (1u << 20)           /* the image's JSON */
+#define SYNC_PEER_JSON_TIMEOUT_MS 10000         /* one GET of the image or its extents */
+#define SYNC_PEER_EXTENTS_MAX (16u << 20)       /* the extents' JSON */
+#define SYNC_PEER_EXTENTS_COUNT 65536           /* extents used; the rest is fetched whole */
+#define SYNC_PEER_BACKOFF_MAX_MS 5000           /* longest pause before asking a source again */
+#define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
+#define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
 
 enum sync_job_type {
     SYNC_JOB_UPLOAD,
@@ -178,7 +178,7 @@ struct sync {
     struct sync_watch *watches;
     char disk_uuid[STORE_UUID_MAX + 1];
     bool stopping;
-    struct sync_stats stats; /* send.c */
+    struct sync_stats stats;              /* send.c */
     char peer_token[SYNC_PEER_TOKEN_MAX]; /* sent to peers; "" for none (peer.c) */
 };
 
@@ -430,14 +430,14 @@ int sync_peer_http_open(unsigned low_speed_s, CURL **out);
 
 /* 0 when an answer arrived (any status: see reply); a callback's -errno;
  * or -EAGAIN with curl's message (refused, reset, timed out, cut short). */
-int sync_peer_http_get(CURL *curl, const struct sync_peer_call *call,
-                       struct sync_peer_reply *reply, struct bim_error *err);
+int sync_peer_http_get(CURL *curl, const struct sync_peer_call *call, struct sync_peer_reply *reply,
+                       struct bim_error *err);
 
 /* A GET whose 200 body (at most max bytes) is JSON: *out (decref it), or
  * NULL for another status. -EPROTO when the body is too large or not JSON. */
 int sync_peer_http_get_json(CURL *curl, const char *url, const char *token, size_t max,
-                            const atomic_bool *cancel, struct sync_peer_reply *reply,
-                            json_t **out, struct bim_error *err);
+                            const atomic_bool *cancel, struct sync_peer_reply *reply, json_t **out,
+                            struct bim_error *err);
 
 /* ---- peer.c, peer_fetch.c: one image from other bimfs daemons ---- */
 
