@@ -160,6 +160,32 @@ static bool ctl_json_depth_ok(json_t *value, int depth)
     return true;
 }
 
+/* Whether a string anywhere in value holds a NUL byte (allowed by the parser
+ * so that the request's id can still be echoed; never accepted). */
+static bool ctl_json_has_nul(json_t *value)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+
+    if (json_is_string(value))
+        return strlen(json_string_value(value)) != json_string_length(value);
+    if (json_is_object(value)) {
+        json_object_foreach(value, key, child)
+        {
+            if (ctl_json_has_nul(child))
+                return true;
+        }
+    } else if (json_is_array(value)) {
+        json_array_foreach(value, i, child)
+        {
+            if (ctl_json_has_nul(child))
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Reject the keys of obj that are not in allowed; where names obj. */
 static int ctl_fields_check(json_t *obj, const char *const *allowed, const char *where,
                             struct bim_error *err)
@@ -362,7 +388,7 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, str
     int rc;
 
     memset(req, 0, sizeof(*req));
-    req->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    req->root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!req->root)
         return bim_error_set(err, -EINVAL, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
     if (!json_is_object(req->root))
@@ -371,6 +397,8 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, str
     if (!ctl_json_depth_ok(req->root, 1))
         return bim_error_set(err, -EINVAL, "the request is nested deeper than %d levels",
                              CTL_DEPTH_MAX);
+    if (ctl_json_has_nul(req->root))
+        return bim_error_set(err, -EINVAL, "strings must not contain NUL (\\u0000)");
     rc = ctl_string_field(req->root, "op", true, "", &op, err);
     if (rc)
         return rc;

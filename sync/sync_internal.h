@@ -38,8 +38,8 @@
 #define SYNC_DEFAULT_BACKOFF_MS 1000      /* first pause between attempts, then doubled... */
 #define SYNC_DEFAULT_BACKOFF_MAX_MS 16000 /* ...up to this */
 #define SYNC_DOWNLOAD_BUFFER (1u << 20)   /* received bytes are written in pieces this large */
-#define SYNC_WRITEBACK_STEP (32u << 20)   /* download: writeback started / cache dropped per step */
-#define SYNC_HASH_LAG_MAX (64u << 20)     /* download: the hasher is at most this far behind */
+#define SYNC_WRITEBACK_STEP (32u << 20)   /* writeback started / cache dropped per step */
+#define SYNC_HASH_LAG_MAX (64u << 20)     /* the hasher is at most this far behind a writer */
 #define SYNC_HTTP_BUFFER (512L << 10)     /* curl's receive buffer */
 #define SYNC_REDIRECTS_MAX 10
 #define SYNC_URL_MAX 4096      /* bytes of a download URL */

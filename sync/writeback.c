@@ -1,6 +1,7 @@
 /*
  * writeback.c - pacing a transfer that writes backing.tmp in order (used by
- * downloads): the hasher kept close behind, the page cache kept small.
+ * downloads, peer sync, uploads and clones): the hasher kept close behind,
+ * the page cache kept small.
  *
  * The hasher (store/hasher.c) hashes what was written; bytes it has not
  * hashed when the last one arrives are hashed between the last byte and

@@ -200,6 +200,27 @@ static void test_mistyped_name_keeps_id(void)
     ctl_request_clear(&req);
 }
 
+/* A NUL inside a string is refused, but the reply still carries the id. */
+static void test_nul_in_string_keeps_id(void)
+{
+    static const char *const texts[] = {
+        "{\"id\":7,\"op\":\"get\",\"name\":\"a\\u0000b\"}",
+        "{\"id\":7,\"op\":\"create\",\"name\":\"a\",\"source\":{\"type\":\"download\","
+        "\"url\":\"http://h/x\\u0000y\"}}",
+    };
+
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct ctl_request req;
+        struct bim_error err;
+        int rc = parse(texts[i], &req, &err);
+
+        CHECK(rc == -EINVAL, "%s: accepted", texts[i]);
+        CHECK(strstr(err.message, "NUL") != NULL, "%s: message %s", texts[i], err.message);
+        CHECK(json_integer_value(req.id) == 7, "%s: id lost", texts[i]);
+        ctl_request_clear(&req);
+    }
+}
+
 static void test_bad_names_rejected(void)
 {
     char text[256], name[70];
@@ -519,6 +540,7 @@ int main(void)
     RUN(test_sync_fields_parse);
     RUN(test_malformed_lines_rejected);
     RUN(test_mistyped_name_keeps_id);
+    RUN(test_nul_in_string_keeps_id);
     RUN(test_bad_names_rejected);
     RUN(test_bad_urls_rejected);
     RUN(test_id_echoed);
