@@ -98,8 +98,7 @@ bool sync_http_status_transient(long status)
 
 /* ---- headers ---- */
 
-/* The last value of a header of the current response, or NULL. */
-static const char *sync_http_header(CURL *curl, const char *name)
+const char *sync_http_header(CURL *curl, const char *name)
 {
     struct curl_header *h = NULL;
 
@@ -153,6 +152,16 @@ bool sync_http_content_range_parse(const char *value, uint64_t *first, uint64_t 
 }
 
 /* Copy a header value if it fits; longer ones are treated as absent. */
+unsigned sync_http_retry_after(CURL *curl, unsigned max_s)
+{
+    const char *v = sync_http_header(curl, "Retry-After"), *end;
+    uint64_t n;
+
+    if (!v || !sync_http_number(v, &n, &end) || *end != '\0')
+        return 0;
+    return n > max_s ? max_s : (unsigned)n;
+}
+
 static void sync_http_value_copy(char *dst, size_t dstlen, const char *src)
 {
     dst[0] = '\0';
@@ -165,8 +174,7 @@ static void sync_http_response_read(struct sync_http_call *call)
 {
     struct sync_http_response *r = &call->resp;
     curl_off_t cl = -1;
-    const char *v, *end;
-    uint64_t n;
+    const char *v;
 
     curl_easy_getinfo(call->curl, CURLINFO_RESPONSE_CODE, &r->status);
     if (curl_easy_getinfo(call->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK)
@@ -180,10 +188,7 @@ static void sync_http_response_read(struct sync_http_call *call)
     sync_http_value_copy(r->etag, sizeof(r->etag), v && v[0] == '"' ? v : NULL);
     sync_http_value_copy(r->last_modified, sizeof(r->last_modified),
                          sync_http_header(call->curl, "Last-Modified"));
-    v = sync_http_header(call->curl, "Retry-After");
-    r->retry_after_s = 0;
-    if (v && sync_http_number(v, &n, &end) && *end == '\0')
-        r->retry_after_s = n > 3600 ? 3600 : (unsigned)n;
+    r->retry_after_s = sync_http_retry_after(call->curl, 3600);
 }
 
 /* The reason phrase of a status line, printable ASCII only. */

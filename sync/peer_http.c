@@ -64,40 +64,21 @@ int sync_peer_http_open(unsigned low_speed_s, CURL **out)
     return 0;
 }
 
-/* The last value of a header of the current response, or NULL. */
-static const char *sync_peer_header(CURL *curl, const char *name)
-{
-    struct curl_header *h = NULL;
-
-    if (curl_easy_header(curl, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
-        return NULL;
-    return h->value;
-}
-
 /* Fill the reply from the headers of the response that just ended. */
 static void sync_peer_reply_read(struct sync_peer_get *get)
 {
     struct sync_peer_reply *r = get->reply;
     const char *v;
-    char *end;
-    unsigned long n;
 
     curl_easy_getinfo(get->curl, CURLINFO_RESPONSE_CODE, &r->status);
-    v = sync_peer_header(get->curl, "Content-Range");
+    v = sync_http_header(get->curl, "Content-Range");
     r->has_range =
         v && sync_http_content_range_parse(v, &r->range_first, &r->range_last, &r->range_complete);
-    v = sync_peer_header(get->curl, "ETag");
+    v = sync_http_header(get->curl, "ETag");
     r->etag[0] = '\0';
     if (v && strlen(v) < sizeof(r->etag))
         str_copy(r->etag, sizeof(r->etag), v);
-    v = sync_peer_header(get->curl, "Retry-After");
-    r->retry_after_s = 0;
-    if (v && v[0] >= '0' && v[0] <= '9') {
-        n = strtoul(v, &end, 10);
-        if (*end == '\0')
-            r->retry_after_s =
-                n > SYNC_PEER_RETRY_AFTER_MAX_S ? SYNC_PEER_RETRY_AFTER_MAX_S : (unsigned)n;
-    }
+    r->retry_after_s = sync_http_retry_after(get->curl, SYNC_PEER_RETRY_AFTER_MAX_S);
 }
 
 static size_t sync_peer_on_header(char *line, size_t size, size_t n, void *arg)

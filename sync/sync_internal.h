@@ -355,6 +355,13 @@ int sync_http_get(struct sync_http *h, const struct sync_http_request *req,
 /* 408, 429 and 5xx are worth retrying. */
 bool sync_http_status_transient(long status);
 
+/* The last value of a header of curl's current response, or NULL. */
+const char *sync_http_header(CURL *curl, const char *name);
+
+/* The current response's Retry-After in seconds (delta form only), at most
+ * max_s; 0 when absent or not a number. */
+unsigned sync_http_retry_after(CURL *curl, unsigned max_s);
+
 /* Parse "bytes first-last/complete" or "bytes first-last/\*" (-1). */
 bool sync_http_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
                                    int64_t *complete);
