@@ -4,6 +4,7 @@
  * Threads: any. The only shared state is the debug flag (an atomic).
  */
 #include "common.h"
+#include "log_syslog.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 static atomic_bool log_debug_on;
+static atomic_bool log_syslog_on;
 
 int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
 {
@@ -31,6 +33,12 @@ void bim_error_clear(struct bim_error *err)
 {
     if (err)
         err->message[0] = '\0';
+}
+
+void log_use_syslog(void)
+{
+    log_syslog_open();
+    atomic_store(&log_syslog_on, true);
 }
 
 void log_set_debug(bool on)
@@ -54,6 +62,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
+    if (atomic_load(&log_syslog_on)) {
+        log_syslog_write((int)level, line + strlen("bimfs: "));
+        return;
+    }
     n = (int)strlen(line);
     line[n++] = '\n';
     (void)fd_write_all(STDERR_FILENO, line, (size_t)n);

@@ -37,6 +37,10 @@ void bim_error_clear(struct bim_error *err);
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 void log_set_debug(bool on);
+
+/* From now on log lines go to syslog (facility daemon, ident bimfs) instead
+ * of stderr: for a daemon in the background. Call before threads start. */
+void log_use_syslog(void);
 bool log_debug_enabled(void);
 
 /* One line to stderr: "bimfs: <LEVEL> <message>". For image events start the

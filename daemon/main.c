@@ -240,6 +240,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bimfs: cannot daemonize\n");
         goto out;
     }
+    if (!d.opts.foreground)
+        log_use_syslog(); /* stderr is /dev/null from here */
     status = daemon_serve(&d) == 0 ? 0 : 1;
     log_info("stopping");
 out:

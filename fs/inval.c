@@ -4,9 +4,9 @@
  * Files of a ready image are cached for a day (entries, attributes, pages);
  * this thread tells the kernel when that stops being true:
  *
- *   an image appears or changes state  inval inode(root), entry(root, name)
- *   ... and is not ready               inval entry(dir, "backing"/"raw") and
- *                                      their inodes (pages and attributes)
+ *   an image appears or changes state  inval inode(root), entry(root, name),
+ *   (state_changes tells a change that   entry(dir, "backing"/"raw") and their
+ *   merged events hid)                   inodes (pages and attributes)
  *   an image is deleted                inval inode(root), entry(root, name)
  *
  * Updates that keep the state (progress, sending_reference) change nothing
@@ -34,6 +34,7 @@
 struct fs_inval_seen {
     uint64_t id;
     enum sync_state state;
+    uint64_t state_changes; /* sync_image_info.state_changes when seen */
 };
 
 /* The last state seen per image id (owned by the thread). */
@@ -53,14 +54,17 @@ static struct fs_inval_seen *fs_inval_table_find(struct fs_inval_table *t, uint6
 }
 
 /* Record the state; returns whether it differs from the last one seen. */
-static bool fs_inval_table_update(struct fs_inval_table *t, uint64_t id, enum sync_state state)
+static bool fs_inval_table_update(struct fs_inval_table *t, const struct sync_image_info *image)
 {
-    struct fs_inval_seen *seen = fs_inval_table_find(t, id);
+    struct fs_inval_seen *seen = fs_inval_table_find(t, image->id);
     bool changed;
 
     if (seen) {
-        changed = seen->state != state;
-        seen->state = state;
+        /* state_changes catches what merged events hide (ready -> unknown
+         * -> ready seen as one update in state ready) */
+        changed = seen->state != image->state || seen->state_changes != image->state_changes;
+        seen->state = image->state;
+        seen->state_changes = image->state_changes;
         return changed;
     }
     if (t->count == t->cap) {
@@ -72,7 +76,8 @@ static bool fs_inval_table_update(struct fs_inval_table *t, uint64_t id, enum sy
         t->items = items;
         t->cap = cap;
     }
-    t->items[t->count++] = (struct fs_inval_seen){.id = id, .state = state};
+    t->items[t->count++] = (struct fs_inval_seen){
+        .id = image->id, .state = image->state, .state_changes = image->state_changes};
     return true;
 }
 
@@ -113,12 +118,11 @@ static void fs_inval_event(struct fs *fs, struct fs_inval_table *table, const st
         fs_inval_entry(fs, root, image->name);
         return;
     }
-    if (!fs_inval_table_update(table, image->id, image->state))
+    if (!fs_inval_table_update(table, image))
         return;
     fs_inval_inode(fs, root);
     fs_inval_entry(fs, root, image->name);
-    if (image->state == SYNC_STATE_READY)
-        return;
+    /* also when ready: it may have been unknown in between (the file changed) */
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         fs_inval_entry(fs, fs_node_ino(FS_NODE_DIR, image->id), fs_node_file_name(files[i]));
         fs_inval_inode(fs, fs_node_ino(files[i], image->id));

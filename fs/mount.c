@@ -185,6 +185,12 @@ int fs_mount(const struct fs_options *opts, struct fuse_args *args, struct fs **
         rc = bim_error_set(err, -EINVAL, "cannot create the FUSE session (bad FUSE option?)");
         goto fail;
     }
+    /* libfuse leaves a signal alone when it is ignored, and a daemon started
+     * in the background by a shell inherits SIGINT (and SIGQUIT) ignored:
+     * SPEC §1 wants SIGINT to stop it all the same */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     if (fuse_set_signal_handlers(fs->se)) {
         rc = bim_error_set(err, -EIO, "cannot install signal handlers");
         goto fail;

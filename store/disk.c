@@ -249,6 +249,26 @@ int store_image_remove_tmp(struct store *store, const char *name, const char *uu
     return rc;
 }
 
+int store_image_remove_data(struct store *store, const char *name, const char *uuid)
+{
+    int dirfd, rc;
+
+    rc = store_image_dir_open(store, name, uuid, &dirfd);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    rc = 0;
+    if (unlinkat(dirfd, STORE_BACKING_TMP, 0) < 0 && errno != ENOENT)
+        rc = -errno;
+    if (unlinkat(dirfd, STORE_BACKING, 0) < 0 && errno != ENOENT && rc == 0)
+        rc = -errno;
+    if (fsync(dirfd) < 0 && rc == 0)
+        rc = -errno;
+    close(dirfd);
+    return rc;
+}
+
 /* Unlink every entry of the directory dirfd (files and empty directories). */
 static int dir_empty(int dirfd)
 {

@@ -173,6 +173,10 @@ int store_image_load_cfg(struct store *store, const char *name, const char *uuid
 /* Remove backing.tmp of an image if present. */
 int store_image_remove_tmp(struct store *store, const char *name, const char *uuid);
 
+/* Remove backing and backing.tmp of an image (the cfg stays), then fsync
+ * the directory. Missing files are not an error. */
+int store_image_remove_data(struct store *store, const char *name, const char *uuid);
+
 /* Remove the whole <name>-<uuid> directory (the files in it, then the
  * directory; fsyncs backing-images/). Missing is not an error. */
 int store_image_remove(struct store *store, const char *name, const char *uuid);

@@ -86,7 +86,9 @@ struct sync_download {
     uint64_t best; /* the longest backing.tmp so far */
     unsigned attempts;
     unsigned failures; /* attempts in a row without progress */
-    uint64_t data_ms;  /* the last body byte of any attempt (or the job's start) */
+    uint64_t data_ms;  /* the last new byte (past best) of any attempt, or the job's start:
+                        * bytes a server sends again after a restart from 0 do not count,
+                        * so a source that keeps stalling fails within the retry window */
 };
 
 /* Set how the attempt ends (the first reason wins); returns -ECANCELED, which
@@ -369,7 +371,9 @@ static int sync_download_on_data(void *arg, const void *data, size_t len)
         return sync_download_stop(d, SYNC_DOWNLOAD_FAIL,
                                   "the server sent more than the %" PRId64 " bytes it announced",
                                   d->total);
-    d->last_data_ms = d->data_ms = clock_monotonic_ms();
+    d->last_data_ms = clock_monotonic_ms();
+    if (end > d->best)
+        d->data_ms = d->last_data_ms;
     while (len > 0) {
         size_t n = SYNC_DOWNLOAD_BUFFER - d->fill;
         if (n > len)
@@ -498,7 +502,7 @@ static bool sync_download_again(struct sync_download *d, bool progress)
     if (now + delay >= d->data_ms + sync->retry_window_ms) {
         d->end = SYNC_DOWNLOAD_DONE;
         sync_download_stop(d, SYNC_DOWNLOAD_FAIL,
-                           "gave up after %" PRIu64 " s without data (limit %u s): %s",
+                           "gave up after %" PRIu64 " s without new data (limit %u s): %s",
                            (now - d->data_ms) / 1000, sync->retry_window_ms / 1000, last.message);
         return false;
     }

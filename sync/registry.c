@@ -88,6 +88,10 @@ void sync_record_changed(struct sync *sync, struct sync_record *rec)
     if (rec->hidden)
         return;
     rec->info.generation = ++sync->generation;
+    if (rec->info.state != rec->published_state) {
+        rec->published_state = rec->info.state;
+        rec->info.state_changes++;
+    }
     sync_stats_note(sync, rec);
     sync_watch_publish(sync, SYNC_EVENT_UPDATE, rec);
 }

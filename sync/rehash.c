@@ -3,17 +3,24 @@
  * write (adopted at start without a matching cfg, or changed behind bimfs's
  * back while ready) and decide whether it is still the image it was.
  *
- *   checksum known before and different  -> failed "backing changed on disk"
- *   expected SHA-512 given and different -> failed "checksum mismatch"
+ *   checksum known before and different  -> failed "checksum mismatch:
+ *                                           expected <old>, got <new> (backing
+ *                                           changed on disk)"
+ *   expected SHA-512 given and different -> failed "checksum mismatch: ..."
  *   otherwise                            -> ready; cfg updated (size, mtime...)
  *
- * Failures keep the file (it is the user's data) and leave the cfg as it was:
- * it no longer matches the file, so the next start re-hashes and reaches the
- * same verdict, or ready again if the file was put back. A SHA-256
- * expectation cannot be checked here (the store hashes SHA-512 only); it was
- * checked when the image was written.
+ * A checksum mismatch removes the data (SPEC §3) and records the failure in
+ * the cfg, as a failed transfer does. A file that cannot be read (missing,
+ * I/O error) is failed but nothing is removed and the cfg stays as it was: the
+ * next start looks again. A SHA-256 expectation cannot be checked here (the
+ * store hashes SHA-512 only); it was checked when the image was written.
  *
- * Threads: one worker thread per job; sync->lock only to publish.
+ * Progress: while the file is hashed, a ticker thread publishes the bytes
+ * hashed so far (sync_job_progress) every SYNC_PUBLISH_MS; it is the only
+ * caller of sync_job_progress for the job until it is joined.
+ *
+ * Threads: one worker thread per job, plus its ticker while hashing;
+ * sync->lock only to publish.
  */
 #include "sync_internal.h"
 
@@ -22,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result *result)
 {
@@ -65,7 +73,7 @@ static void sync_rehash_judge(const struct sync_job *job, const struct store_res
 
     cause[0] = '\0';
     if (job->old_checksum[0] && strcmp(job->old_checksum, result->checksum) != 0) {
-        snprintf(cause, len, "backing changed on disk: checksum was %s, is now %s",
+        snprintf(cause, len, "checksum mismatch: expected %s, got %s (backing changed on disk)",
                  job->old_checksum, result->checksum);
     } else if (job->expected.algo == STORE_DIGEST_SHA512 &&
                strcmp(job->expected.hex, result->checksum) != 0) {
@@ -74,18 +82,76 @@ static void sync_rehash_judge(const struct sync_job *job, const struct store_res
     }
 }
 
+struct sync_rehash_ticker {
+    struct sync_job *job;
+    _Atomic uint64_t *hashed;
+    pthread_mutex_t lock; /* guards done */
+    pthread_cond_t wake;
+    bool done;
+};
+
+static void *sync_rehash_tick(void *arg)
+{
+    struct sync_rehash_ticker *t = arg;
+    struct timespec until;
+
+    pthread_mutex_lock(&t->lock);
+    while (!t->done) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)SYNC_PUBLISH_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&t->wake, &t->lock, &until);
+        if (t->done)
+            break;
+        pthread_mutex_unlock(&t->lock);
+        sync_job_progress(t->job, atomic_load(t->hashed));
+        pthread_mutex_lock(&t->lock);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* store_image_hash with the progress published as it goes. */
+static int sync_rehash_hash(struct sync_job *job, struct store_result *result,
+                            struct bim_error *err)
+{
+    struct sync_rehash_ticker t = {.job = job, .done = false};
+    _Atomic uint64_t hashed = 0;
+    pthread_t thread;
+    bool ticking;
+    int rc;
+
+    t.hashed = &hashed;
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.wake, NULL);
+    ticking = pthread_create(&thread, NULL, sync_rehash_tick, &t) == 0;
+    rc = store_image_hash(job->sync->store, job->name, job->uuid, &job->cancel, &hashed, result,
+                          err);
+    if (ticking) {
+        pthread_mutex_lock(&t.lock);
+        t.done = true;
+        pthread_cond_signal(&t.wake);
+        pthread_mutex_unlock(&t.lock);
+        pthread_join(thread, NULL);
+    }
+    pthread_cond_destroy(&t.wake);
+    pthread_mutex_destroy(&t.lock);
+    return rc;
+}
+
 void sync_rehash_run(struct sync_job *job)
 {
     struct sync *sync = job->sync;
     struct bim_error err = {{0}};
     char cause[BIM_ERROR_MAX];
     struct store_result result;
-    _Atomic uint64_t hashed = 0;
+    bool mismatch = false;
     int rc;
 
     log_info("image=%s uuid=%s re-hashing backing", job->name, job->uuid);
     memset(&result, 0, sizeof(result));
-    rc = store_image_hash(sync->store, job->name, job->uuid, &job->cancel, &hashed, &result, &err);
+    rc = sync_rehash_hash(job, &result, &err);
     if (rc == -ECANCELED || sync_job_cancelled(job))
         return; /* deleted, or shutting down: the record goes away */
     if (rc == -ENOENT)
@@ -94,9 +160,17 @@ void sync_rehash_run(struct sync_job *job)
         str_copy(cause, sizeof(cause), err.message[0] ? err.message : strerror(-rc));
     else
         sync_rehash_judge(job, &result, cause, sizeof(cause));
+    mismatch = rc == 0 && cause[0];
 
     if (cause[0]) {
         log_warn("image=%s uuid=%s failed: %s", job->name, job->uuid, cause);
+        if (mismatch) {
+            sync_cfg_save_failed(sync, job->name, job->uuid, cause);
+            rc = store_image_remove_data(sync->store, job->name, job->uuid);
+            if (rc < 0)
+                log_error("image=%s uuid=%s cannot remove the data that failed: %s", job->name,
+                          job->uuid, strerror(-rc));
+        }
         pthread_mutex_lock(&sync->lock);
         sync_record_set_failed(job->record, cause);
         sync_record_changed(sync, job->record);

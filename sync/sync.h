@@ -68,6 +68,9 @@ struct sync_image_info {
     uint64_t bytes_sent;           /* bytes of backing served to peers since start */
     struct timespec mtime;         /* of backing while ready (stable) */
     uint64_t generation;           /* bumped on every change */
+    uint64_t state_changes;        /* bumped on every published change of state: tells a
+                                    * watcher that merged events hid one (ready ->
+                                    * unknown -> ready) */
 };
 
 struct sync_options {

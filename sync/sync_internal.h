@@ -122,10 +122,11 @@ struct sync_job {
 
 struct sync_record {
     struct sync_image_info info;
-    bool hidden;          /* being created or deleted: not listed, no events */
-    struct sync_job *job; /* the job working on it, or NULL */
-    struct stat seen;     /* backing as it was when the image became ready */
-    bool failure_counted; /* its failure is in sync->stats (send.c) */
+    bool hidden;                     /* being created or deleted: not listed, no events */
+    struct sync_job *job;            /* the job working on it, or NULL */
+    struct stat seen;                /* backing as it was when the image became ready */
+    bool failure_counted;            /* its failure is in sync->stats (send.c) */
+    enum sync_state published_state; /* the state of the last published change */
 };
 
 struct sync_watch_entry {

@@ -41,12 +41,35 @@ static bool sync_url_part(CURLU *u, CURLUPart part)
     return present;
 }
 
+/* url without the user info of its authority ("user:pw@"); false when it
+ * does not fit in out. */
+static bool sync_url_strip_userinfo(const char *url, char *out, size_t out_len)
+{
+    const char *sep = strstr(url, "://"), *auth, *end, *at;
+    size_t head, tail;
+
+    if (!sep)
+        return str_copy(out, out_len, url);
+    auth = sep + 3;
+    end = auth + strcspn(auth, "/?#");
+    at = memrchr(auth, '@', (size_t)(end - auth));
+    if (!at)
+        return str_copy(out, out_len, url);
+    head = (size_t)(auth - url);
+    tail = strlen(at + 1);
+    if (head + tail + 1 > out_len)
+        return false;
+    memcpy(out, url, head);
+    memcpy(out + head, at + 1, tail + 1);
+    return true;
+}
+
 int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_credentials,
                    struct bim_error *err)
 {
     CURLU *u = NULL;
     CURLUcode uc;
-    char *scheme = NULL, *host = NULL, *text = NULL;
+    char *scheme = NULL, *host = NULL;
     int rc = 0;
 
     if (!url || !url[0])
@@ -74,21 +97,12 @@ int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_cre
     }
     *has_credentials = sync_url_part(u, CURLUPART_USER) || sync_url_part(u, CURLUPART_PASSWORD) ||
                        sync_url_part(u, CURLUPART_OPTIONS);
-    if (curl_url_set(u, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
-        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
-        curl_url_set(u, CURLUPART_OPTIONS, NULL, 0) != CURLUE_OK) {
-        rc = bim_error_set(err, -ENOMEM, "out of memory");
-        goto out;
-    }
-    uc = curl_url_get(u, CURLUPART_URL, &text, 0);
-    if (uc != CURLUE_OK) {
-        rc = sync_url_cause(uc, err);
-        goto out;
-    }
-    if (!str_copy(shown, shown_len, text))
+    /* shown: the URL as the user wrote it (SPEC §5: download:<url without
+     * credentials>), only the user info cut out; curl's normalised form
+     * (lower-cased scheme, "/" added, dot segments removed) is not shown */
+    if (!sync_url_strip_userinfo(url, shown, shown_len))
         rc = bim_error_set(err, -EINVAL, "the URL is too long");
 out:
-    curl_free(text);
     curl_free(host);
     curl_free(scheme);
     curl_url_cleanup(u);

@@ -305,7 +305,7 @@ class Daemon:
         return [BIMFS, "-f", str(self.disk), str(self.mnt), "--socket", str(self.sock),
                 "--listen", "127.0.0.1:%d" % self.port] + self.args + list(extra)
 
-    def start(self, extra=()):
+    def start(self, extra=(), preexec_fn=None):
         assert not self.alive(), "daemon already running"
         self.disk.mkdir(parents=True, exist_ok=True)
         self.mnt.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,8 @@ class Daemon:
                                                     " ".join(self.command(extra)).encode()))
                 log.flush()
                 self.proc = subprocess.Popen(self.command(extra), stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=log, start_new_session=True)
+                                             stdout=log, stderr=log, start_new_session=True,
+                                             preexec_fn=preexec_fn)
             self.starts += 1
             self.log_checked = False
             if self.wait_started(retry_port_race=attempt < 2):

@@ -318,6 +318,22 @@ def test_stalling_source_fails_within_the_retry_budget(fast, server, image_bytes
     assert time.monotonic() - t0 < 30
 
 
+def test_source_resending_the_same_bytes_then_stalling_fails_in_time(daemon_factory, server,
+                                                                    image_bytes):
+    """No Range support: every attempt sends the same first MiB again, then stalls. Those
+    bytes are not new, so the time-without-new-data limit (stall + 40 s) ends it, even with
+    a retry count too large to."""
+    d = daemon_factory(args=["--stall-timeout", "1", "--download-retries", "100"], name="d")
+    server.add("/img.raw", image_bytes)
+    t0 = time.monotonic()
+    create(d, "dl", server.url("/img.raw", stall_at=MiB, stall_times=1000, norange=1))
+    assert_failed(d, "dl", r"gave up after \d+ s without new data \(limit 41 s\)", r"stalled",
+                  timeout=90)
+    elapsed = time.monotonic() - t0
+    assert 35 < elapsed < 60, "failed after %.0f s, want about 41 s" % elapsed
+    assert len(ranges(server, "/img.raw")) > 3, "expected several attempts"
+
+
 def test_truncated_body_is_never_ready(fast, server, image_bytes):
     server.add("/img.raw", image_bytes)
     create(fast, "dl", server.url("/img.raw", length=len(image_bytes) + 4096))

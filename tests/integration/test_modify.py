@@ -103,8 +103,16 @@ def test_changed_byte_ends_failed(watched):
     events.wait_for(lambda s: "failed" in s, BOUND, "failed after a byte changed")
     after = d.get("mod")
     assert after["status"]["state"] == "failed"
-    assert after["status"]["errorMsg"], "failed without an error message"
+    want = "checksum mismatch: expected %s, got " % img["status"]["currentChecksum"]
+    assert after["status"]["errorMsg"].startswith(want), \
+        "error %r, want it to start with %r (SPEC §3)" % (after["status"]["errorMsg"], want)
     assert not (d.mnt / "mod" / "backing").exists(), "a failed image still shows its backing"
+    assert not backing.exists(), "the data that failed its checksum was not removed (SPEC §3)"
+    cfg = (backing.parent / "backing.cfg").read_text()
+    assert '"failed"' in cfg, "the failure is not recorded in backing.cfg: %s" % cfg
+    d.restart()
+    again = d.get("mod")
+    assert again["status"]["state"] == "failed", "after a restart: %r" % again["status"]
 
 
 def test_changed_size_ends_failed(watched):

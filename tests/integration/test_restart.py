@@ -17,6 +17,14 @@ def test_sigint_unmounts_and_removes_socket(daemon):
     daemon.stop(signal.SIGINT)
 
 
+def test_sigint_works_when_started_with_sigint_ignored(daemon):
+    """A shell starts background jobs with SIGINT ignored (`bimfs ... &` in a script);
+    SPEC §1 still wants SIGINT to unmount and remove the socket."""
+    daemon.stop()
+    daemon.start(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    daemon.stop(signal.SIGINT)  # asserts status 0, no mount, no socket
+
+
 def test_sigterm_while_a_client_watches(daemon):
     c = daemon.client()
     expect_ok(c.request({"op": "watch"}))

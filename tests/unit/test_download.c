@@ -23,7 +23,11 @@ static void test_url_accepts_http_and_https_and_strips_credentials(void)
         {"http://user@h/x", "http://h/x", true},
         {"http://:pw@h/x", "http://h/x", true},
         {"https://u;opt@h/x", "https://h/x", true},
-        {"HTTP://h:80/x", "http://h:80/x", false},
+        /* shown as written: no normalisation (SPEC §5 "exactly") */
+        {"HTTP://h:80/x", "HTTP://h:80/x", false},
+        {"http://h", "http://h", false},
+        {"http://h/a/../img.raw", "http://h/a/../img.raw", false},
+        {"http://u:p@h/a@b", "http://h/a@b", true},
         {"http://[::1]:99/x", "http://[::1]:99/x", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
