@@ -92,15 +92,37 @@ static int __attribute__((format(printf, 1, 2))) bimctl_usage_error(const char *
     return EXIT_USAGE;
 }
 
-/* "bimctl: <name>: <message>"; the daemon's messages already start with the name. */
+/* "bimctl: <name>: <message>", or "bimctl: <message>" for a command that names no image. */
+static void __attribute__((format(printf, 2, 3)))
+bimctl_reportf(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("bimctl: ", stderr);
+    if (name)
+        fprintf(stderr, "%s: ", name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/*
+ * The daemon's messages already start with the name, or, for a name too long
+ * to be valid, with its first bytes and "..." (ctl/request.c): report the rest
+ * so that the name appears once.
+ */
 static void bimctl_report(const char *name, const char *message)
 {
     size_t n = name ? strlen(name) : 0;
+    const char *cut = name ? strstr(message, "...: ") : NULL;
 
-    if (!name || (strncmp(message, name, n) == 0 && message[n] == ':'))
-        fprintf(stderr, "bimctl: %s\n", message);
-    else
-        fprintf(stderr, "bimctl: %s: %s\n", name, message);
+    if (name && strncmp(message, name, n) == 0 && message[n] == ':')
+        message += n + 1 + (message[n + 1] == ' ');
+    else if (cut && cut > message && (size_t)(cut - message) < n &&
+             strncmp(message, name, (size_t)(cut - message)) == 0)
+        message = cut + strlen("...: ");
+    bimctl_reportf(name, "%s", message);
 }
 
 static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client)
@@ -108,7 +130,7 @@ static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client
     int rc = ctl_client_connect(client, a->socket);
 
     if (rc) {
-        fprintf(stderr, "bimctl: cannot connect to %s: %s\n", a->socket, strerror(-rc));
+        bimctl_reportf(a->name, "cannot connect to %s: %s", a->socket, strerror(-rc));
         return EXIT_NO_DAEMON;
     }
     return 0;
@@ -124,13 +146,13 @@ static int bimctl_call(struct ctl_client *client, const char *name, json_t *requ
 
     *result = NULL;
     if (!request) {
-        fprintf(stderr, "bimctl: out of memory\n");
+        bimctl_reportf(name, "out of memory");
         return EXIT_REFUSED;
     }
     rc = ctl_client_call(client, request, pass_fd, &reply, &err);
     json_decref(request);
     if (rc) {
-        fprintf(stderr, "bimctl: %s\n", err.message);
+        bimctl_reportf(name, "%s", err.message);
         return EXIT_REFUSED;
     }
     if (!reply.ok) {
@@ -211,7 +233,7 @@ static int bimctl_wait(struct ctl_client *watch, const char *name, json_t *image
         if (rc <= 0) {
             if (bar)
                 bimctl_progress_clear(stderr);
-            fprintf(stderr, "bimctl: %s\n", rc ? err.message : "the daemon closed the connection");
+            bimctl_reportf(name, "%s", rc ? err.message : "the daemon closed the connection");
             status = EXIT_REFUSED;
             break;
         }
@@ -333,7 +355,8 @@ static int bimctl_cmd_create(const struct bimctl_args *a)
     } else {
         fd = open(a->file, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "bimctl: %s: %s\n", a->file, strerror(fd < 0 ? errno : EISDIR));
+            bimctl_reportf(a->name, "cannot open %s: %s", a->file,
+                           strerror(fd < 0 ? errno : EISDIR));
             if (fd >= 0)
                 close(fd);
             return EXIT_REFUSED;
@@ -417,7 +440,7 @@ static int bimctl_cmd_watch(const struct bimctl_args *a)
         rc = 0;
     }
     if (rc <= 0 && rc != EXIT_REFUSED) {
-        fprintf(stderr, "bimctl: %s\n", rc ? err.message : "the daemon closed the connection");
+        bimctl_reportf(a->name, "%s", rc ? err.message : "the daemon closed the connection");
         rc = EXIT_REFUSED;
     }
     ctl_client_close(&client);
@@ -482,6 +505,27 @@ static const struct option bimctl_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/*
+ * The option getopt_long() just rejected with '?', for the message. A long one
+ * (optopt 0, or the value of a long option without a value that was given one)
+ * is the argument getopt consumed. A short one is optopt: within a group
+ * ("-xyz") optind has not moved past its argument yet.
+ */
+static const char *bimctl_option_rejected(const struct option *longopts, char **argv,
+                                          char shortopt[3])
+{
+    bool is_long = optopt == 0;
+
+    for (const struct option *o = longopts; o->name && !is_long; o++)
+        is_long = o->val == optopt && o->has_arg == no_argument;
+    if (is_long)
+        return argv[optind - 1];
+    shortopt[0] = '-';
+    shortopt[1] = (char)optopt;
+    shortopt[2] = '\0';
+    return shortopt;
+}
+
 static const char *bimctl_option_name(int opt)
 {
     for (const struct option *o = bimctl_options; o->name; o++) {
@@ -495,6 +539,7 @@ static const char *bimctl_option_name(int opt)
 static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char **argv,
                                 struct bimctl_args *a)
 {
+    char shortopt[3];
     int opt, nargs;
 
     optind = 0;
@@ -503,7 +548,8 @@ static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char
         if (opt == 'h')
             opt = OPT_HELP;
         if (opt == '?')
-            return bimctl_usage_error("%s: unknown option '%s'", cmd->name, argv[optind - 1]);
+            return bimctl_usage_error("%s: unknown option '%s'", cmd->name,
+                                      bimctl_option_rejected(bimctl_options, argv, shortopt));
         if (opt == ':')
             return bimctl_usage_error("%s: option '%s' needs a value", cmd->name, argv[optind - 1]);
         if (opt == OPT_HELP) {
@@ -564,6 +610,7 @@ int main(int argc, char **argv)
     struct bimctl_args a = {0};
     const struct bimctl_command *cmd = NULL;
     const char *env = getenv("BIMFS_SOCKET");
+    char shortopt[3];
     int opt, rc;
 
     a.socket = env && env[0] ? env : CTL_SOCKET_DEFAULT;
@@ -577,7 +624,8 @@ int main(int argc, char **argv)
         } else if (opt == ':') {
             return bimctl_usage_error("option '%s' needs a value", argv[optind - 1]);
         } else {
-            return bimctl_usage_error("unknown option '%s'", argv[optind - 1]);
+            return bimctl_usage_error("unknown option '%s'",
+                                      bimctl_option_rejected(global, argv, shortopt));
         }
     }
     if (optind >= argc)

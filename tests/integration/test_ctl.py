@@ -299,6 +299,82 @@ def test_bimctl_no_daemon_exits_3(tmp_path):
     assert p.stderr.startswith("bimctl: "), p.stderr
 
 
+def run_bimctl_without_daemon(tmp_path, *args):
+    """bimctl -s <a socket nobody listens on> ARGS; returns (rc, stderr, socket path)."""
+    sock = str(tmp_path / "none.sock")
+    p = subprocess.run([BIMCTL, "-s", sock] + list(args), capture_output=True, text=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stderr, sock
+
+
+@pytest.mark.parametrize("args", [
+    ["get", "img1"],
+    ["delete", "img1"],
+    ["watch", "img1"],
+    ["create", "img1", "--url", "http://127.0.0.1:1/x"],
+    ["sync", "img1", "--uuid", "u1", "--from", "127.0.0.1:1"],
+], ids=lambda a: a[0])
+def test_bimctl_no_daemon_error_names_the_image(tmp_path, args):
+    rc, err, sock = run_bimctl_without_daemon(tmp_path, *args)
+    assert rc == 3, "bimctl %s without a daemon: exit %d, want 3" % (" ".join(args), rc)
+    want = "bimctl: img1: cannot connect to %s: No such file or directory\n" % sock
+    assert err == want, "bimctl %s: stderr %r, want %r" % (" ".join(args), err, want)
+
+
+@pytest.mark.parametrize("args", [["list"], ["watch"], ["version"]], ids=lambda a: a[0])
+def test_bimctl_no_daemon_error_without_a_name(tmp_path, args):
+    rc, err, sock = run_bimctl_without_daemon(tmp_path, *args)
+    assert rc == 3, "bimctl %s without a daemon: exit %d, want 3" % (args[0], rc)
+    want = "bimctl: cannot connect to %s: No such file or directory\n" % sock
+    assert err.endswith(want) and err.count("bimctl: ") == 1, \
+        "bimctl %s: stderr %r, want %r" % (args[0], err, want)
+
+
+def test_bimctl_create_unreadable_file_names_the_image(daemon, tmp_path):
+    missing = tmp_path / "nonexistent"
+    rc, out, err = daemon.bimctl("create", "img1", "--file", missing)
+    assert rc == 1, "create --file of a missing file: exit %d, want 1" % rc
+    want = "bimctl: img1: cannot open %s: No such file or directory\n" % missing
+    assert err == want, "stderr %r, want %r" % (err, want)
+    assert daemon.get_raw("img1") is None, "an image was created without its file"
+
+
+def test_bimctl_create_file_that_is_a_directory_names_the_image(daemon, tmp_path):
+    rc, out, err = daemon.bimctl("create", "img1", "--file", tmp_path)
+    assert rc == 1, "create --file of a directory: exit %d, want 1" % rc
+    want = "bimctl: img1: cannot open %s: Is a directory\n" % tmp_path
+    assert err == want, "stderr %r, want %r" % (err, want)
+
+
+@pytest.mark.parametrize("args", [["get"], ["delete"], ["create", "--url", "http://h/x"]],
+                         ids=lambda a: a[0])
+def test_bimctl_name_too_long_is_named_once(daemon, args):
+    name = "a" * 70
+    rc, out, err = daemon.bimctl(args[0], name, *args[1:])
+    assert rc == 1, "bimctl %s with a 70-byte name: exit %d, want 1" % (args[0], rc)
+    m = re.match(r"^bimctl: (a+): (.*)\n$", err)
+    assert m and m.group(1) == name, \
+        "error %r is not 'bimctl: <the whole name>: <message>'" % err
+    assert "aaa" not in m.group(2) and "..." not in m.group(2), \
+        "the name appears twice in %r" % err
+    assert "invalid name" in m.group(2), "message %r does not say why" % m.group(2)
+
+
+@pytest.mark.parametrize("args, option", [
+    (["watch", "-bad"], "-b"),
+    (["get", "img1", "-xh"], "-x"),
+    (["-bad", "list"], "-b"),
+    (["list", "--bogus"], "--bogus"),
+    (["list", "--json=yes"], "--json=yes"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_bimctl_unknown_option_quotes_that_option(tmp_path, args, option):
+    rc, err, _ = run_bimctl_without_daemon(tmp_path, *args)
+    assert rc == 2, "bimctl %s: exit %d, want 2 (usage)" % (" ".join(args), rc)
+    first = err.splitlines()[0] if err else ""
+    assert first.endswith("unknown option '%s'" % option), \
+        "bimctl %s: %r does not quote the option %r" % (" ".join(args), first, option)
+
+
 def test_bimctl_stale_socket_exits_3(tmp_path):
     path = tmp_path / "stale.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
