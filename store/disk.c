@@ -233,7 +233,10 @@ int store_image_load_cfg(struct store *store, const char *name, const char *uuid
     return rc;
 }
 
-int store_image_remove_tmp(struct store *store, const char *name, const char *uuid)
+/* Unlink the files of an image directory that exist (missing is not an
+ * error); fsync the directory when sync_dir. */
+static int store_image_unlink(struct store *store, const char *name, const char *uuid,
+                              const char *const *files, size_t count, bool sync_dir)
 {
     int dirfd, rc;
 
@@ -243,30 +246,28 @@ int store_image_remove_tmp(struct store *store, const char *name, const char *uu
     if (rc < 0)
         return rc;
     rc = 0;
-    if (unlinkat(dirfd, STORE_BACKING_TMP, 0) < 0 && errno != ENOENT)
+    for (size_t i = 0; i < count; i++) {
+        if (unlinkat(dirfd, files[i], 0) < 0 && errno != ENOENT && rc == 0)
+            rc = -errno;
+    }
+    if (sync_dir && fsync(dirfd) < 0 && rc == 0)
         rc = -errno;
     close(dirfd);
     return rc;
 }
 
+int store_image_remove_tmp(struct store *store, const char *name, const char *uuid)
+{
+    static const char *const files[] = {STORE_BACKING_TMP};
+
+    return store_image_unlink(store, name, uuid, files, 1, false);
+}
+
 int store_image_remove_data(struct store *store, const char *name, const char *uuid)
 {
-    int dirfd, rc;
+    static const char *const files[] = {STORE_BACKING_TMP, STORE_BACKING};
 
-    rc = store_image_dir_open(store, name, uuid, &dirfd);
-    if (rc == -ENOENT)
-        return 0;
-    if (rc < 0)
-        return rc;
-    rc = 0;
-    if (unlinkat(dirfd, STORE_BACKING_TMP, 0) < 0 && errno != ENOENT)
-        rc = -errno;
-    if (unlinkat(dirfd, STORE_BACKING, 0) < 0 && errno != ENOENT && rc == 0)
-        rc = -errno;
-    if (fsync(dirfd) < 0 && rc == 0)
-        rc = -errno;
-    close(dirfd);
-    return rc;
+    return store_image_unlink(store, name, uuid, files, 2, true);
 }
 
 /* Unlink every entry of the directory dirfd (files and empty directories). */
