@@ -5,9 +5,14 @@
  * 201 with the image once it is ready; 200 with the image when it already
  * exists with this uuid (the body is not read); 400 for a bad name, uuid or
  * checksum, or a checksum mismatch (the image is then failed, as any
- * upload); 409 when it exists with another uuid or was deleted meanwhile.
- * A request cut short (the client went away, a timeout, shutdown) removes
- * the image altogether.
+ * upload); 409 when it exists with another uuid or was deleted meanwhile;
+ * 413 for a body longer than announced (the image is then failed). A
+ * request cut short (the client went away, a timeout, shutdown) leaves the
+ * image failed with the cause ("upload cut short: received X of Y bytes",
+ * or "upload stalled: ..."), its data removed (SPEC §4).
+ *
+ * A delete meanwhile does not wait for this thread (sync/stream.c): the
+ * stream's next call answers -ECANCELED or just frees it.
  *
  * Threads: the libmicrohttpd pool thread serving the connection; the
  * stream belongs to the request.
@@ -132,7 +137,8 @@ enum MHD_Result ctl_http_upload(struct ctl_http_request *req, struct MHD_Connect
 
 void ctl_http_upload_completed(struct ctl_http_request *req, bool ok)
 {
-    /* a stream still open means the body never ended: a cut upload */
+    /* a stream still open means the body never ended: a cut upload, failed
+     * by the abort (or only freed, if it was deleted meanwhile) */
     if (req->stream) {
         log_info("image=%s upload over HTTP cut short%s", req->name,
                  ok ? "" : " (the connection ended)");

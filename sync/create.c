@@ -9,8 +9,10 @@
  * job.
  *
  * delete: hide the record at once (watchers get the delete event), cancel
- * its job and wait for a running one to let go, remove the directory, then
- * drop the record. A create of the same name waits until that is done.
+ * its job and wait for a running one to let go (a pushed upload is only
+ * waited for while it writes to the store; then its writer is taken and
+ * aborted here, see stream.c), remove the directory, then drop the record.
+ * A create of the same name waits until that is done.
  *
  * Threads: any caller; sync->lock is held only between the disk steps.
  */
@@ -325,6 +327,7 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
 {
     char uuid[STORE_UUID_MAX + 1];
     struct sync_record *rec;
+    struct store_writer *writer = NULL;
     struct sync_job *dropped;
     int rc;
 
@@ -340,10 +343,14 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
     str_copy(uuid, sizeof(uuid), rec->info.uuid);
     sync_record_hide_deleted(sync, rec);
     dropped = sync_job_cancel(sync, rec);
-    while (rec->job)
+    /* a pushed upload is not waited for (its next bytes may be a minute
+     * away): it is detached as soon as it is out of the store */
+    while (rec->job && !(rec->job->type == SYNC_JOB_STREAM && sync_stream_cancel(rec, &writer)))
         pthread_cond_wait(&sync->cond, &sync->lock);
     pthread_mutex_unlock(&sync->lock);
     sync_job_free(dropped);
+    if (writer)
+        store_writer_abort(writer);
 
     rc = store_image_remove(sync->store, name, uuid);
     if (rc < 0) {

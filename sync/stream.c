@@ -4,30 +4,52 @@
  * but its job is never queued: it is the record's running job from the
  * start, and the caller's thread moves the bytes through a 1 MiB buffer into
  * the store writer (zero blocks stay holes, hashed while written). The end
- * commits like every transfer; a cut upload removes the image altogether.
+ * commits like every transfer. A cut upload (the client went away or
+ * stalled, or sent more than announced) frees its data and ends failed,
+ * with the cause, like any transfer whose source failed (SPEC §4).
  *
- * A delete while the upload runs sets the job's cancel flag and waits for
- * the job to let go: the next write (or the end, or the abort when the
- * client goes away or times out) notices it and lets go.
+ * A delete does not wait for the caller, whose next bytes may be a minute
+ * away: it cancels the job, detaches it from the record, takes the writer
+ * (and aborts it itself), then removes the directory. The stream's next
+ * write, end or abort sees that it was detached and only frees itself.
  *
- * Threads: one caller thread per stream at a time (an HTTP connection);
- * sync->lock is taken only to attach, publish and detach.
+ * Threads: one caller thread per stream at a time (an HTTP connection), and
+ * any thread deleting the image. sync->lock guards the stream's `busy` and
+ * `detached` and, while not busy, its `w`; the record <-> job link as
+ * everywhere. The caller touches the store (the writer, the cfg, the record's
+ * outcome) only while `busy`, which it sets only while attached; a delete
+ * waits while the stream is busy (disk work, never the network), so it never
+ * removes the directory under a write or a commit, and never detaches a job
+ * that is publishing. The stream and its job are freed only by the caller,
+ * after they are out of the record's reach: nothing else keeps a pointer to
+ * them once sync->lock is released.
  */
 #include "sync_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A cut upload that received nothing this long before is reported as stalled. */
+#define SYNC_STREAM_STALLED_MS 10000
+
 struct sync_stream {
     struct sync *sync;
-    struct sync_job *job; /* attached by create */
+    struct sync_job *job; /* attached by create; freed by the caller */
     struct store_writer *w;
-    uint64_t size; /* announced, or SYNC_STREAM_SIZE_UNKNOWN */
-    uint64_t off;  /* bytes taken so far */
-    char *buf;     /* SYNC_PIPE_BUFFER bytes, written at off - fill */
+    uint64_t size;    /* announced, or SYNC_STREAM_SIZE_UNKNOWN */
+    uint64_t off;     /* bytes taken so far */
+    uint64_t data_ms; /* when bytes last came (monotonic) */
+    char *buf;        /* SYNC_PIPE_BUFFER bytes, written at off - fill */
     size_t fill;
     char name[STORE_NAME_MAX + 1];
+    char cause[BIM_ERROR_MAX]; /* why a write failed (abort fails the image with it) */
+    /* guarded by sync->lock (busy is written only by the caller, which may
+     * read it without the lock) */
+    bool busy;     /* the caller is in the store: a delete waits */
+    bool detached; /* a delete took the job from the record, and w */
 };
 
 void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_stream *stream)
@@ -36,24 +58,65 @@ void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_str
     job->record->job = job;
     job->running = true;
     job->rate_ms = clock_monotonic_ms();
+    job->stream = stream;
     stream->job = job;
+    stream->busy = true; /* begin opens the writer next */
 }
 
-/* Let go of the job (a delete may wait for that) and free it. */
-static void sync_stream_detach(struct sync_stream *s)
+bool sync_stream_cancel(struct sync_record *rec, struct store_writer **w)
+{
+    struct sync_job *job = rec->job;
+    struct sync_stream *s = job->stream;
+
+    atomic_store(&job->cancel, true);
+    if (s->busy)
+        return false;
+    s->detached = true;
+    *w = s->w;
+    s->w = NULL;
+    job->record = NULL;
+    rec->job = NULL;
+    return true;
+}
+
+/* Enter the store: false when a delete detached the stream. */
+static bool sync_stream_enter(struct sync_stream *s)
+{
+    bool attached;
+
+    pthread_mutex_lock(&s->sync->lock);
+    attached = !s->detached;
+    if (attached)
+        s->busy = true;
+    pthread_mutex_unlock(&s->sync->lock);
+    return attached;
+}
+
+/* Leave the store (a delete may be waiting for that). */
+static void sync_stream_leave(struct sync_stream *s)
 {
     struct sync *sync = s->sync;
 
     pthread_mutex_lock(&sync->lock);
-    s->job->record->job = NULL;
+    s->busy = false;
     pthread_cond_broadcast(&sync->cond);
     pthread_mutex_unlock(&sync->lock);
-    sync_job_free(s->job);
-    s->job = NULL;
 }
 
+/* Free the stream and its job. Busy: let go of the record first (its outcome
+ * is published, w gone). Detached: the delete already did. */
 static void sync_stream_free(struct sync_stream *s)
 {
+    struct sync *sync = s->sync;
+
+    if (s->job && s->busy) {
+        pthread_mutex_lock(&sync->lock);
+        s->job->record->job = NULL;
+        s->busy = false;
+        pthread_cond_broadcast(&sync->cond);
+        pthread_mutex_unlock(&sync->lock);
+    }
+    sync_job_free(s->job);
     free(s->buf);
     free(s);
 }
@@ -74,6 +137,7 @@ int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, 
     }
     s->sync = sync;
     s->size = size;
+    s->data_ms = clock_monotonic_ms();
     create.type = SYNC_SOURCE_STREAM;
     create.fd = -1;
     create.stream = s;
@@ -82,6 +146,7 @@ int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, 
         sync_stream_free(s);
         return rc < 0 ? rc : 1; /* 1: it exists with this uuid */
     }
+    /* attached and busy (a delete waits until the writer is open) */
     job = s->job;
     str_copy(s->name, sizeof(s->name), job->name);
     job->bytes_total = size == SYNC_STREAM_SIZE_UNKNOWN ? 0 : size;
@@ -93,16 +158,16 @@ int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, 
 
         str_copy(cause, sizeof(cause), err->message);
         sync_transfer_fail(job, rc, err);
-        sync_stream_detach(s);
         sync_stream_free(s);
         return bim_error_set(err, rc, "%s: %s", out->name, cause);
     }
+    sync_stream_leave(s);
     log_info("image=%s uuid=%s upload started (pushed)", job->name, job->uuid);
     *stream = s;
     return 0;
 }
 
-/* Write the buffer; the message is the cause only. */
+/* Write the buffer (busy); the message is the cause only. */
 static int sync_stream_flush(struct sync_stream *s, struct bim_error *err)
 {
     int rc;
@@ -117,16 +182,12 @@ static int sync_stream_flush(struct sync_stream *s, struct bim_error *err)
     return 0;
 }
 
-int sync_stream_write(struct sync_stream *s, const void *buf, size_t len, struct bim_error *err)
+/* Take len bytes into the buffer, writing it out each time it fills (busy). */
+static int sync_stream_take(struct sync_stream *s, const void *buf, size_t len,
+                            struct bim_error *err)
 {
-    uint64_t end;
     int rc;
 
-    if (sync_job_cancelled(s->job))
-        return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", s->name);
-    if (!size_add(s->off, len, &end) || end > (uint64_t)INT64_MAX ||
-        (s->size != SYNC_STREAM_SIZE_UNKNOWN && end > s->size))
-        return bim_error_set(err, -EFBIG, "%s: more bytes than announced", s->name);
     while (len > 0) {
         size_t n = SYNC_PIPE_BUFFER - s->fill;
 
@@ -140,30 +201,58 @@ int sync_stream_write(struct sync_stream *s, const void *buf, size_t len, struct
         if (s->fill == SYNC_PIPE_BUFFER) {
             rc = sync_stream_flush(s, err);
             if (rc < 0)
-                return bim_error_set(err, rc, "%s: cannot write: %s", s->name, strerror(-rc));
+                return rc;
         }
+    }
+    return 0;
+}
+
+int sync_stream_write(struct sync_stream *s, const void *buf, size_t len, struct bim_error *err)
+{
+    uint64_t end;
+    int rc;
+
+    if (sync_job_cancelled(s->job))
+        return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", s->name);
+    s->data_ms = clock_monotonic_ms();
+    if (!size_add(s->off, len, &end) || end > (uint64_t)INT64_MAX ||
+        (s->size != SYNC_STREAM_SIZE_UNKNOWN && end > s->size)) {
+        snprintf(s->cause, sizeof(s->cause),
+                 "upload cut: body longer than the %" PRIu64 " bytes announced", s->size);
+        return bim_error_set(err, -EFBIG, "%s: more bytes than announced", s->name);
+    }
+    if (!sync_stream_enter(s))
+        return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", s->name);
+    rc = sync_stream_take(s, buf, len, err);
+    sync_stream_leave(s);
+    if (rc < 0) {
+        str_copy(s->cause, sizeof(s->cause), err->message);
+        return bim_error_set(err, rc, "%s: %s", s->name, s->cause);
     }
     return 0;
 }
 
 int sync_stream_end(struct sync_stream *s, struct sync_image_info *out, struct bim_error *err)
 {
-    struct sync_job *job = s->job;
     struct sync *sync = s->sync;
-    uint64_t id = job->record->info.id;
     char name[STORE_NAME_MAX + 1];
+    uint64_t id;
     int rc;
 
     str_copy(name, sizeof(name), s->name);
+    if (!sync_stream_enter(s)) {
+        sync_stream_free(s);
+        return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", name);
+    }
+    id = s->job->record->info.id;
     rc = sync_stream_flush(s, err);
     if (rc == 0 && s->size != SYNC_STREAM_SIZE_UNKNOWN && s->off != s->size)
-        rc = bim_error_set(err, -EIO, "%llu bytes came, %llu were announced",
-                           (unsigned long long)s->off, (unsigned long long)s->size);
+        rc = bim_error_set(err, -EIO, "%" PRIu64 " bytes came, %" PRIu64 " were announced", s->off,
+                           s->size);
     /* the record ends ready or failed (with the cause), the cfg with it;
      * cancelled (deleted): nothing is published */
-    sync_transfer_finish(job, s->w, rc, s->off, err);
+    sync_transfer_finish(s->job, s->w, rc, s->off, err);
     s->w = NULL;
-    sync_stream_detach(s);
     sync_stream_free(s);
     if (sync_get_by_id(sync, id, out) < 0)
         return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", name);
@@ -177,16 +266,41 @@ int sync_stream_end(struct sync_stream *s, struct sync_image_info *out, struct b
     return 0;
 }
 
+/* Why the upload was cut: a write's failure, or how far it came. */
+static void sync_stream_cut_cause(const struct sync_stream *s, char *out, size_t outlen)
+{
+    uint64_t idle_ms = clock_monotonic_ms() - s->data_ms;
+    char got[96];
+
+    if (s->cause[0]) {
+        str_copy(out, outlen, s->cause);
+        return;
+    }
+    if (s->size == SYNC_STREAM_SIZE_UNKNOWN)
+        snprintf(got, sizeof(got), "received %" PRIu64 " bytes (size not announced)", s->off);
+    else
+        snprintf(got, sizeof(got), "received %" PRIu64 " of %" PRIu64 " bytes", s->off, s->size);
+    if (idle_ms >= SYNC_STREAM_STALLED_MS)
+        snprintf(out, outlen, "upload stalled: no data for %" PRIu64 " s, %s", idle_ms / 1000, got);
+    else
+        snprintf(out, outlen, "upload cut short: %s", got);
+}
+
 void sync_stream_abort(struct sync_stream *s)
 {
-    char name[STORE_NAME_MAX + 1];
-    struct sync *sync = s->sync;
+    struct bim_error err = {{0}};
 
-    str_copy(name, sizeof(name), s->name);
-    log_info("image=%s uuid=%s upload cut short: removing it", name, s->job->uuid);
+    if (!sync_stream_enter(s)) {
+        /* deleted: the delete aborted the writer and removed the directory */
+        log_info("image=%s uuid=%s upload ended after its delete", s->name, s->job->uuid);
+        sync_stream_free(s);
+        return;
+    }
     store_writer_abort(s->w);
-    sync_stream_detach(s);
+    s->w = NULL;
+    sync_stream_cut_cause(s, err.message, sizeof(err.message));
+    /* failed with the cause, in the record and the cfg; cancelled
+     * (a delete waiting for us, or shutdown): nothing is published */
+    sync_transfer_fail(s->job, -EIO, &err);
     sync_stream_free(s);
-    /* a delete that came first already removed it: -ENOENT */
-    (void)sync_delete(sync, name, NULL);
 }

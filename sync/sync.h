@@ -206,8 +206,9 @@ int sync_stream_write(struct sync_stream *stream, const void *buf, size_t len,
  * error, as any upload). *out is the image after it. Frees the stream. */
 int sync_stream_end(struct sync_stream *stream, struct sync_image_info *out, struct bim_error *err);
 
-/* The upload was cut: the image and its data are removed as if it had never
- * been created. Frees the stream. */
+/* The upload was cut (the client went away or stalled): the image ends
+ * failed with the cause and its data is removed, unless a delete came
+ * first (then only the stream is freed). Frees the stream. */
 void sync_stream_abort(struct sync_stream *stream);
 
 /* ---- serving images to peers (sync/send.c; used by the HTTP server) ---- */

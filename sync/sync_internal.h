@@ -104,6 +104,8 @@ struct sync_job {
     bool resume;
     /* peer sync: the size asked for, 0 if not given (sources: job->source) */
     uint64_t size;
+    /* stream: the stream pushing the bytes (stream.c) */
+    struct sync_stream *stream;
 
     atomic_bool cancel;    /* set by delete/close; checked per chunk */
     bool running;          /* a worker took it (guarded by sync->lock) */
@@ -280,6 +282,13 @@ void sync_peer_run(struct sync_job *job);
 /* stream.c: make job the record's running job and the stream's (create,
  * sync->lock held). */
 void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_stream *stream);
+
+/* stream.c: a delete cancels the record's stream job (sync->lock held).
+ * false: the stream's caller is writing or publishing: wait on sync->cond and
+ * ask again (rec->job may be gone by then). true: the job is detached from
+ * the record and *w is the writer (or NULL), for the caller to abort before
+ * it removes the directory; the stream frees itself and the job later. */
+bool sync_stream_cancel(struct sync_record *rec, struct store_writer **w);
 
 /* ---- url.c: download URLs ---- */
 

@@ -2,9 +2,11 @@
 --send-limit, the bearer token, metrics, PUT uploads and bad requests.
 Every request goes to 127.0.0.1."""
 
+import json
 import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -286,16 +288,89 @@ def test_put_with_bad_checksum_is_400(daemon, tmp_path):
     assert r.status == 400, "PUT with an unknown parameter: %r" % (r,)
 
 
-def test_cut_put_leaves_nothing_behind(daemon):
-    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-    s.sendall(b"PUT /v1/images/cut?uuid=c1 HTTP/1.1\r\nHost: x\r\n"
-              b"Content-Length: 16777216\r\n\r\n")
-    s.sendall(os.urandom(4 * MiB))
-    wait_until(lambda: (daemon.get_raw("cut") or {}).get("status", {}).get("bytesDone", 0) > 0,
-               10, "the cut upload to show progress")
-    s.close()
-    wait_until(lambda: daemon.get_raw("cut") is None, 10, "the cut upload's image to go")
-    assert daemon.image_dirs("cut") == [], "a cut upload left %r" % (daemon.image_dirs("cut"),)
+def start_put(port, name, uuid, length, send):
+    """A PUT of `length` announced bytes that sends only `send` of them and
+    keeps the connection open (the caller closes it)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"PUT /v1/images/%s?uuid=%s HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: %d\r\n\r\n" % (name.encode(), uuid.encode(), length))
+    s.sendall(os.urandom(send))
+    return s
+
+
+def bytes_done(daemon, name):
+    return ((daemon.get_raw(name) or {}).get("status") or {}).get("bytesDone", 0)
+
+
+def data_files(daemon, name):
+    """backing and backing.tmp files under every <name>-* directory."""
+    return sorted(str(f) for d in daemon.image_dirs(name)
+                  for f in d.iterdir() if f.name in ("backing", "backing.tmp"))
+
+
+def test_cut_put_ends_failed_with_the_cause_and_no_data(daemon):
+    s = start_put(daemon.port, "cut", "c1", 4 * MiB, MiB)
+    try:
+        wait_until(lambda: bytes_done(daemon, "cut") >= MiB, 10,
+                   "the cut upload to show its 1 MiB")
+    finally:
+        s.close()
+    wait_until(lambda: daemon.get_raw("cut")["status"]["state"] == "failed", 10,
+               "the cut upload to end failed")
+    img = daemon.get_raw("cut")
+    want = "upload cut short: received 1048576 of 4194304 bytes"
+    assert want in img["status"]["errorMsg"], "errorMsg %r lacks %r" % (
+        img["status"]["errorMsg"], want)
+    assert data_files(daemon, "cut") == [], "a cut upload left %r" % (data_files(daemon, "cut"),)
+    cfg = json.loads((daemon.image_dir("cut", "c1") / "backing.cfg").read_text())
+    assert cfg["state"] == "failed" and want in cfg.get("errorMsg", ""), (
+        "the failure is not persisted: %r" % (cfg,))
+    expect_ok(daemon.request({"op": "delete", "name": "cut"}))
+    assert daemon.image_dirs("cut") == [], "delete left %r" % (daemon.image_dirs("cut"),)
+
+
+def test_delete_during_a_stalled_put_returns_at_once(daemon, tmp_path):
+    s = start_put(daemon.port, "stall", "s1", 4 * MiB, MiB + MiB // 2)
+    try:
+        wait_until(lambda: bytes_done(daemon, "stall") >= MiB, 10,
+                   "the stalled upload to show progress")
+        started = time.monotonic()
+        expect_ok(daemon.request({"op": "delete", "name": "stall"}))
+        took = time.monotonic() - started
+        assert took < 5, "delete of a stalled upload took %.1f s" % took
+        assert daemon.get_raw("stall") is None, "the deleted upload is still listed"
+        assert daemon.image_dirs("stall") == [], "delete left %r" % (daemon.image_dirs("stall"),)
+        assert get(daemon.port, "/healthz").status == 200, "the server stopped serving"
+        # the same name and uuid again, while the old connection is still open
+        p = tmp_path / "again.raw"
+        make_random_file(p, 2 * MiB, seed=11)
+        r = request(daemon.port, "PUT", "/v1/images/stall?uuid=s1", body=p.read_bytes())
+        assert r.status == 201, "a new PUT after the delete: %r" % (r,)
+    finally:
+        s.close()
+    # the old connection's end must not touch the new image
+    time.sleep(1)
+    img = daemon.get_raw("stall")
+    assert img and img["status"]["state"] == "ready", "the old upload's end changed %r" % (img,)
+    assert sha512_file(daemon.mnt / "stall" / "backing") == sha512_file(p)
+    expect_ok(daemon.request({"op": "delete", "name": "stall"}))
+    time.sleep(0.5)
+    assert daemon.image_dirs("stall") == [], "files reappeared: %r" % (daemon.image_dirs("stall"),)
+    assert daemon.alive(), "bimfs died"
+
+
+def test_closing_a_deleted_put_leaves_nothing(daemon):
+    s = start_put(daemon.port, "gone", "g1", 4 * MiB, MiB + MiB // 2)
+    try:
+        wait_until(lambda: bytes_done(daemon, "gone") >= MiB, 10,
+                   "the upload to show progress")
+        expect_ok(daemon.request({"op": "delete", "name": "gone"}))
+    finally:
+        s.close()
+    time.sleep(1)
+    assert daemon.get_raw("gone") is None, "the deleted upload came back"
+    assert daemon.image_dirs("gone") == [], "files reappeared: %r" % (daemon.image_dirs("gone"),)
+    assert get(daemon.port, "/healthz").status == 200, "the server stopped serving"
 
 
 # ---------------------------------------------------------------- bad requests

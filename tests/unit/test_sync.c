@@ -494,8 +494,10 @@ static void test_overwritten_byte_fails_as_changed_on_disk(void)
     info = wait_settled("copy", SYNC_STATE_FAILED);
     CHECK(info.state == SYNC_STATE_FAILED, "changed bytes end failed, got %s",
           sync_state_name(info.state));
-    CHECK(strstr(info.error, "backing changed on disk") != NULL, "error: %s", info.error);
-    CHECK(access(path, F_OK) == 0, "the changed file is kept");
+    CHECK(strncmp(info.error, "checksum mismatch: expected ", 28) == 0 &&
+              strstr(info.error, "(backing changed on disk)") != NULL,
+          "error: %s", info.error);
+    CHECK(access(path, F_OK) < 0, "the data that failed its checksum is kept (SPEC §3)");
 }
 
 int main(void)

@@ -108,21 +108,28 @@ static void test_stream_checksum_mismatch_fails_the_image(void)
     CHECK(sync_get(manager, "badsum", &info, NULL) == -ENOENT, "an invalid checksum created it");
 }
 
-static void test_cut_stream_leaves_nothing(void)
+/* A cut stream ends failed with its cause (SPEC §4) and leaves no data. */
+static void test_cut_stream_fails_and_leaves_no_data(void)
 {
     struct sync_create_request req = {.name = "cut", .uuid = "c1"};
     struct sync_stream *s = NULL;
     struct sync_image_info info;
     struct bim_error err = {{0}};
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], path[PATH_MAX + 16];
 
     CHECK_INT(sync_stream_begin(manager, &req, 4 * MIB, &s, &info, &err), 0);
     CHECK_INT(sync_stream_write(s, image, 2 * MIB, &err), 0);
     CHECK_INT(sync_stream_write(s, image, 3 * MIB, &err), -EFBIG); /* past the announced size */
     sync_stream_abort(s);
-    CHECK(sync_get(manager, "cut", &info, NULL) == -ENOENT, "the cut image is still listed");
+    CHECK(sync_get(manager, "cut", &info, NULL) == 0 && info.state == SYNC_STATE_FAILED,
+          "the cut image is not failed");
+    CHECK(strstr(info.error, "body longer than the 4194304 bytes announced") != NULL, "error: %s",
+          info.error);
     snprintf(dir, sizeof(dir), "%s/cut-c1", store_images_path(store));
-    CHECK(access(dir, F_OK) < 0, "%s is still there", dir);
+    snprintf(path, sizeof(path), "%s/backing", dir);
+    CHECK(access(path, F_OK) < 0, "%s is still there", path);
+    snprintf(path, sizeof(path), "%s/backing.tmp", dir);
+    CHECK(access(path, F_OK) < 0, "%s is still there", path);
 }
 
 static void *delete_gone(void *arg)
@@ -142,7 +149,7 @@ static void test_delete_while_streaming_cancels_the_next_write(void)
 
     CHECK_INT(sync_stream_begin(manager, &req, SYNC_STREAM_SIZE_UNKNOWN, &s, &info, &err), 0);
     CHECK_INT(sync_stream_write(s, image, MIB, &err), 0);
-    /* the delete waits for the stream to let go: run it beside us */
+    /* the delete may wait while the stream writes: run it beside us */
     pthread_create(&deleter, NULL, delete_gone, NULL);
     usleep(100 * 1000);
     CHECK_INT(sync_stream_write(s, image, MIB, &err), -ECANCELED);
@@ -238,7 +245,7 @@ int main(void)
     RUN(test_stream_upload_becomes_ready_with_holes_kept);
     RUN(test_stream_same_uuid_returns_the_image_other_uuid_is_eexist);
     RUN(test_stream_checksum_mismatch_fails_the_image);
-    RUN(test_cut_stream_leaves_nothing);
+    RUN(test_cut_stream_fails_and_leaves_no_data);
     RUN(test_delete_while_streaming_cancels_the_next_write);
     RUN(test_sends_count_up_to_the_limit);
     RUN(test_send_of_missing_or_failed_image_is_refused);
