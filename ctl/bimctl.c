@@ -92,39 +92,6 @@ static int __attribute__((format(printf, 1, 2))) bimctl_usage_error(const char *
     return EXIT_USAGE;
 }
 
-/* "bimctl: <name>: <message>", or "bimctl: <message>" for a command that names no image. */
-static void __attribute__((format(printf, 2, 3)))
-bimctl_reportf(const char *name, const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("bimctl: ", stderr);
-    if (name)
-        fprintf(stderr, "%s: ", name);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-/*
- * The daemon's messages already start with the name, or, for a name too long
- * to be valid, with its first bytes and "..." (ctl/request.c): report the rest
- * so that the name appears once.
- */
-static void bimctl_report(const char *name, const char *message)
-{
-    size_t n = name ? strlen(name) : 0;
-    const char *cut = name ? strstr(message, "...: ") : NULL;
-
-    if (name && strncmp(message, name, n) == 0 && message[n] == ':')
-        message += n + 1 + (message[n + 1] == ' ');
-    else if (cut && cut > message && (size_t)(cut - message) < n &&
-             strncmp(message, name, (size_t)(cut - message)) == 0)
-        message = cut + strlen("...: ");
-    bimctl_reportf(name, "%s", message);
-}
-
 static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client)
 {
     int rc = ctl_client_connect(client, a->socket);

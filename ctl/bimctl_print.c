@@ -1,13 +1,14 @@
 /*
  * bimctl_print.c - how bimctl shows images (docs/man/bimctl.1): the `list`
  * table, the `get` view, the one-line status of `watch` and `create`,
- * human-readable sizes and the --wait progress bar.
+ * human-readable sizes, the --wait progress bar, and error lines.
  *
  * Threads: bimctl is single-threaded.
  */
 #include "protocol.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,4 +186,38 @@ void bimctl_progress_clear(FILE *out)
 {
     fputs("\r\033[K", out);
     fflush(out);
+}
+
+/* ---- errors ---- */
+
+/* "bimctl: <name>: <message>", or "bimctl: <message>" for a command that names no image. */
+void bimctl_reportf(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("bimctl: ", stderr);
+    if (name)
+        fprintf(stderr, "%s: ", name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/*
+ * The daemon's messages already start with the name, or, for a name too long
+ * to be valid, with its first bytes and "..." (ctl/request.c): report the rest
+ * so that the name appears once.
+ */
+void bimctl_report(const char *name, const char *message)
+{
+    size_t n = name ? strlen(name) : 0;
+    const char *cut = name ? strstr(message, "...: ") : NULL;
+
+    if (name && strncmp(message, name, n) == 0 && message[n] == ':')
+        message += n + 1 + (message[n + 1] == ' ');
+    else if (cut && cut > message && (size_t)(cut - message) < n &&
+             strncmp(message, name, (size_t)(cut - message)) == 0)
+        message = cut + strlen("...: ");
+    bimctl_reportf(name, "%s", message);
 }

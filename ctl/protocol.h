@@ -169,6 +169,14 @@ void bimctl_image_print(FILE *out, json_t *image);
 void bimctl_progress_draw(FILE *out, json_t *image);
 void bimctl_progress_clear(FILE *out);
 
+/* "bimctl: <name>: <message>" on stderr, or "bimctl: <message>" when name
+ * is NULL (a command that names no image). */
+void bimctl_reportf(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A daemon's message: its leading name (or the daemon's shortened form of
+ * a too-long name) is dropped so that the name appears once. */
+void bimctl_report(const char *name, const char *message);
+
 /* ---- server side: requests ---- */
 
 enum ctl_op {
