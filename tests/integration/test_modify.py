@@ -20,6 +20,7 @@ class EventLog:
     def __init__(self, daemon, name):
         self.name = name
         self.states = []
+        self.images = []
         self.client = daemon.client(timeout=120)
         expect_ok(self.client.request({"op": "watch"}))
         self.done = threading.Event()
@@ -31,6 +32,7 @@ class EventLog:
             while not self.done.is_set():
                 ev = self.client.recv_json(timeout=120)
                 if ev["image"]["name"] == self.name:
+                    self.images.append(ev["image"])
                     self.states.append(ev["image"]["status"]["state"])
         except Exception:  # noqa: BLE001 - the connection closes at the end
             pass
@@ -80,6 +82,29 @@ def test_touched_mtime_goes_unknown_then_ready(watched):
     assert "failed" not in events.states, events.states
     assert sha512_file(d.mnt / "mod" / "backing") == img["status"]["currentChecksum"]
     assert took < BOUND
+
+
+def test_rehash_publishes_progress(fast_daemon, tmp_path):
+    """SPEC §4: progress tracks bytes, also while an image is re-hashed (unknown). 1 GiB,
+    almost all holes (no disk space), takes a second or more to hash: several updates."""
+    src = tmp_path / "big.raw"
+    make_file(src, [("data", MiB), ("hole", 1022 * MiB), ("data", MiB)])
+    img = fast_daemon.add_ready("big", src, uuid="b1")
+    events = EventLog(fast_daemon, "big")
+    try:
+        backing = fast_daemon.image_dir("big", "b1") / "backing"
+        now = time.time_ns()
+        os.utime(backing, ns=(now, now))
+        events.wait_for(lambda s: "unknown" in s and s[-1] == "ready", 60, "unknown then ready")
+        during = [i["status"]["progress"] for i in events.images
+                  if i["status"]["state"] == "unknown"]
+        assert any(0 < p < 100 for p in during), \
+            "no progress between 0 and 100 while re-hashing: %r" % during
+        assert during == sorted(during), "progress went back: %r" % during
+        assert fast_daemon.get("big")["status"]["currentChecksum"] == \
+            img["status"]["currentChecksum"]
+    finally:
+        events.close()
 
 
 def test_touched_image_is_not_rehashed_again_once_ready(watched):
