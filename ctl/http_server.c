@@ -18,8 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,36 +213,7 @@ static enum MHD_Result ctl_http_reply_method(struct ctl_http_request *req,
                                      MHD_HTTP_HEADER_ALLOW, allow);
 }
 
-/* ---- authentication ---- */
-
-static void ctl_http_token_hash(const char *token, size_t len,
-                                unsigned char out[CTL_HTTP_TOKEN_HASH])
-{
-    unsigned int n = 0;
-
-    if (EVP_Digest(token, len, out, &n, EVP_sha256(), NULL) != 1 || n != CTL_HTTP_TOKEN_HASH)
-        memset(out, 0, CTL_HTTP_TOKEN_HASH); /* never equal to a real token's */
-}
-
-/* Does the request carry "Authorization: Bearer <token>"? The tokens are
- * compared as SHA-256 digests with CRYPTO_memcmp: constant time, whatever
- * their lengths. */
-static bool ctl_http_authorized(struct ctl_http *http, struct MHD_Connection *conn)
-{
-    const char *value =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    unsigned char got[CTL_HTTP_TOKEN_HASH];
-
-    if (!http->has_token)
-        return true;
-    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
-        return false;
-    value += 7;
-    while (*value == ' ')
-        value++;
-    ctl_http_token_hash(value, strlen(value), got);
-    return CRYPTO_memcmp(got, http->token_hash, sizeof(got)) == 0;
-}
+/* ---- authentication (the check is in http_check.c) ---- */
 
 static enum MHD_Result ctl_http_reply_unauthorized(struct ctl_http_request *req,
                                                    struct MHD_Connection *conn)
@@ -261,31 +230,30 @@ static bool ctl_http_method_is(const char *method, const char *want)
     return strcmp(method, want) == 0;
 }
 
-/* /v1/images/{name}[/backing|/extents] (rest is what follows "/v1/images/"). */
+/* /v1/images/{name}[/backing|/extents] (rest is what follows "/v1/images/"
+ * in the target as sent: the name is decoded here, after the split, so an
+ * encoded '/' is part of the name, which makes it invalid). */
 static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
                                             struct MHD_Connection *conn, const char *rest,
                                             const char *method)
 {
-    char name[STORE_NAME_MAX + 2];
-    const char *slash = strrchr(rest, '/');
+    char name[STORE_NAME_MAX + 1];
+    const char *slash = strchr(rest, '/');
     const char *suffix = "";
     size_t len = strlen(rest);
     bool get = ctl_http_method_is(method, MHD_HTTP_METHOD_GET);
     bool head = ctl_http_method_is(method, MHD_HTTP_METHOD_HEAD);
 
-    if (slash && (strcmp(slash, "/backing") == 0 || strcmp(slash, "/extents") == 0)) {
+    if (slash) {
         suffix = slash + 1;
         len = (size_t)(slash - rest);
     }
-    if (len >= sizeof(name) || len == 0)
+    if ((suffix[0] && strcmp(suffix, "backing") != 0 && strcmp(suffix, "extents") != 0) ||
+        ctl_http_decode_name(rest, len, name, sizeof(name)) != 0)
         return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST,
-                                    "invalid image name in the path");
-    memcpy(name, rest, len);
-    name[len] = '\0';
-    if (!store_name_valid(name))
-        return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST,
-                                    "invalid image name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ "
-                                    "(at most 64 bytes)");
+                                    "invalid image name in the path: must match "
+                                    "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ (at most 64 bytes) once "
+                                    "percent-decoded");
     str_copy(req->name, sizeof(req->name), name);
     if (strcmp(suffix, "backing") == 0) {
         if (!get && !head)
@@ -306,18 +274,24 @@ static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
     return ctl_http_image_get(req, conn, name);
 }
 
+/* Routes match the target as sent (req->path), not libmicrohttpd's decoded
+ * copy, in which "%2F" would split a name and "%00" end it. */
 static enum MHD_Result ctl_http_route(struct ctl_http_request *req, struct MHD_Connection *conn,
-                                      const char *url, const char *method)
+                                      const char *method)
 {
+    const char *url = req->path;
     bool get = ctl_http_method_is(method, MHD_HTTP_METHOD_GET) ||
                ctl_http_method_is(method, MHD_HTTP_METHOD_HEAD);
 
+    if (req->nul_escape)
+        return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST,
+                                    "invalid request target: it holds %00");
     if (strcmp(url, "/healthz") == 0) {
         if (!get)
             return ctl_http_reply_method(req, conn, "GET, HEAD");
         return ctl_http_reply_text(req, conn, MHD_HTTP_OK, "text/plain", "ok", 2);
     }
-    if (!ctl_http_authorized(req->http, conn))
+    if (!ctl_http_authorized(req->http, conn, method))
         return ctl_http_reply_unauthorized(req, conn);
     if (strcmp(url, "/metrics") == 0) {
         if (!get)
@@ -351,28 +325,57 @@ static bool ctl_http_expects_continue(struct MHD_Connection *conn)
     return v && strcasecmp(v, "100-continue") == 0;
 }
 
+/* MHD_OPTION_URI_LOG_CALLBACK: the request line came; its target is kept
+ * as sent (libmicrohttpd decodes its own copy). The context is the
+ * handler's *con_cls; NULL (out of memory) ends the connection there. */
+static void *ctl_http_request_new(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct ctl_http_request *req = calloc(1, sizeof(*req));
+
+    (void)conn;
+    if (!req)
+        return NULL;
+    req->http = cls;
+    req->send.fd = -1;
+    req->path = strndup(uri, strcspn(uri, "?"));
+    req->nul_escape = ctl_http_target_has_nul(uri);
+    if (!req->path) {
+        free(req);
+        return NULL;
+    }
+    return req;
+}
+
 static enum MHD_Result ctl_http_handle(void *cls, struct MHD_Connection *conn, const char *url,
                                        const char *method, const char *version,
                                        const char *upload_data, size_t *upload_data_size,
                                        void **con_cls)
 {
     struct ctl_http_request *req = *con_cls;
+    const char *framing;
     enum MHD_Result r;
 
+    (void)cls;
     (void)version;
-    if (!req) {
-        req = calloc(1, sizeof(*req));
-        if (!req)
-            return MHD_NO;
-        req->http = cls;
-        req->send.fd = -1;
-        *con_cls = req;
+    if (!req)
+        return MHD_NO;
+    if (!req->started) {
+        /* the head is complete */
+        req->started = true;
+        ctl_http_guard_head(conn);
         log_debug("http: %s %s", method, url);
+        framing = ctl_http_framing_error(conn);
+        if (framing) {
+            /* answered before the body, which cannot be told from what
+             * follows it: libmicrohttpd closes the connection after */
+            req->routed = true;
+            return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST, framing);
+        }
         if (!ctl_http_method_is(method, MHD_HTTP_METHOD_PUT))
             return MHD_YES;
         req->routed = true;
         req->defer = !ctl_http_expects_continue(conn);
-        r = ctl_http_route(req, conn, url, method);
+        r = ctl_http_route(req, conn, method);
         req->defer = false;
         return r;
     }
@@ -395,7 +398,7 @@ static enum MHD_Result ctl_http_handle(void *cls, struct MHD_Connection *conn, c
     if (req->routed)
         return MHD_YES;
     req->routed = true;
-    return ctl_http_route(req, conn, url, method);
+    return ctl_http_route(req, conn, method);
 }
 
 static void ctl_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -405,7 +408,7 @@ static void ctl_http_completed(void *cls, struct MHD_Connection *conn, void **co
     bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
 
     (void)cls;
-    (void)conn;
+    ctl_http_guard_rearm(conn); /* if it stays open, the next head is due */
     if (!req)
         return;
     if (req->deferred)
@@ -417,8 +420,15 @@ static void ctl_http_completed(void *cls, struct MHD_Connection *conn, void **co
             log_debug("image=%s uuid=%s send ended early (%d)", req->send.name, req->send.uuid,
                       (int)toe);
     }
-    if (req->uploading)
-        ctl_http_upload_completed(req, ok);
+    if (req->uploading) {
+        /* a response we did not queue while the body was coming is
+         * libmicrohttpd's refusal of its framing */
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+
+        ctl_http_upload_completed(req, ok, !ok && info && info->http_status >= 400);
+    }
+    free(req->path);
     free(req);
     *con_cls = NULL;
 }
@@ -444,13 +454,14 @@ int ctl_http_start(struct sync *sync, int listen_fd, const struct ctl_http_optio
                    struct ctl_http **out, struct bim_error *err)
 {
     struct ctl_http *http;
-    int flags;
+    bool guarded = false;
+    int flags, rc;
 
     *out = NULL;
     http = calloc(1, sizeof(*http));
     if (!http) {
-        close(listen_fd);
-        return bim_error_set(err, -ENOMEM, "out of memory");
+        rc = bim_error_set(err, -ENOMEM, "out of memory");
+        goto out;
     }
     http->sync = sync;
     http->send_limit = opts->send_limit;
@@ -462,36 +473,60 @@ int ctl_http_start(struct sync *sync, int listen_fd, const struct ctl_http_optio
     /* the pool threads share the socket: accept must not block */
     flags = fcntl(listen_fd, F_GETFL);
     if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        close(listen_fd);
-        free(http);
-        return bim_error_set(err, -errno, "cannot set up the HTTP socket: %s", strerror(errno));
+        rc = bim_error_set(err, -errno, "cannot set up the HTTP socket: %s", strerror(errno));
+        goto out;
     }
+    /* a quarter of the connections stay for requests whose head came */
+    http->connection_limit = ctl_http_connection_limit();
+    rc = ctl_http_guard_start(&http->guard, http->connection_limit / 4 * 3);
+    if (rc) {
+        bim_error_set(err, rc, "cannot start the HTTP guard thread: %s", strerror(-rc));
+        goto out;
+    }
+    guarded = true;
+    if (http->connection_limit < 1024)
+        log_warn("http: only %u connections at once (RLIMIT_NOFILE is low)",
+                 http->connection_limit);
+    /* no per-address limit: a client behind the same address as an abuser
+     * would be refused; waiting connections are bounded by the guard */
     http->mhd = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         ctl_http_handle, http, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)CTL_HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)CTL_HTTP_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)CTL_HTTP_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CTL_HTTP_TIMEOUT_S,
+        http->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CTL_HTTP_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTL_HTTP_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT,
-        1, MHD_OPTION_NOTIFY_COMPLETED, ctl_http_completed, http, MHD_OPTION_EXTERNAL_LOGGER,
-        ctl_http_log, http, MHD_OPTION_END);
+        1, MHD_OPTION_NOTIFY_CONNECTION, ctl_http_guard_notify, &http->guard,
+        MHD_OPTION_URI_LOG_CALLBACK, ctl_http_request_new, http, MHD_OPTION_NOTIFY_COMPLETED,
+        ctl_http_completed, http, MHD_OPTION_EXTERNAL_LOGGER, ctl_http_log, http, MHD_OPTION_END);
     if (!http->mhd) {
-        close(listen_fd);
-        free(http);
-        return bim_error_set(err, -EIO, "cannot start the HTTP server (libmicrohttpd)");
+        rc = bim_error_set(err, -EIO, "cannot start the HTTP server (libmicrohttpd)");
+        goto out;
     }
+    listen_fd = -1; /* closed by MHD_stop_daemon */
     if (!MHD_is_feature_supported(MHD_FEATURE_SENDFILE))
         log_warn("http: this libmicrohttpd cannot use sendfile; images are served by copying");
     *out = http;
-    return 0;
+    http = NULL;
+    rc = 0;
+out:
+    if (listen_fd >= 0)
+        close(listen_fd);
+    if (http && guarded) {
+        ctl_http_guard_stop(&http->guard);
+        ctl_http_guard_destroy(&http->guard);
+    }
+    free(http);
+    return rc;
 }
 
 void ctl_http_stop(struct ctl_http *http)
 {
     if (!http)
         return;
+    ctl_http_guard_stop(&http->guard);
     /* ends every connection: NOTIFY_COMPLETED runs for each request in
      * flight (sends end, uploads abort), then the socket is closed */
     MHD_stop_daemon(http->mhd);
+    ctl_http_guard_destroy(&http->guard);
     free(http);
 }

@@ -84,6 +84,7 @@ static enum MHD_Result ctl_http_upload_begin(struct ctl_http_request *req,
         return ctl_http_reply_json(req, conn, MHD_HTTP_OK, ctl_image_to_json(&info));
     if (rc < 0)
         return ctl_http_reply_sync_error(req, conn, rc, &err);
+    str_copy(req->upload_uuid, sizeof(req->upload_uuid), info.uuid);
     return MHD_YES; /* the body follows (after 100 Continue if asked) */
 }
 
@@ -135,14 +136,35 @@ enum MHD_Result ctl_http_upload(struct ctl_http_request *req, struct MHD_Connect
     return ctl_http_upload_end(req, conn);
 }
 
-void ctl_http_upload_completed(struct ctl_http_request *req, bool ok)
+/* The body's framing was refused: the image this upload created goes
+ * (unless it was deleted, or replaced by another uuid, meanwhile). */
+static void ctl_http_upload_discard(struct ctl_http_request *req)
+{
+    struct bim_error err = {{0}};
+    struct sync_image_info info;
+
+    if (sync_get(req->http->sync, req->name, &info, &err) != 0 ||
+        strcmp(info.uuid, req->upload_uuid) != 0)
+        return;
+    if (sync_delete(req->http->sync, req->name, &err) != 0)
+        log_warn("image=%s uuid=%s cannot remove the refused upload: %s", req->name,
+                 req->upload_uuid, err.message);
+}
+
+void ctl_http_upload_completed(struct ctl_http_request *req, bool ok, bool refused)
 {
     /* a stream still open means the body never ended: a cut upload, failed
      * by the abort (or only freed, if it was deleted meanwhile) */
-    if (req->stream) {
+    if (!req->stream)
+        return;
+    if (refused)
+        log_info("image=%s uuid=%s upload over HTTP refused: invalid body framing", req->name,
+                 req->upload_uuid);
+    else
         log_info("image=%s upload over HTTP cut short%s", req->name,
                  ok ? "" : " (the connection ended)");
-        sync_stream_abort(req->stream);
-        req->stream = NULL;
-    }
+    sync_stream_abort(req->stream);
+    req->stream = NULL;
+    if (refused)
+        ctl_http_upload_discard(req);
 }

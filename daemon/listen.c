@@ -68,7 +68,7 @@ int listen_bind(const char *hostport, int *fd_out, struct bim_error *err)
         goto out;
     }
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
         rc = -errno;
         bim_error_set(err, rc, "cannot listen on %s: %s", hostport, strerror(-rc));
         goto out;

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +48,19 @@ struct daemon {
     char socket_path[PATH_MAX];
     char token[512];
 };
+
+/* Raise the soft descriptor limit to the hard one: the HTTP server sizes
+ * its connection limit from it (docs/http.md "Hostile clients"). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("cannot raise the open file limit: %s", strerror(errno));
+}
 
 /* A refusal to start: one line on stderr (SPEC §1); returns 1. */
 static int __attribute__((format(printf, 1, 2))) refuse(const char *fmt, ...)
@@ -228,6 +242,7 @@ int main(int argc, char **argv)
     }
     log_set_debug(d.opts.debug);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     json_object_seed(0);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "bimfs: cannot initialise libcurl\n");
