@@ -9,6 +9,9 @@
  * libmicrohttpd 0.9.75's edge-triggered epoll, a client that closes right
  * after sending a body it had no room for is not noticed until the
  * connection times out (docs/http.md), and a cut upload must go at once.
+ * The request context is made by the URI log callback (it keeps the target
+ * as sent, for routing); the guard thread (http_guard.c) bounds the time to
+ * a complete head.
  * struct ctl_http is read-only after start but for the atomic response
  * counters. No lock of ours is held across network I/O: sync's functions
  * take sync->lock briefly.

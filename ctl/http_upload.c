@@ -9,7 +9,9 @@
  * 413 for a body longer than announced (the image is then failed). A
  * request cut short (the client went away, a timeout, shutdown) leaves the
  * image failed with the cause ("upload cut short: received X of Y bytes",
- * or "upload stalled: ..."), its data removed (SPEC §4).
+ * or "upload stalled: ..."), its data removed (SPEC §4). A body whose
+ * chunked framing libmicrohttpd refused (it answers 400 itself) removes
+ * the image too: invalid framing changes nothing (SPEC §8).
  *
  * A delete meanwhile does not wait for this thread (sync/stream.c): the
  * stream's next call answers -ECANCELED or just frees it.
