@@ -3,7 +3,7 @@
  * A file that starts with the qcow magic is a qcow2 and must pass the qcow
  * module's checks (header, L1/L2 tables inside the file, nothing bimfs
  * cannot serve) and open in libqcow, which gives the virtual size. Anything
- * else is raw and must be a multiple of 512 bytes.
+ * else is raw and must be a multiple of 512 bytes. An empty file is no image.
  *
  * Threads: any; each call opens its own handles.
  */
@@ -23,6 +23,8 @@ int store_format_detect(const char *path, uint64_t size, struct store_format_inf
     int fd, rc;
 
     memset(out, 0, sizeof(*out));
+    if (size == 0)
+        return bim_error_set(err, -EINVAL, "image is empty (0 bytes)");
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return bim_error_set(err, -errno, "cannot open the image: %s", strerror(errno));

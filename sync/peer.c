@@ -376,6 +376,17 @@ static json_t *sync_peer_extents(struct sync_peer_transfer *t, CURL *curl, size_
     return NULL;
 }
 
+/* Bytes of the planned data pieces (what the sync will write). */
+static uint64_t sync_peer_data_bytes(const struct sync_peer_transfer *t)
+{
+    uint64_t data = 0;
+
+    for (size_t i = 0; i < t->npieces; i++)
+        if (!t->pieces[i].hole)
+            data += t->pieces[i].len;
+    return data;
+}
+
 /* ---- the job ---- */
 
 /* Take the sources' checksum as the expectation when none was given, and
@@ -454,12 +465,16 @@ void sync_peer_run(struct sync_job *job)
         rc = sync_peer_http_open(t->low_speed_s, &curl);
     if (rc == 0)
         rc = sync_peer_discover(t, curl, &first, &err);
+    if (rc == 0)
+        rc = sync_size_check(job->sync, t->size, &err);
     if (rc == 0) {
         extents = sync_peer_extents(t, curl, first);
         rc = sync_peer_plan(t, extents);
-        json_decref(extents);
         if (rc < 0)
             bim_error_set(&err, rc, "out of memory");
+        else if (extents) /* only then the data is known: holes take no space */
+            rc = sync_space_check(job->sync, sync_peer_data_bytes(t), &err);
+        json_decref(extents);
     }
     if (curl)
         curl_easy_cleanup(curl);
