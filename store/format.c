@@ -29,22 +29,26 @@ int store_format_detect(const char *path, uint64_t size, struct store_format_inf
     if (fd < 0)
         return bim_error_set(err, -errno, "cannot open the image: %s", strerror(errno));
     rc = qcow_header_check(fd, NULL, err);
-    close(fd);
     if (rc == -EMEDIUMTYPE) {
-        if (size % 512 != 0)
-            return bim_error_set(err, -EINVAL, "raw image size %llu is not a multiple of 512 bytes",
-                                 (unsigned long long)size);
+        rc = 0;
+        if (size % 512 != 0) {
+            rc = bim_error_set(err, -EINVAL, "raw image size %llu is not a multiple of 512 bytes",
+                               (unsigned long long)size);
+            goto out;
+        }
         out->format = STORE_FORMAT_RAW;
         out->virtual_size = size;
-        return 0;
+        goto out;
     }
     if (rc)
-        return rc;
-    rc = qcow_image_open(path, QCOW_OPEN_CHECK_LIBQCOW, &img, err);
+        goto out;
+    rc = qcow_image_open(fd, QCOW_OPEN_CHECK_LIBQCOW, &img, err);
     if (rc)
-        return rc;
+        goto out;
     out->format = STORE_FORMAT_QCOW2;
     out->virtual_size = qcow_image_virtual_size(img); /* equals libqcow's media size */
     qcow_image_close(img);
-    return 0;
+out:
+    close(fd);
+    return rc;
 }

@@ -67,9 +67,6 @@ int store_durable_sync_dir(int dirfd);
  * NUL-terminated *text. */
 int store_file_read_at(int dirfd, const char *file, size_t max, char **text, size_t *len);
 
-/* pread until len bytes or EOF; *got says how many. 0 or -errno. */
-int store_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
-
 /* ---- cfg.c ---- */
 
 /* Read and parse dirfd/backing.cfg. -ENOENT when missing, -EINVAL (with a

@@ -305,19 +305,19 @@ static int copy_fallback(struct store_writer *w, int src_fd, uint64_t src_off, u
         return -ENOMEM;
     while (len > 0) {
         size_t want = len < STORE_CHUNK ? (size_t)len : STORE_CHUNK;
-        ssize_t n = pread(src_fd, buf, want, (off_t)src_off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : -EIO; /* the source is shorter than promised */
-            break;
-        }
-        rc = store_writer_pwrite(w, buf, (size_t)n, off);
+        size_t got;
+
+        rc = fd_pread_full(src_fd, buf, want, src_off, &got);
+        if (rc == 0 && got < want)
+            rc = -EIO; /* the source is shorter than promised */
         if (rc < 0)
             break;
-        src_off += (uint64_t)n;
-        off += (uint64_t)n;
-        len -= (uint64_t)n;
+        rc = store_writer_pwrite(w, buf, want, off);
+        if (rc < 0)
+            break;
+        src_off += want;
+        off += want;
+        len -= want;
     }
     free(buf);
     return rc;

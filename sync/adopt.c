@@ -8,7 +8,10 @@
  *   cfg state "failed"                     -> failed, with the cfg's errorMsg
  *   backing matches the cfg (size, mtime),
  *     state ready or "" (Longhorn), sum    -> ready at once, no hashing
- *   backing present otherwise              -> unknown + rehash job
+ *   backing present otherwise              -> unknown + rehash job, judged
+ *                                             on the expected checksum only:
+ *                                             the cfg's currentChecksum may
+ *                                             be stale (SPEC §2)
  *   no backing, a backing.tmp or state
  *     in-progress (cut by a restart):
  *       a download whose cfg keeps its URL -> pending + download job that
@@ -206,7 +209,7 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
             sync_adopt_fixup_add(ctx, e, true, false, NULL);
         if (e->matches_cfg && cfg_ready && cfg->current_checksum[0])
             sync_adopt_ready(sync, rec, e);
-        else if (sync_rehash_queue(sync, rec, cfg->current_checksum) < 0)
+        else if (sync_rehash_queue(sync, rec, "") < 0)
             ctx->rc = -ENOMEM;
     } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
         const char *why;

@@ -489,7 +489,7 @@ struct sync_peer_source {
     unsigned failures; /* in a row */
     uint64_t retry_ms; /* not asked again before this (monotonic) */
     bool fatal;        /* answered what will not change (404, 401, another image) */
-    char error[256];   /* what went wrong last */
+    char error[512];   /* what went wrong last (fits a BIM_ERROR_MAX message) */
 };
 
 /* One sync in flight: made by peer.c, fetched by peer_fetch.c. */
