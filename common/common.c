@@ -116,6 +116,23 @@ int fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+int fd_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got)
+{
+    *got = 0;
+    while (*got < len) {
+        ssize_t n = pread(fd, (char *)buf + *got, len - *got, (off_t)(off + *got));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        *got += (size_t)n;
+    }
+    return 0;
+}
+
 bool str_copy(char *dst, size_t dstlen, const char *src)
 {
     size_t n = strlen(src);

@@ -90,6 +90,15 @@ int fd_write_all(int fd, const void *buf, size_t len);
 /* pwrite all of buf at off. 0 or -errno. */
 int fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 
+/*
+ * pread up to len bytes at off into buf, looping over short reads and EINTR;
+ * stops early only at the end of the file. *got is the bytes read (< len only
+ * at EOF). 0 or -errno (then *got is what was read before the error). The
+ * one short-read rule: callers that need every byte treat *got < len as
+ * -EIO, callers that read holes past EOF as zeros fill the rest.
+ */
+int fd_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+
 /* Copy at most dstlen-1 bytes of src into dst, always NUL-terminated.
  * Returns false if src was truncated. */
 bool str_copy(char *dst, size_t dstlen, const char *src);

@@ -58,7 +58,7 @@ static int ctl_http_backing_open(struct ctl_http_request *req, const char *name,
     if (rc < 0)
         return rc;
     if (info.state == SYNC_STATE_READY)
-        rc = sync_open_backing(req->http->sync, info.id, &out->fd);
+        rc = sync_open_backing(req->http->sync, info.id, &out->fd, NULL);
     if (info.state != SYNC_STATE_READY || rc == -ENOENT)
         return bim_error_set(err, -EBUSY, "%s: not ready (%s)", name, sync_state_name(info.state));
     if (rc < 0)

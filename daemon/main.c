@@ -130,6 +130,7 @@ static int daemon_prepare(struct daemon *d)
 
     if (store_open(o->disk, &d->store, &err))
         return refuse("disk %s: %s", o->disk, err.message);
+    store_set_max_size(d->store, o->max_size);
     if (o->token_file && read_token(o->token_file, d->token, sizeof(d->token), &err))
         return refuse("%s", err.message);
     if (o->ca_file && access(o->ca_file, R_OK) < 0)

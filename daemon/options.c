@@ -28,6 +28,8 @@ void options_usage(FILE *out)
             "  --token-file FILE      shared secret for HTTP (Authorization: Bearer)\n"
             "  --send-limit N         concurrent outgoing transfers per image (default 3)\n"
             "  --ca-file FILE         extra CA bundle (PEM) trusted for https downloads\n"
+            "  --max-size BYTES       largest image accepted from any source, stored bytes;\n"
+            "                         K, M, G, T multiply by 1024^n (default 1T)\n"
             "  --stall-timeout SEC    retry a download that received nothing this long\n"
             "                         (default 60); one without any data for SEC + 40 s\n"
             "                         over all its attempts fails\n"
@@ -59,6 +61,40 @@ static int parse_unsigned(const char *opt, const char *text, unsigned min, unsig
     return 0;
 }
 
+/* BYTES: a decimal number, optionally followed by K, M, G or T (powers of
+ * 1024); from 1 to INT64_MAX. */
+static int parse_bytes(const char *opt, const char *text, uint64_t *out, struct bim_error *err)
+{
+    static const char suffixes[] = "KMGT";
+    unsigned long long v;
+    uint64_t scaled;
+    const char *unit;
+    char *end;
+
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || end == text || text[0] == '-' || text[0] == '+')
+        goto bad;
+    scaled = v;
+    if (*end) {
+        unit = strchr(suffixes, *end);
+        if (!unit || end[1])
+            goto bad;
+        for (long i = 0; i <= unit - suffixes; i++)
+            if (!size_mul(scaled, 1024, &scaled))
+                goto bad;
+    }
+    if (scaled == 0 || scaled > (uint64_t)INT64_MAX)
+        goto bad;
+    *out = scaled;
+    return 0;
+bad:
+    return bim_error_set(err, -EINVAL,
+                         "%s: expected a number of bytes (with an optional K, M, G or T), "
+                         "got '%s'",
+                         opt, text);
+}
+
 /* Our options that take a value: where the value goes. */
 static const char **option_slot(struct options *opts, const char *name)
 {
@@ -76,7 +112,7 @@ static const char **option_slot(struct options *opts, const char *name)
         return &opts->ca_file;
     if (!strcmp(name, "--send-limit") || !strcmp(name, "--check-interval") ||
         !strcmp(name, "--workers") || !strcmp(name, "--stall-timeout") ||
-        !strcmp(name, "--download-retries"))
+        !strcmp(name, "--download-retries") || !strcmp(name, "--max-size"))
         return &unused;
     return NULL;
 }
@@ -96,6 +132,8 @@ static int option_take(struct options *opts, const char *name, const char *value
         return parse_unsigned(name, value, 1, 3600, &opts->stall_timeout_sec, err);
     if (!strcmp(name, "--download-retries"))
         return parse_unsigned(name, value, 1, 100, &opts->download_retries, err);
+    if (!strcmp(name, "--max-size"))
+        return parse_bytes(name, value, &opts->max_size, err);
     if (!value[0])
         return bim_error_set(err, -EINVAL, "%s needs a non-empty value", name);
     *slot = value;
@@ -116,6 +154,7 @@ int options_parse(int argc, char **argv, struct options *opts, struct bim_error 
     opts->workers = 2;
     opts->stall_timeout_sec = BIMFS_DEFAULT_STALL_TIMEOUT;
     opts->download_retries = BIMFS_DEFAULT_DOWNLOAD_RETRIES;
+    opts->max_size = BIMFS_DEFAULT_MAX_SIZE;
     opts->fuse_argv = calloc((size_t)argc + 1, sizeof(char *));
     if (!opts->fuse_argv)
         return bim_error_set(err, -ENOMEM, "out of memory");

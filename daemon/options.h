@@ -10,6 +10,7 @@
 #include "common.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define BIMFS_DEFAULT_SOCKET "/run/bimfs/bimfs.sock"
@@ -18,6 +19,7 @@
 #define BIMFS_DEFAULT_CHECK_INTERVAL 10
 #define BIMFS_DEFAULT_STALL_TIMEOUT 60
 #define BIMFS_DEFAULT_DOWNLOAD_RETRIES 5
+#define BIMFS_DEFAULT_MAX_SIZE (1ull << 40) /* 1 TiB */
 
 struct options {
     const char *disk;
@@ -32,6 +34,7 @@ struct options {
     unsigned workers;
     unsigned stall_timeout_sec; /* downloads: retry an attempt without data this long */
     unsigned download_retries;  /* downloads: retries in a row without new data */
+    uint64_t max_size;          /* largest image accepted, stored bytes */
     bool foreground;
     bool single_threaded;
     bool debug;

@@ -68,10 +68,10 @@ static int fs_dir_list_root(struct fs *fs, struct fs_dir **out)
         rc = -ENOMEM;
         goto out;
     }
-    fs_dir_add(dir, fs_node_ino(FS_NODE_ROOT, 0), S_IFDIR, ".");
-    fs_dir_add(dir, fs_node_ino(FS_NODE_ROOT, 0), S_IFDIR, "..");
+    fs_dir_add(dir, fs_ino_root(), S_IFDIR, ".");
+    fs_dir_add(dir, fs_ino_root(), S_IFDIR, "..");
     for (size_t i = 0; i < count; i++)
-        fs_dir_add(dir, fs_node_ino(FS_NODE_DIR, images[i].id), S_IFDIR, images[i].name);
+        fs_dir_add(dir, fs_ino_dir(images[i].id), S_IFDIR, images[i].name);
     *out = dir;
 out:
     free(images);
@@ -81,20 +81,21 @@ out:
 /* ".", ".." and, while the image is ready, its files. */
 static int fs_dir_list_image(struct fs *fs, uint64_t id, struct fs_dir **out)
 {
-    static const enum fs_node_kind files[] = {FS_NODE_BACKING, FS_NODE_RAW};
     struct sync_image_info info;
     struct fs_dir *dir;
 
     if (sync_get_by_id(fs->sync, id, &info))
         return -ENOENT;
-    dir = fs_dir_alloc(2 + sizeof(files) / sizeof(files[0]));
+    dir = fs_dir_alloc(2 + FS_FILE_KIND_COUNT);
     if (!dir)
         return -ENOMEM;
-    fs_dir_add(dir, fs_node_ino(FS_NODE_DIR, id), S_IFDIR, ".");
-    fs_dir_add(dir, fs_node_ino(FS_NODE_ROOT, 0), S_IFDIR, "..");
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        if (fs_node_file_exists(files[i], &info))
-            fs_dir_add(dir, fs_node_ino(files[i], id), S_IFREG, fs_node_file_name(files[i]));
+    fs_dir_add(dir, fs_ino_dir(id), S_IFDIR, ".");
+    fs_dir_add(dir, fs_ino_root(), S_IFDIR, "..");
+    for (size_t i = 0; i < FS_FILE_KIND_COUNT; i++) {
+        const struct fs_file_kind *kind = &fs_file_kinds[i];
+
+        if (kind->exists(&info))
+            fs_dir_add(dir, fs_ino_file(kind, id), S_IFREG, kind->name);
     }
     *out = dir;
     return 0;
@@ -128,9 +129,9 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
     rc = fs_node_from_ino(ino, &node);
     if (!rc) {
-        if (node.kind == FS_NODE_ROOT)
+        if (node.type == FS_NODE_ROOT)
             rc = fs_dir_list_root(fs, &dir);
-        else if (node.kind == FS_NODE_DIR)
+        else if (node.type == FS_NODE_DIR)
             rc = fs_dir_list_image(fs, node.id, &dir);
         else
             rc = -ENOTDIR;

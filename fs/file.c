@@ -36,28 +36,24 @@ static int fs_file_new(struct fs *fs, const struct fs_node *node, struct fs_file
     int fd = -1;
     int rc;
 
-    /* open first, then take the attributes: they describe the state the fd
-     * was opened in (or a later one) */
-    rc = sync_open_backing(fs->sync, node->id, &fd);
+    /* the attributes describe the state the fd was opened in */
+    rc = sync_open_backing(fs->sync, node->id, &fd, &info);
     if (rc)
         return rc == -EAGAIN ? -ENOENT : rc;
-    rc = sync_get_by_id(fs->sync, node->id, &info);
-    if (rc)
-        goto out;
     file = calloc(1, sizeof(*file));
     if (!file) {
         rc = -ENOMEM;
         goto out;
     }
-    rc = fs_attr_file(fs, node->kind, &info, &file->attr);
+    rc = fs_attr_file(fs, node->file, &info, &file->attr);
     if (rc) {
         free(file);
         goto out;
     }
-    file->kind = node->kind;
+    file->kind = node->file;
     file->size = (uint64_t)file->attr.st_size;
-    if (node->kind == FS_NODE_RAW && info.format == STORE_FORMAT_QCOW2) {
-        file->reader = FS_READER_QCOW2;
+    file->reader = node->file->reader(&info);
+    if (file->reader == FS_READER_QCOW2) {
         file->fd = -1;
         rc = fs_qcow_get(fs, &info, fd, &file->qcow);
         if (rc) {
@@ -65,7 +61,6 @@ static int fs_file_new(struct fs *fs, const struct fs_node *node, struct fs_file
             goto out;
         }
     } else {
-        file->reader = FS_READER_FD; /* backing, or raw of a raw image */
         file->fd = fd;
         fd = -1;
     }
@@ -121,7 +116,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     rc = fs_node_from_ino(ino, &node);
-    if (!rc && node.kind != FS_NODE_BACKING && node.kind != FS_NODE_RAW)
+    if (!rc && node.type != FS_NODE_FILE)
         rc = -EISDIR;
     if (!rc)
         rc = fs_file_new(fs, &node, &file);

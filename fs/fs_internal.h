@@ -77,36 +77,59 @@ static inline struct fs *fs_from_req(fuse_req_t req)
     return fuse_req_userdata(req);
 }
 
+/* ---- kinds.c: the files of an image directory ---- */
+
+/*
+ * How an open file produces its bytes. FS_READER_FD answers reads straight
+ * from an fd (backing, and raw of a raw image: the same bytes).
+ * FS_READER_QCOW2 decodes the guest disk of a qcow2 image (raw of qcow2).
+ */
+enum fs_reader { FS_READER_FD, FS_READER_QCOW2 };
+
+/* One file of an image directory: its name, whether it exists for a record,
+ * its size, and how its open files read. */
+struct fs_file_kind {
+    const char *name;
+    bool (*exists)(const struct sync_image_info *info);
+    uint64_t (*size)(const struct sync_image_info *info);
+    enum fs_reader (*reader)(const struct sync_image_info *info);
+};
+
+#define FS_FILE_KIND_COUNT 2
+extern const struct fs_file_kind fs_file_kinds[FS_FILE_KIND_COUNT];
+
+/* The kind named `name`, or NULL. */
+const struct fs_file_kind *fs_file_kind_find(const char *name);
+/* Its index in fs_file_kinds (its inode slot is index + 1). */
+size_t fs_file_kind_index(const struct fs_file_kind *kind);
+
 /* ---- inode.c: inode numbers and attributes ---- */
 
 /*
- * Root is 1. The image with record id N has its directory at N*4, `backing`
- * at N*4+1 and `raw` at N*4+2. Record ids are never reused, so an inode
- * number never changes meaning and the generation stays 0.
+ * Root is 1. The image with record id N has its directory at N*64 and the
+ * file of fs_file_kinds[i] at N*64+1+i: room for 63 files per image. Record
+ * ids are never reused, so an inode number never changes meaning and the
+ * generation stays 0.
  */
-enum fs_node_kind { FS_NODE_ROOT, FS_NODE_DIR, FS_NODE_BACKING, FS_NODE_RAW };
+enum fs_node_type { FS_NODE_ROOT, FS_NODE_DIR, FS_NODE_FILE };
 
 struct fs_node {
-    enum fs_node_kind kind;
-    uint64_t id; /* the image record; 0 for the root */
+    enum fs_node_type type;
+    uint64_t id;                     /* the image record; 0 for the root */
+    const struct fs_file_kind *file; /* FS_NODE_FILE: which file */
 };
 
 /* 0, or -ENOENT for a number that names nothing. */
 int fs_node_from_ino(fuse_ino_t ino, struct fs_node *out);
-fuse_ino_t fs_node_ino(enum fs_node_kind kind, uint64_t id);
-
-/* The name of a file node inside its image directory ("backing", "raw"). */
-const char *fs_node_file_name(enum fs_node_kind kind);
-
-/* Whether the file `kind` exists for this record: ready, and for `raw` a
- * format we can present as a guest disk. */
-bool fs_node_file_exists(enum fs_node_kind kind, const struct sync_image_info *info);
+fuse_ino_t fs_ino_root(void);
+fuse_ino_t fs_ino_dir(uint64_t id);
+fuse_ino_t fs_ino_file(const struct fs_file_kind *kind, uint64_t id);
 
 void fs_attr_root(const struct fs *fs, struct stat *st);
 void fs_attr_dir(const struct fs *fs, uint64_t id, struct stat *st);
-/* -ENOENT when the file does not exist (see fs_node_file_exists). */
-int fs_attr_file(const struct fs *fs, enum fs_node_kind kind, const struct sync_image_info *info,
-                 struct stat *st);
+/* -ENOENT when the file does not exist for this record (kind->exists). */
+int fs_attr_file(const struct fs *fs, const struct fs_file_kind *kind,
+                 const struct sync_image_info *info, struct stat *st);
 
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
@@ -121,18 +144,11 @@ void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
 
 /* ---- file.c: open files and the read path ---- */
 
-/*
- * How an open file produces its bytes. FS_READER_FD answers reads straight
- * from an fd (backing, and raw of a raw image: the same bytes).
- * FS_READER_QCOW2 decodes the guest disk of a qcow2 image (raw of qcow2).
- */
-enum fs_reader { FS_READER_FD, FS_READER_QCOW2 };
-
 struct fs_qcow;
 
 struct fs_file {
     struct fs_file *prev, *next; /* in fs->files */
-    enum fs_node_kind kind;
+    const struct fs_file_kind *kind;
     enum fs_reader reader;
     int fd;               /* FS_READER_FD: the backing file, owned; else -1 */
     struct fs_qcow *qcow; /* FS_READER_QCOW2: a reference on the shared image */

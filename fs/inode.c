@@ -11,61 +11,49 @@
 #include <string.h>
 
 #define FS_INO_ROOT 1
-#define FS_INO_PER_IMAGE 4
+#define FS_INO_PER_IMAGE 64 /* the directory, then one slot per file kind */
+
+_Static_assert(FS_FILE_KIND_COUNT < FS_INO_PER_IMAGE, "an image has more files than inode slots");
 
 int fs_node_from_ino(fuse_ino_t ino, struct fs_node *out)
 {
+    uint64_t slot;
+
     if (ino == FS_INO_ROOT) {
-        *out = (struct fs_node){.kind = FS_NODE_ROOT, .id = 0};
+        *out = (struct fs_node){.type = FS_NODE_ROOT};
         return 0;
     }
     if (ino < FS_INO_PER_IMAGE)
         return -ENOENT;
-    out->id = ino / FS_INO_PER_IMAGE;
-    switch (ino % FS_INO_PER_IMAGE) {
-    case 0:
-        out->kind = FS_NODE_DIR;
-        return 0;
-    case 1:
-        out->kind = FS_NODE_BACKING;
-        return 0;
-    case 2:
-        out->kind = FS_NODE_RAW;
-        return 0;
-    default:
+    slot = ino % FS_INO_PER_IMAGE;
+    if (slot > FS_FILE_KIND_COUNT)
         return -ENOENT;
-    }
+    *out = (struct fs_node){
+        .type = slot ? FS_NODE_FILE : FS_NODE_DIR,
+        .id = ino / FS_INO_PER_IMAGE,
+        .file = slot ? &fs_file_kinds[slot - 1] : NULL,
+    };
+    return 0;
 }
 
-fuse_ino_t fs_node_ino(enum fs_node_kind kind, uint64_t id)
+fuse_ino_t fs_ino_root(void)
 {
-    /* ids are a counter: 2^62 images will not happen, but never wrap */
-    if (kind == FS_NODE_ROOT || id > (UINT64_MAX - 3) / FS_INO_PER_IMAGE)
+    return FS_INO_ROOT;
+}
+
+/* ids are a counter: 2^58 images will not happen, but never wrap */
+fuse_ino_t fs_ino_dir(uint64_t id)
+{
+    if (id > UINT64_MAX / FS_INO_PER_IMAGE - 1)
         return FS_INO_ROOT;
-    switch (kind) {
-    case FS_NODE_BACKING:
-        return id * FS_INO_PER_IMAGE + 1;
-    case FS_NODE_RAW:
-        return id * FS_INO_PER_IMAGE + 2;
-    default:
-        return id * FS_INO_PER_IMAGE;
-    }
+    return id * FS_INO_PER_IMAGE;
 }
 
-const char *fs_node_file_name(enum fs_node_kind kind)
+fuse_ino_t fs_ino_file(const struct fs_file_kind *kind, uint64_t id)
 {
-    return kind == FS_NODE_RAW ? "raw" : "backing";
-}
+    fuse_ino_t dir = fs_ino_dir(id);
 
-bool fs_node_file_exists(enum fs_node_kind kind, const struct sync_image_info *info)
-{
-    if (info->state != SYNC_STATE_READY)
-        return false;
-    if (kind == FS_NODE_BACKING)
-        return true;
-    /* raw: the same bytes for a raw image, the decoded guest disk of a qcow2 */
-    return kind == FS_NODE_RAW &&
-           (info->format == STORE_FORMAT_RAW || info->format == STORE_FORMAT_QCOW2);
+    return dir == FS_INO_ROOT ? dir : dir + 1 + fs_file_kind_index(kind);
 }
 
 static void fs_attr_common(const struct fs *fs, struct stat *st)
@@ -87,17 +75,18 @@ void fs_attr_root(const struct fs *fs, struct stat *st)
 void fs_attr_dir(const struct fs *fs, uint64_t id, struct stat *st)
 {
     fs_attr_root(fs, st);
-    st->st_ino = fs_node_ino(FS_NODE_DIR, id);
+    st->st_ino = fs_ino_dir(id);
 }
 
-int fs_attr_file(const struct fs *fs, enum fs_node_kind kind, const struct sync_image_info *info,
-                 struct stat *st)
+int fs_attr_file(const struct fs *fs, const struct fs_file_kind *kind,
+                 const struct sync_image_info *info, struct stat *st)
 {
-    uint64_t size = kind == FS_NODE_RAW ? info->virtual_size : info->size;
+    uint64_t size;
     uint64_t blocks = 0;
 
-    if (!fs_node_file_exists(kind, info))
+    if (!kind->exists(info))
         return -ENOENT;
+    size = kind->size(info);
     if (size > INT64_MAX)
         return -EOVERFLOW;
     /* real_size is what the backing file occupies; raw of a raw image is
@@ -105,7 +94,7 @@ int fs_attr_file(const struct fs *fs, enum fs_node_kind kind, const struct sync_
     if (size_align_up(info->real_size, 512, &blocks))
         blocks /= 512;
     fs_attr_common(fs, st);
-    st->st_ino = fs_node_ino(kind, info->id);
+    st->st_ino = fs_ino_file(kind, info->id);
     st->st_mode = S_IFREG | 0444;
     st->st_nlink = 1;
     st->st_size = (off_t)size;
@@ -122,7 +111,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct fuse_entry_param e;
     struct sync_image_info info;
     struct fs_node node;
-    enum fs_node_kind kind;
+    const struct fs_file_kind *kind;
     int rc;
 
     memset(&e, 0, sizeof(e));
@@ -130,7 +119,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    switch (node.kind) {
+    switch (node.type) {
     case FS_NODE_ROOT:
         /* negative lookups are not cached: a plain ENOENT reply */
         if (sync_get(fs->sync, name, &info, NULL)) {
@@ -141,11 +130,8 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         e.attr_timeout = e.entry_timeout = FS_TIMEOUT_DIR;
         break;
     case FS_NODE_DIR:
-        if (!strcmp(name, "backing"))
-            kind = FS_NODE_BACKING;
-        else if (!strcmp(name, "raw"))
-            kind = FS_NODE_RAW;
-        else {
+        kind = fs_file_kind_find(name);
+        if (!kind) {
             fuse_reply_err(req, ENOENT);
             return;
         }
@@ -181,7 +167,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    switch (node.kind) {
+    switch (node.type) {
     case FS_NODE_ROOT:
         fs_attr_root(fs, &st);
         fuse_reply_attr(req, &st, FS_TIMEOUT_DIR);
@@ -197,7 +183,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     default:
         rc = sync_get_by_id(fs->sync, node.id, &info);
         if (!rc)
-            rc = fs_attr_file(fs, node.kind, &info, &st);
+            rc = fs_attr_file(fs, node.file, &info, &st);
         if (rc && fi && fi->fh) {
             /* fstat of an open file whose image is gone (or no longer
              * ready): it stays readable, with the attributes it had */

@@ -108,9 +108,8 @@ static void fs_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name)
 
 static void fs_inval_event(struct fs *fs, struct fs_inval_table *table, const struct sync_event *ev)
 {
-    static const enum fs_node_kind files[] = {FS_NODE_BACKING, FS_NODE_RAW};
     const struct sync_image_info *image = &ev->image;
-    fuse_ino_t root = fs_node_ino(FS_NODE_ROOT, 0);
+    fuse_ino_t root = fs_ino_root();
 
     if (ev->type == SYNC_EVENT_DELETE) {
         fs_inval_table_remove(table, image->id);
@@ -123,9 +122,9 @@ static void fs_inval_event(struct fs *fs, struct fs_inval_table *table, const st
     fs_inval_inode(fs, root);
     fs_inval_entry(fs, root, image->name);
     /* also when ready: it may have been unknown in between (the file changed) */
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        fs_inval_entry(fs, fs_node_ino(FS_NODE_DIR, image->id), fs_node_file_name(files[i]));
-        fs_inval_inode(fs, fs_node_ino(files[i], image->id));
+    for (size_t i = 0; i < FS_FILE_KIND_COUNT; i++) {
+        fs_inval_entry(fs, fs_ino_dir(image->id), fs_file_kinds[i].name);
+        fs_inval_inode(fs, fs_ino_file(&fs_file_kinds[i], image->id));
     }
 }
 

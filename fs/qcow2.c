@@ -115,18 +115,15 @@ void fs_qcow_put(struct fs *fs, struct fs_qcow *q)
     free(q);
 }
 
-/* Open q->img from fd (no lock held): qcow/ opens by path, and the fd's
- * /proc link reaches the same file even if it was renamed or deleted. */
+/* Open q->img from fd (no lock held). */
 static int fs_qcow_open_image(struct fs_qcow *q, int fd, uint64_t virtual_size)
 {
     struct bim_error err = {{0}};
     struct timespec t0, t1;
-    char path[64];
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    rc = qcow_image_open(path, 0, &q->img, &err);
+    rc = qcow_image_open(fd, 0, &q->img, &err);
     if (rc) {
         log_error("image=%s uuid=%s fs: cannot open the qcow2 image for raw: %s", q->name, q->uuid,
                   err.message);

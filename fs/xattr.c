@@ -161,7 +161,7 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
         fuse_reply_err(req, ENOENT);
         return;
     }
-    if (node.kind == FS_NODE_ROOT) {
+    if (node.type == FS_NODE_ROOT) {
         len = fs_xattr_root_value(fs, name, value, sizeof(value));
     } else if (sync_get_by_id(fs->sync, node.id, &info)) {
         len = -ENOENT;
@@ -189,7 +189,7 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    if (node.kind == FS_NODE_ROOT) {
+    if (node.type == FS_NODE_ROOT) {
         names = fs_xattr_root_names;
         count = FS_XATTR_ROOT_COUNT;
     } else if (sync_get_by_id(fs->sync, node.id, &info)) {

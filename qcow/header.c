@@ -41,22 +41,10 @@ static uint64_t be64_at(const uint8_t *p)
 
 int qcow_pread_exact(int fd, void *buf, size_t len, uint64_t off)
 {
-    uint8_t *p = buf;
+    size_t got;
+    int ret = fd_pread_full(fd, buf, len, off, &got);
 
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
+    return ret < 0 ? ret : got < len ? -EIO : 0;
 }
 
 /* "qcow2 image refers to a backing file (<name>)", the name made printable. */

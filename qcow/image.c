@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,22 +25,23 @@ struct qcow_image {
     struct qcow_pool pool; /* count == 0 unless opened */
 };
 
-int qcow_image_open(const char *path, unsigned flags, struct qcow_image **out,
-                    struct bim_error *err)
+int qcow_image_open(int fd, unsigned flags, struct qcow_image **out, struct bim_error *err)
 {
     struct qcow_image *img;
+    char path[64]; /* libqcow opens by path only: the fd's /proc link */
     int ret;
 
     *out = NULL;
     img = calloc(1, sizeof(*img));
     if (!img)
         return bim_error_set(err, -ENOMEM, "out of memory");
-    img->fd = open(path, O_RDONLY | O_CLOEXEC);
+    img->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (img->fd < 0) {
         ret = -errno;
         bim_error_set(err, ret, "cannot open the image: %s", strerror(-ret));
         goto out;
     }
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", img->fd);
     ret = qcow_header_check(img->fd, &img->header, err);
     if (ret < 0)
         goto out;

@@ -98,16 +98,16 @@ enum {
 };
 
 /*
- * Open the qcow2 image at `path` for reading its guest disk: open the file
- * (O_RDONLY|O_CLOEXEC), run qcow_header_check(), read the L1 table and every
- * L2 table once and build the cluster map. Every L2 entry is validated: host
- * offsets aligned and inside the file (else "qcow2 image is truncated or
- * corrupt: cluster at guest offset X points beyond the end of the file"),
- * L2 tables aligned and inside the file, and no more L2 tables than the file
- * can hold (bounds the scan). L2 entries are decoded as qemu does: the zero
- * flag wins in v2 and v3, offset 0 is unallocated (zeros). libqcow is opened
- * (a pool of QCOW_LIBQCOW_HANDLES handles) only when the image has compressed
- * clusters or `flags` has QCOW_OPEN_CHECK_LIBQCOW.
+ * Open the qcow2 image open as `fd` (readable; the caller keeps it, the image
+ * holds a duplicate) for reading its guest disk: run qcow_header_check(), read the L1 table and
+ * every L2 table once and build the cluster map. Every L2 entry is validated: host offsets aligned
+ * and inside the file (else "qcow2 image is truncated or corrupt: cluster at guest offset X points
+ * beyond the end of the file"), L2 tables aligned and inside the file, and no more L2 tables than
+ * the file can hold (bounds the scan). L2 entries are decoded as qemu does: the zero flag wins in
+ * v2 and v3, offset 0 is unallocated (zeros). libqcow is opened (a pool of QCOW_LIBQCOW_HANDLES
+ * handles) only when the image has compressed clusters or `flags` has QCOW_OPEN_CHECK_LIBQCOW; its
+ * handles open the duplicate's /proc/self/fd link (libqcow opens by path only), which reaches the
+ * same file even if it was renamed or deleted.
  *
  * The image file must not change while it is open; reads of a file that
  * shrank behind our back fail with -EIO.
@@ -117,11 +117,10 @@ enum {
  *   -EINVAL  corrupt tables, too many extents, or libqcow rejects the file
  *            ("qcow2 image cannot be opened: <libqcow's reasons>");
  *   -ENOMEM;
- *   -errno   open/read of the file failed.
+ *   -errno   dup/read of the file failed.
  * err (may be NULL) gets a message on every error.
  */
-int qcow_image_open(const char *path, unsigned flags, struct qcow_image **out,
-                    struct bim_error *err);
+int qcow_image_open(int fd, unsigned flags, struct qcow_image **out, struct bim_error *err);
 
 /* Close the image, its fd and its libqcow handles. NULL is accepted. No
  * other call on `img` may be running or follow. */

@@ -141,6 +141,8 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
     memset(&res, 0, sizeof(res));
     if (size > (uint64_t)INT64_MAX)
         return bim_error_set(err, -EFBIG, "image size %llu is too large", (unsigned long long)size);
+    if (size > w->max_size)
+        return bim_error_set(err, -EFBIG, "%s", w->limit_message);
     rc = commit_digest(w, size, res.checksum, sha256, err);
     if (rc == 0)
         rc = commit_compare(w, res.checksum, sha256, err);

@@ -95,7 +95,7 @@ void store_digest_free(struct store_digest_ctx *d)
 static int feed_data(struct store_digest_ctx *d, int fd, void *buf, size_t len, uint64_t off)
 {
     size_t got;
-    int rc = store_pread_full(fd, buf, len, off, &got);
+    int rc = fd_pread_full(fd, buf, len, off, &got);
 
     if (rc == 0)
         rc = store_digest_update(d, buf, got);

@@ -8,7 +8,6 @@
  */
 #include "store_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -39,6 +38,7 @@ int store_open(const char *disk, struct store **out, struct bim_error *err)
     if (!store)
         return -ENOMEM;
     store->images_fd = -1;
+    store->max_size = STORE_MAX_SIZE_DEFAULT;
     if (!realpath(disk, store->disk)) {
         rc = bim_error_set(err, -errno, "disk %s: %s", disk, strerror(errno));
         goto fail;
@@ -89,6 +89,16 @@ void store_close(struct store *store)
     if (store->images_fd >= 0)
         close(store->images_fd);
     free(store);
+}
+
+void store_set_max_size(struct store *store, uint64_t max_size)
+{
+    store->max_size = max_size;
+}
+
+uint64_t store_max_size(const struct store *store)
+{
+    return store->max_size;
 }
 
 const char *store_disk_path(const struct store *store)
@@ -185,6 +195,50 @@ static int image_cfg_write(struct store *store, int dirfd, const char *name, con
     return rc;
 }
 
+/* Make <dir> appear with its cfg in one step: write the cfg into the staging
+ * directory .<dir>.tmp, then rename it to <dir> (never over an existing
+ * one). A crash leaves no <dir> or a complete one; a leftover staging
+ * directory is removed by the next scan (leftover.c). */
+static int image_create(struct store *store, const char *name, const char *uuid, const char *dir,
+                        const struct store_cfg *cfg, struct bim_error *err)
+{
+    char staging[STORE_STAGING_MAX];
+    int dirfd = -1, rc;
+
+    rc = store_staging_name(dir, staging);
+    if (rc < 0)
+        return bim_error_set(err, rc, "invalid name or uuid");
+    rc = store_dir_remove(store->images_fd, staging); /* an earlier attempt's */
+    if (rc == 0 && mkdirat(store->images_fd, staging, 0755) < 0)
+        rc = -errno;
+    if (rc == 0) {
+        dirfd = openat(store->images_fd, staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dirfd < 0)
+            rc = -errno;
+    }
+    if (rc < 0) {
+        bim_error_set(err, rc, "cannot create %s/%s: %s", store->images, staging, strerror(-rc));
+        goto out;
+    }
+    rc = image_cfg_write(store, dirfd, name, uuid, cfg, err);
+    if (rc < 0)
+        goto out;
+    if (renameat2(store->images_fd, staging, store->images_fd, dir, RENAME_NOREPLACE) < 0) {
+        rc = bim_error_set(err, -errno, "cannot create %s/%s: %s", store->images, dir,
+                           strerror(errno));
+        goto out;
+    }
+    rc = store_durable_sync_dir(store->images_fd);
+    if (rc < 0)
+        bim_error_set(err, rc, "cannot sync %s: %s", store->images, strerror(-rc));
+out:
+    if (dirfd >= 0)
+        close(dirfd);
+    if (rc < 0)
+        store_dir_remove(store->images_fd, staging);
+    return rc;
+}
+
 int store_image_prepare(struct store *store, const char *name, const char *uuid,
                         const struct store_cfg *cfg, struct bim_error *err)
 {
@@ -193,10 +247,9 @@ int store_image_prepare(struct store *store, const char *name, const char *uuid,
 
     if (store_dirname(name, uuid, dir) < 0)
         return bim_error_set(err, -EINVAL, "invalid name or uuid");
-    rc = mkdir_durable(store->images_fd, dir);
-    if (rc < 0)
-        return bim_error_set(err, rc, "cannot create %s/%s: %s", store->images, dir, strerror(-rc));
     rc = store_image_dir_open(store, name, uuid, &dirfd);
+    if (rc == -ENOENT)
+        return image_create(store, name, uuid, dir, cfg, err);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot open %s/%s: %s", store->images, dir, strerror(-rc));
     rc = image_cfg_write(store, dirfd, name, uuid, cfg, err);
@@ -270,67 +323,64 @@ int store_image_remove_data(struct store *store, const char *name, const char *u
     return store_image_unlink(store, name, uuid, files, 2, true);
 }
 
-/* Unlink every entry of the directory dirfd (files and empty directories). */
-static int dir_empty(int dirfd)
-{
-    struct dirent *de;
-    DIR *dir;
-    int fd, rc = 0;
-
-    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    dir = fdopendir(fd);
-    if (!dir) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    while ((de = readdir(dir))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (unlinkat(dirfd, de->d_name, 0) == 0 || errno == ENOENT)
-            continue;
-        if ((errno == EISDIR || errno == EPERM) &&
-            (unlinkat(dirfd, de->d_name, AT_REMOVEDIR) == 0 || errno == ENOENT))
-            continue;
-        rc = -errno;
-        break;
-    }
-    closedir(dir);
-    return rc;
-}
-
 int store_image_remove(struct store *store, const char *name, const char *uuid)
 {
     char dir[STORE_DIRNAME_MAX];
-    int dirfd, rc;
 
-    rc = store_image_dir_open(store, name, uuid, &dirfd);
-    if (rc == -ENOENT)
-        return 0;
-    if (rc < 0)
-        return rc;
-    rc = dir_empty(dirfd);
-    close(dirfd);
-    if (rc < 0)
-        return rc;
-    store_dirname(name, uuid, dir);
-    if (unlinkat(store->images_fd, dir, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return -errno;
-    return store_durable_sync_dir(store->images_fd);
+    if (store_dirname(name, uuid, dir) < 0)
+        return -EINVAL;
+    return store_dir_remove(store->images_fd, dir);
+}
+
+int store_backing_check(const struct stat *st, char *why, size_t len)
+{
+    if (S_ISLNK(st->st_mode)) {
+        snprintf(why, len, "backing is a symbolic link");
+        return -ELOOP;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(why, len, "backing is not a regular file");
+        return -EPERM;
+    }
+    if (st->st_nlink != 1) {
+        snprintf(why, len, "backing has %llu links (a hard link to a file elsewhere?)",
+                 (unsigned long long)st->st_nlink);
+        return -EMLINK;
+    }
+    return 0;
 }
 
 int store_image_open_backing(struct store *store, const char *name, const char *uuid, int *fd)
 {
-    char dir[STORE_DIRNAME_MAX], path[STORE_DIRNAME_MAX + sizeof(STORE_BACKING) + 1];
+    char dir[STORE_DIRNAME_MAX], path[STORE_DIRNAME_MAX + sizeof(STORE_BACKING) + 1], why[96];
+    struct stat st;
+    int rc;
 
     *fd = -1;
     if (store_dirname(name, uuid, dir) < 0)
         return -EINVAL;
     snprintf(path, sizeof(path), "%s/%s", dir, STORE_BACKING);
-    *fd = openat(store->images_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    return *fd < 0 ? -errno : 0;
+    /* not even opened when it is no regular file (a FIFO would block) */
+    if (fstatat(store->images_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    rc = store_backing_check(&st, why, sizeof(why));
+    if (rc < 0)
+        return rc;
+    *fd = openat(store->images_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (*fd < 0)
+        return -errno;
+    /* and the file opened is one that passes (it may have been swapped) */
+    if (fstat(*fd, &st) < 0)
+        rc = -errno;
+    else
+        rc = store_backing_check(&st, why, sizeof(why));
+    if (rc == 0 && fcntl(*fd, F_SETFL, 0) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
 }
 
 int store_image_stat_backing(struct store *store, const char *name, const char *uuid,

@@ -85,19 +85,3 @@ out:
     close(fd);
     return rc;
 }
-
-int store_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got)
-{
-    *got = 0;
-    while (*got < len) {
-        ssize_t n = pread(fd, (char *)buf + *got, len - *got, (off_t)(off + *got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        *got += (size_t)n;
-    }
-    return 0;
-}

@@ -3,7 +3,7 @@
  * A file that starts with the qcow magic is a qcow2 and must pass the qcow
  * module's checks (header, L1/L2 tables inside the file, nothing bimfs
  * cannot serve) and open in libqcow, which gives the virtual size. Anything
- * else is raw and must be a multiple of 512 bytes.
+ * else is raw and must be a multiple of 512 bytes. An empty file is no image.
  *
  * Threads: any; each call opens its own handles.
  */
@@ -23,26 +23,32 @@ int store_format_detect(const char *path, uint64_t size, struct store_format_inf
     int fd, rc;
 
     memset(out, 0, sizeof(*out));
+    if (size == 0)
+        return bim_error_set(err, -EINVAL, "image is empty (0 bytes)");
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return bim_error_set(err, -errno, "cannot open the image: %s", strerror(errno));
     rc = qcow_header_check(fd, NULL, err);
-    close(fd);
     if (rc == -EMEDIUMTYPE) {
-        if (size % 512 != 0)
-            return bim_error_set(err, -EINVAL, "raw image size %llu is not a multiple of 512 bytes",
-                                 (unsigned long long)size);
+        rc = 0;
+        if (size % 512 != 0) {
+            rc = bim_error_set(err, -EINVAL, "raw image size %llu is not a multiple of 512 bytes",
+                               (unsigned long long)size);
+            goto out;
+        }
         out->format = STORE_FORMAT_RAW;
         out->virtual_size = size;
-        return 0;
+        goto out;
     }
     if (rc)
-        return rc;
-    rc = qcow_image_open(path, QCOW_OPEN_CHECK_LIBQCOW, &img, err);
+        goto out;
+    rc = qcow_image_open(fd, QCOW_OPEN_CHECK_LIBQCOW, &img, err);
     if (rc)
-        return rc;
+        goto out;
     out->format = STORE_FORMAT_QCOW2;
     out->virtual_size = qcow_image_virtual_size(img); /* equals libqcow's media size */
     qcow_image_close(img);
-    return 0;
+out:
+    close(fd);
+    return rc;
 }

@@ -29,8 +29,14 @@ int store_image_hash(struct store *store, const char *name, const char *uuid,
     if (progress)
         atomic_store(progress, 0);
     rc = store_image_open_backing(store, name, uuid, &fd);
-    if (rc < 0)
+    if (rc < 0) {
+        char why[STORE_REFUSED_MAX];
+
+        if (store_image_stat_backing(store, name, uuid, &out->st) == 0 &&
+            store_backing_check(&out->st, why, sizeof(why)) < 0)
+            return bim_error_set(err, rc, "%s; not served", why);
         return bim_error_set(err, rc, "cannot open backing: %s", strerror(-rc));
+    }
     /* The result describes the file as it was when hashing began; a change
      * during the pass shows as a later mtime and is noticed again. */
     if (fstat(fd, &out->st) < 0) {

@@ -1,8 +1,9 @@
 /*
  * scan.c - walk DISK/backing-images and report every directory that can be
  * identified as <name>-<uuid>: the uuid comes from its backing.cfg and the
- * directory name must be "<valid name>-<that uuid>". Anything else is logged
- * and left alone; the scan never deletes or changes a file.
+ * directory name must be "<valid name>-<that uuid>". What an interrupted
+ * create or delete left is removed (leftover.c); anything else is logged and
+ * left alone, never deleted or changed.
  *
  * Threads: the caller's. Not safe against writers of the same directories.
  */
@@ -40,8 +41,10 @@ static void scan_fill_files(int dirfd, struct store_entry *entry)
     char mtime[STORE_TIME_MAX];
     struct stat st;
 
-    entry->has_backing = fstatat(dirfd, STORE_BACKING, &entry->backing, AT_SYMLINK_NOFOLLOW) == 0 &&
-                         S_ISREG(entry->backing.st_mode);
+    entry->has_backing = fstatat(dirfd, STORE_BACKING, &entry->backing, AT_SYMLINK_NOFOLLOW) == 0;
+    if (entry->has_backing && store_backing_check(&entry->backing, entry->backing_refused,
+                                                  sizeof(entry->backing_refused)) < 0)
+        entry->has_backing = false;
     entry->has_tmp = fstatat(dirfd, STORE_BACKING_TMP, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (!entry->has_backing)
         return;
@@ -53,7 +56,7 @@ static void scan_fill_files(int dirfd, struct store_entry *entry)
 /* Look at one entry of backing-images/ and report it if it is an image. */
 static void scan_one(struct store *store, const char *dirname, store_scan_fn fn, void *ctx)
 {
-    struct store_entry *entry;
+    struct store_entry *entry = NULL;
     struct bim_error err = {""};
     int dirfd, rc;
 
@@ -63,6 +66,8 @@ static void scan_one(struct store *store, const char *dirname, store_scan_fn fn,
                  strerror(errno));
         return;
     }
+    if (store_leftover_sweep(store, dirname, dirfd))
+        goto out;
     entry = calloc(1, sizeof(*entry));
     if (!entry) {
         log_error("%s/%s: out of memory; skipped", store->images, dirname);

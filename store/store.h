@@ -36,6 +36,8 @@
 #define STORE_EXPECTED_MAX 136 /* "sha256:" + 64 hex, or 128 hex */
 #define STORE_TIME_MAX 64      /* Go time.Time.UTC().String() */
 #define STORE_SOURCE_MAX 4200  /* "download:" + URL, "sync:" + peers, ... */
+#define STORE_MAX_SIZE_DEFAULT (1024ull * 1024 * 1024 * 1024) /* 1 TiB (--max-size) */
+#define STORE_REFUSED_MAX 96                                  /* store_backing_check's why */
 
 struct store;
 struct store_writer;
@@ -129,6 +131,14 @@ int store_cfg_serialize(const struct store_cfg *cfg, char **out);
 int store_open(const char *disk, struct store **out, struct bim_error *err);
 void store_close(struct store *store);
 
+/*
+ * The largest image a writer accepts, in stored bytes (SPEC §1 --max-size;
+ * STORE_MAX_SIZE_DEFAULT until set). Set it before the store is shared with
+ * other threads. A write, skip or commit past it is -EFBIG.
+ */
+void store_set_max_size(struct store *store, uint64_t max_size);
+uint64_t store_max_size(const struct store *store);
+
 /* Absolute path of DISK and of DISK/backing-images. */
 const char *store_disk_path(const struct store *store);
 const char *store_images_path(const struct store *store);
@@ -143,21 +153,29 @@ struct store_entry {
     struct store_cfg cfg; /* cfg.extra owned by the scan; copy what you keep */
     bool has_backing;
     struct stat backing; /* valid when has_backing */
-    bool has_tmp;        /* a backing.tmp was present (it is left in place) */
-    bool matches_cfg;    /* has_backing and size + modificationTime equal the cfg's */
+    /* a `backing` that is there but never adopted (store_backing_check): why;
+     * "" otherwise (has_backing is false then) */
+    char backing_refused[STORE_REFUSED_MAX];
+    bool has_tmp;     /* a backing.tmp was present (it is left in place) */
+    bool matches_cfg; /* has_backing and size + modificationTime equal the cfg's */
 };
 
 typedef void (*store_scan_fn)(void *ctx, const struct store_entry *entry);
 
 /*
  * Scan backing-images/. For every directory whose name is <name>-<uuid> with
- * a parseable backing.cfg whose uuid matches the suffix, call fn. Directories
- * that cannot be identified (no cfg, corrupt cfg, bad name) are logged and
- * left alone. Not thread-safe against writers of the same directories.
+ * a parseable backing.cfg whose uuid matches the suffix, call fn. What an
+ * interrupted create or delete left (a staging directory, or a <name>-<uuid>
+ * with neither cfg nor backing and only backing.tmp / backing.cfg.tmp in it)
+ * is removed. Other directories that cannot be identified (no cfg, corrupt
+ * cfg, bad name) are logged and left alone. Not thread-safe against writers
+ * of the same directories.
  */
 int store_scan(struct store *store, store_scan_fn fn, void *ctx);
 
-/* Create <name>-<uuid>/ (0755) if missing and write cfg atomically into it. */
+/* Create <name>-<uuid>/ (0755) if missing and write cfg atomically into it.
+ * A new directory appears with its cfg in one rename (from the staging
+ * directory .<name>-<uuid>.tmp): a crash never leaves it without a cfg. */
 int store_image_prepare(struct store *store, const char *name, const char *uuid,
                         const struct store_cfg *cfg, struct bim_error *err);
 
@@ -181,7 +199,15 @@ int store_image_remove_data(struct store *store, const char *name, const char *u
  * directory; fsyncs backing-images/). Missing is not an error. */
 int store_image_remove(struct store *store, const char *name, const char *uuid);
 
-/* Open <name>-<uuid>/backing read-only (O_CLOEXEC). */
+/*
+ * Is st (an lstat of backing) something bimfs adopts and serves: a regular
+ * file with a single link? 0, or -ELOOP (symlink), -EPERM (not a regular
+ * file), -EMLINK (more links) with why (STORE_REFUSED_MAX) saying so.
+ */
+int store_backing_check(const struct stat *st, char *why, size_t len);
+
+/* Open <name>-<uuid>/backing read-only (O_CLOEXEC), only if it passes
+ * store_backing_check() (checked on the opened file too). */
 int store_image_open_backing(struct store *store, const char *name, const char *uuid, int *fd);
 
 /* stat <name>-<uuid>/backing. */
@@ -204,7 +230,8 @@ struct store_format_info {
  * qcow2 when it starts with the qcow magic and libqcow opens it (virtual size
  * from libqcow), raw otherwise. Rejections (-EINVAL with a message naming the
  * reason): encrypted qcow2, a backing-file reference, an external data file,
- * a qcow2 libqcow cannot open, a raw image whose size is not a multiple of 512.
+ * a qcow2 libqcow cannot open, a raw image whose size is not a multiple of 512,
+ * an empty file ("image is empty (0 bytes)").
  */
 int store_format_detect(const char *path, uint64_t size, struct store_format_info *out,
                         struct bim_error *err);
@@ -248,7 +275,9 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
                       struct bim_error *err);
 
 /* Write len bytes at off. Blocks of 4 KiB that are all zero are not written
- * (they stay holes). Ranges from concurrent callers must not overlap. */
+ * (they stay holes). Ranges from concurrent callers must not overlap. A
+ * range ending past the store's max size is -EFBIG (nothing written); so
+ * for copy_fd and skip. */
 int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uint64_t off);
 
 /* Copy len bytes from src_fd at src_off to off with copy_file_range (falls
@@ -259,6 +288,10 @@ int store_writer_copy_fd(struct store_writer *w, int src_fd, uint64_t src_off, s
 /* Mark [off, off+len) as written without writing it: it is a hole that reads
  * as zeros (the file is extended at commit). */
 int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len);
+
+/* The cause of a failed pwrite/copy_fd/skip for a user: "image larger than
+ * --max-size (N bytes)" when the limit refused it, else strerror(-rc). */
+const char *store_writer_strerror(const struct store_writer *w, int rc);
 
 /* Bytes in the contiguous written prefix / hashed so far. */
 uint64_t store_writer_written(struct store_writer *w);

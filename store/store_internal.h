@@ -16,22 +16,44 @@
 #define STORE_BACKING "backing"
 #define STORE_BACKING_TMP "backing.tmp"
 #define STORE_CFG "backing.cfg"
+#define STORE_CFG_TMP "backing.cfg.tmp" /* store_durable_write's tmp of the cfg */
 #define STORE_DISK_CFG "longhorn-disk.cfg"
 #define STORE_CFG_FILE_MAX (256 * 1024) /* larger cfg files are corrupt */
 #define STORE_CHUNK (1024 * 1024)       /* hashing read size */
 #define STORE_DIRNAME_MAX (STORE_NAME_MAX + 1 + STORE_UUID_MAX + 1)
+#define STORE_STAGING_MAX (STORE_DIRNAME_MAX + 5) /* ".<name>-<uuid>.tmp" */
 
 /* Immutable after store_open(). */
 struct store {
     char disk[PATH_MAX];
     char images[PATH_MAX];
-    int images_fd; /* O_RDONLY|O_DIRECTORY on DISK/backing-images */
+    int images_fd;     /* O_RDONLY|O_DIRECTORY on DISK/backing-images */
+    uint64_t max_size; /* largest image a writer accepts (store_set_max_size) */
 };
 
 /* ---- names.c ---- */
 
 /* "<name>-<uuid>" into out (STORE_DIRNAME_MAX); -EINVAL if either is invalid. */
 int store_dirname(const char *name, const char *uuid, char out[STORE_DIRNAME_MAX]);
+
+/* ---- leftover.c ---- */
+
+/* ".<dirname>.tmp", the staging directory of a create, into out. */
+int store_staging_name(const char *dirname, char out[STORE_STAGING_MAX]);
+
+/* Do the len bytes of dirname split into a valid <name>-<uuid>? */
+bool store_dirname_parses(const char *dirname, size_t len);
+
+/* Unlink every entry of dirfd (files, empty directories), backing.cfg last. */
+int store_dir_empty(int dirfd);
+
+/* Empty and remove the directory parent_fd/name, fsync parent_fd. Missing is
+ * not an error. */
+int store_dir_remove(int parent_fd, const char *name);
+
+/* If backing-images/dirname (open as dirfd) is what an interrupted create or
+ * delete left (see leftover.c), remove it and return true. */
+bool store_leftover_sweep(struct store *store, const char *dirname, int dirfd);
 
 /* ---- durable.c ---- */
 
@@ -44,9 +66,6 @@ int store_durable_sync_dir(int dirfd);
 /* Read dirfd/file (at most max bytes, else -EFBIG) into a malloc'd,
  * NUL-terminated *text. */
 int store_file_read_at(int dirfd, const char *file, size_t max, char **text, size_t *len);
-
-/* pread until len bytes or EOF; *got says how many. 0 or -errno. */
-int store_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 
 /* ---- cfg.c ---- */
 
@@ -102,6 +121,9 @@ struct store_writer {
     int dirfd; /* the image directory */
     int fd;    /* backing.tmp */
     struct store_checksum expected;
+    uint64_t max_size;      /* the store's, at open */
+    char limit_message[80]; /* "image larger than --max-size (N bytes)" */
+    atomic_bool over_limit; /* a call was refused by max_size */
 
     pthread_mutex_t lock; /* guards everything below but the atomics */
     pthread_cond_t more;  /* hasher: written grew or stop */

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,13 +49,35 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
     }
     str_copy(w->name, sizeof(w->name), name);
     str_copy(w->uuid, sizeof(w->uuid), uuid);
+    /* a fresh file, never one planted there (a hard link would be truncated) */
+    if (!resume && unlinkat(w->dirfd, STORE_BACKING_TMP, 0) < 0 && errno != ENOENT) {
+        rc = bim_error_set(err, -errno, "cannot remove backing.tmp: %s", strerror(errno));
+        goto fail;
+    }
     w->fd = openat(w->dirfd, STORE_BACKING_TMP,
-                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (resume ? 0 : O_TRUNC), 0644);
+                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (resume ? 0 : O_EXCL),
+                   0644);
     if (w->fd < 0 || fstat(w->fd, &st) < 0) {
         rc = bim_error_set(err, -errno, "cannot open backing.tmp: %s", strerror(errno));
         goto fail;
     }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        rc = bim_error_set(err, -EPERM, "backing.tmp is not a regular file with a single link");
+        goto fail;
+    }
+    if (fcntl(w->fd, F_SETFL, 0) < 0) {
+        rc = bim_error_set(err, -errno, "cannot open backing.tmp: %s", strerror(errno));
+        goto fail;
+    }
+    w->max_size = store->max_size;
+    snprintf(w->limit_message, sizeof(w->limit_message),
+             "image larger than --max-size (%llu bytes)", (unsigned long long)w->max_size);
     w->written = w->size_claim = (uint64_t)st.st_size;
+    if (w->written > store->max_size) {
+        rc = bim_error_set(err, -EFBIG, "image larger than --max-size (%llu bytes)",
+                           (unsigned long long)store->max_size);
+        goto fail;
+    }
     rc = store_digest_init(&w->digest, w->expected.algo == STORE_DIGEST_SHA256);
     if (rc < 0) {
         bim_error_set(err, rc, "cannot initialize SHA-512");
@@ -161,6 +184,26 @@ int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end)
     return rc;
 }
 
+/* Is [off, end) within what the writer may hold? -EFBIG past --max-size
+ * (remembered, so the message can say so) or past what an off_t holds. */
+static int writer_limit(struct store_writer *w, uint64_t off, uint64_t len, uint64_t *end)
+{
+    if (!size_add(off, len, end) || *end > (uint64_t)INT64_MAX)
+        return -EFBIG;
+    if (*end > w->max_size) {
+        atomic_store(&w->over_limit, true);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+const char *store_writer_strerror(const struct store_writer *w, int rc)
+{
+    if (rc == -EFBIG && atomic_load(&w->over_limit))
+        return w->limit_message;
+    return strerror(-rc);
+}
+
 /* Record that bytes up to end may land in the file (grow-only). */
 static void size_claim(struct store_writer *w, uint64_t end)
 {
@@ -196,8 +239,9 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
     bool tail_zero = false;
     int rc;
 
-    if (!size_add(off, len, &end) || end > (uint64_t)INT64_MAX)
-        return -EFBIG;
+    rc = writer_limit(w, off, len, &end);
+    if (rc < 0)
+        return rc;
     if (len == 0)
         return 0;
     size_claim(w, end);
@@ -241,9 +285,10 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
 int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len)
 {
     uint64_t end;
+    int rc = writer_limit(w, off, len, &end);
 
-    if (!size_add(off, len, &end) || end > (uint64_t)INT64_MAX)
-        return -EFBIG;
+    if (rc < 0)
+        return rc;
     if (len == 0)
         return 0;
     return store_writer_mark_done(w, off, end);
@@ -260,19 +305,19 @@ static int copy_fallback(struct store_writer *w, int src_fd, uint64_t src_off, u
         return -ENOMEM;
     while (len > 0) {
         size_t want = len < STORE_CHUNK ? (size_t)len : STORE_CHUNK;
-        ssize_t n = pread(src_fd, buf, want, (off_t)src_off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : -EIO; /* the source is shorter than promised */
-            break;
-        }
-        rc = store_writer_pwrite(w, buf, (size_t)n, off);
+        size_t got;
+
+        rc = fd_pread_full(src_fd, buf, want, src_off, &got);
+        if (rc == 0 && got < want)
+            rc = -EIO; /* the source is shorter than promised */
         if (rc < 0)
             break;
-        src_off += (uint64_t)n;
-        off += (uint64_t)n;
-        len -= (uint64_t)n;
+        rc = store_writer_pwrite(w, buf, want, off);
+        if (rc < 0)
+            break;
+        src_off += want;
+        off += want;
+        len -= want;
     }
     free(buf);
     return rc;
@@ -284,8 +329,10 @@ int store_writer_copy_fd(struct store_writer *w, int src_fd, uint64_t src_off, s
     uint64_t end, src_end;
     int rc;
 
-    if (!size_add(off, len, &end) || end > (uint64_t)INT64_MAX ||
-        !size_add(src_off, len, &src_end) || src_end > (uint64_t)INT64_MAX)
+    rc = writer_limit(w, off, len, &end);
+    if (rc < 0)
+        return rc;
+    if (!size_add(src_off, len, &src_end) || src_end > (uint64_t)INT64_MAX)
         return -EFBIG;
     while (len > 0) {
         loff_t in = (loff_t)src_off, outpos = (loff_t)off;

@@ -2,10 +2,16 @@
  * adopt.c - the start-up scan: every image directory the store finds becomes
  * a record (SPEC §2).
  *
+ *   backing not a regular single-link file
+ *     (symlink, hard link, FIFO ...)       -> failed "<why>; not adopted", nothing
+ *                                             on disk touched (store_backing_check)
  *   cfg state "failed"                     -> failed, with the cfg's errorMsg
  *   backing matches the cfg (size, mtime),
  *     state ready or "" (Longhorn), sum    -> ready at once, no hashing
- *   backing present otherwise              -> unknown + rehash job
+ *   backing present otherwise              -> unknown + rehash job, judged
+ *                                             on the expected checksum only:
+ *                                             the cfg's currentChecksum may
+ *                                             be stale (SPEC §2)
  *   no backing, a backing.tmp or state
  *     in-progress (cut by a restart):
  *       a download whose cfg keeps its URL -> pending + download job that
@@ -26,6 +32,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,7 +195,12 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
         rec->info.real_size = (uint64_t)e->backing.st_blocks * 512u;
     }
 
-    if (strcmp(cfg->state, "failed") == 0) {
+    if (e->backing_refused[0]) {
+        char why[STORE_REFUSED_MAX + 32];
+
+        snprintf(why, sizeof(why), "%s; not adopted", e->backing_refused);
+        sync_record_set_failed(rec, why);
+    } else if (strcmp(cfg->state, "failed") == 0) {
         sync_record_set_failed(rec, cfg->error[0] ? cfg->error : "failed");
         if (e->has_tmp)
             sync_adopt_fixup_add(ctx, e, true, false, NULL);
@@ -197,7 +209,7 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
             sync_adopt_fixup_add(ctx, e, true, false, NULL);
         if (e->matches_cfg && cfg_ready && cfg->current_checksum[0])
             sync_adopt_ready(sync, rec, e);
-        else if (sync_rehash_queue(sync, rec, cfg->current_checksum) < 0)
+        else if (sync_rehash_queue(sync, rec, "") < 0)
             ctx->rc = -ENOMEM;
     } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
         const char *why;

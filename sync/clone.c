@@ -85,7 +85,7 @@ void sync_clone_run(struct sync_job *job)
     if (trusted && size > 0 && sync_clone_reflink(job, w, src_fd)) {
         rc = store_writer_skip(w, 0, size);
         if (rc < 0)
-            bim_error_set(&err, rc, "cannot write: %s", strerror(-rc));
+            bim_error_set(&err, rc, "cannot write: %s", store_writer_strerror(w, rc));
         else
             sync_job_progress(job, size);
     } else {

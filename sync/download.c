@@ -44,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 
 enum sync_download_end {
@@ -191,7 +190,8 @@ static int sync_download_flush(struct sync_download *d)
         return sync_download_fail_local(d, "no space left on the disk after %" PRIu64 " bytes",
                                         d->have);
     if (rc < 0)
-        return sync_download_fail_local(d, "cannot write backing.tmp: %s", strerror(-rc));
+        return sync_download_fail_local(d, "cannot write backing.tmp: %s",
+                                        store_writer_strerror(d->w, rc));
     d->have = store_writer_written(d->w);
     sync_writeback_note(&d->writeback, d->w, d->have);
     sync_writeback_pace(d->w, d->have, &d->job->cancel);
@@ -236,20 +236,16 @@ static int sync_download_reset(struct sync_download *d)
     return 0;
 }
 
-/* Refuse at once what cannot fit: need bytes more on the disk. */
-static int sync_download_space(struct sync_download *d, uint64_t need)
+/* Refuse at once an announced size past --max-size. No space check here:
+ * the size is an upper bound, not a need (zero blocks are not written, so a
+ * sparse image takes far less); a full disk fails fast with ENOSPC. */
+static int sync_download_limit(struct sync_download *d, int64_t total)
 {
-    struct statvfs sv;
-    uint64_t avail;
+    struct bim_error err = {{0}};
 
-    if (statvfs(store_images_path(d->sync->store), &sv) < 0)
-        return 0; /* cannot tell: the writes will */
-    if (!size_mul((uint64_t)sv.f_bavail, (uint64_t)sv.f_frsize, &avail))
+    if (total <= 0 || sync_size_check(d->sync, (uint64_t)total, &err) == 0)
         return 0;
-    if (need <= avail)
-        return 0;
-    return sync_download_fail_local(
-        d, "insufficient space: need %" PRIu64 " bytes, have %" PRIu64 " bytes", need, avail);
+    return sync_download_fail_local(d, "%s", err.message);
 }
 
 /* The validators and size of the response backing.tmp now follows; written
@@ -299,11 +295,9 @@ static int sync_download_take_full(struct sync_download *d, const struct sync_ht
             return rc;
     }
     sync_download_set_total(d, r->length);
-    if (r->length >= 0) {
-        rc = sync_download_space(d, (uint64_t)r->length);
-        if (rc < 0)
-            return rc;
-    }
+    rc = sync_download_limit(d, r->length);
+    if (rc < 0)
+        return rc;
     sync_download_remember(d, r);
     return 0;
 }
@@ -337,9 +331,7 @@ static int sync_download_take_part(struct sync_download *d, const struct sync_ht
                                       r->range_complete, d->total);
         sync_download_set_total(d, r->range_complete);
     }
-    if (d->total >= 0)
-        return sync_download_space(d, (uint64_t)d->total - d->have);
-    return 0;
+    return sync_download_limit(d, d->total);
 }
 
 static int sync_download_on_response(void *arg, const struct sync_http_response *r)

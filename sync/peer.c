@@ -122,12 +122,13 @@ static bool sync_peer_hex128(const char *s)
 }
 
 /* Judge the image a source described: 0, or -EAGAIN (not yet) / -ENOENT
- * (never) with s->error set. */
+ * (never) / -EBADMSG (never: not the expected checksum) with s->error set. */
 static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_source *s,
                                  json_t *img)
 {
     const struct sync_job *job = t->job;
     const char *uuid = NULL, *state = NULL, *sum = NULL;
+    char expected[STORE_EXPECTED_MAX + 1];
     json_int_t size = -1;
 
     if (json_unpack(img, "{s:s, s:I, s:{s:s, s:s}}", "uuid", &uuid, "size", &size, "status",
@@ -155,9 +156,10 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
         return -ENOENT;
     }
     if (job->expected.algo == STORE_DIGEST_SHA512 && strcmp(job->expected.hex, sum) != 0) {
-        snprintf(s->error, sizeof(s->error), "has checksum %.16s..., not the expected %.16s...",
-                 sum, job->expected.hex);
-        return -ENOENT;
+        store_checksum_format(&job->expected, expected);
+        snprintf(s->error, sizeof(s->error), "checksum mismatch: expected %s, got %s", expected,
+                 sum);
+        return -EBADMSG;
     }
     t->size = (uint64_t)size;
     str_copy(t->checksum, sizeof(t->checksum), sum);
@@ -165,7 +167,7 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
 }
 
 /* Ask one source: 0 (t->size and t->checksum set), -EAGAIN worth asking
- * again, -ENOENT never, -ECANCELED. */
+ * again, -ENOENT or -EBADMSG (another checksum) never, -ECANCELED. */
 static int sync_peer_ask(struct sync_peer_transfer *t, CURL *curl, struct sync_peer_source *s)
 {
     struct bim_error err = {{0}};
@@ -212,11 +214,14 @@ static int sync_peer_pause(struct sync_peer_transfer *t, uint64_t ms)
     return -ECANCELED;
 }
 
-/* Find a source that has the image ready; *first is its index. */
+/* Find a source that has the image ready; *first is its index. When none
+ * can and one has another checksum than the expected one, the error is SPEC
+ * §3's "checksum mismatch: expected <x>, got <y>" with that source after it. */
 static int sync_peer_discover(struct sync_peer_transfer *t, CURL *curl, size_t *first,
                               struct bim_error *err)
 {
     uint64_t start = clock_monotonic_ms(), pause = 500;
+    const struct sync_peer_source *mismatch = NULL;
     char causes[BIM_ERROR_MAX];
 
     for (;;) {
@@ -237,7 +242,11 @@ static int sync_peer_discover(struct sync_peer_transfer *t, CURL *curl, size_t *
                 return rc;
             s->fatal = rc != -EAGAIN;
             again |= !s->fatal;
+            if (rc == -EBADMSG && !mismatch)
+                mismatch = s;
         }
+        if (!again && mismatch)
+            return bim_error_set(err, -EINVAL, "%s (from %s)", mismatch->error, mismatch->addr);
         sync_peer_errors(t, causes, sizeof(causes));
         if (!again)
             return bim_error_set(err, -ENOENT, "no source can provide the image: %s", causes);
@@ -376,6 +385,17 @@ static json_t *sync_peer_extents(struct sync_peer_transfer *t, CURL *curl, size_
     return NULL;
 }
 
+/* Bytes of the planned data pieces (what the sync will write). */
+static uint64_t sync_peer_data_bytes(const struct sync_peer_transfer *t)
+{
+    uint64_t data = 0;
+
+    for (size_t i = 0; i < t->npieces; i++)
+        if (!t->pieces[i].hole)
+            data += t->pieces[i].len;
+    return data;
+}
+
 /* ---- the job ---- */
 
 /* Take the sources' checksum as the expectation when none was given, and
@@ -454,12 +474,16 @@ void sync_peer_run(struct sync_job *job)
         rc = sync_peer_http_open(t->low_speed_s, &curl);
     if (rc == 0)
         rc = sync_peer_discover(t, curl, &first, &err);
+    if (rc == 0)
+        rc = sync_size_check(job->sync, t->size, &err);
     if (rc == 0) {
         extents = sync_peer_extents(t, curl, first);
         rc = sync_peer_plan(t, extents);
-        json_decref(extents);
         if (rc < 0)
             bim_error_set(&err, rc, "out of memory");
+        else if (extents) /* only then the data is known: holes take no space */
+            rc = sync_space_check(job->sync, sync_peer_data_bytes(t), &err);
+        json_decref(extents);
     }
     if (curl)
         curl_easy_cleanup(curl);

@@ -176,7 +176,7 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     if (f->write_rc == 0 && sync_peer_flush(f) < 0)
         rc = -EIO;
     if (f->write_rc < 0) {
-        snprintf(why, whylen, "cannot write: %s", strerror(-f->write_rc));
+        snprintf(why, whylen, "cannot write: %s", store_writer_strerror(t->w, f->write_rc));
         return SYNC_PEER_LOCAL;
     }
     if (rc == -ECANCELED)
@@ -332,7 +332,7 @@ static bool sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_piece *
             atomic_fetch_add(&t->bytes, p->len);
         pthread_mutex_lock(&t->lock);
         if (rc < 0)
-            sync_peer_fail(t, rc, "cannot write: a hole could not be marked");
+            sync_peer_fail(t, rc, store_writer_strerror(t->w, rc));
         else
             sync_peer_finished(t);
         return true;

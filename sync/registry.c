@@ -200,7 +200,7 @@ int sync_get_by_id(struct sync *sync, uint64_t id, struct sync_image_info *out)
     return rc;
 }
 
-int sync_open_backing(struct sync *sync, uint64_t id, int *fd)
+int sync_open_backing(struct sync *sync, uint64_t id, int *fd, struct sync_image_info *info)
 {
     char name[STORE_NAME_MAX + 1], uuid[STORE_UUID_MAX + 1];
     struct sync_record *rec;
@@ -213,6 +213,8 @@ int sync_open_backing(struct sync *sync, uint64_t id, int *fd)
     }
     str_copy(name, sizeof(name), rec->info.name);
     str_copy(uuid, sizeof(uuid), rec->info.uuid);
+    if (info)
+        *info = rec->info;
     pthread_mutex_unlock(&sync->lock);
     return store_image_open_backing(sync->store, name, uuid, fd);
 }

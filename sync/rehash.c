@@ -3,11 +3,16 @@
  * write (adopted at start without a matching cfg, or changed behind bimfs's
  * back while ready) and decide whether it is still the image it was.
  *
- *   checksum known before and different  -> failed "checksum mismatch:
- *                                           expected <old>, got <new> (backing
- *                                           changed on disk)"
- *   expected SHA-512 given and different -> failed "checksum mismatch: ..."
- *   otherwise                            -> ready; cfg updated (size, mtime...)
+ *   expected SHA-512 set and different   -> failed "checksum mismatch:
+ *                                           expected <x>, got <y>"
+ *   none expected, checksum known before
+ *   (the monitor's) and different        -> failed, the same words
+ *   otherwise                            -> ready; cfg updated (size, mtime,
+ *                                           the new hash as currentChecksum)
+ *
+ * A re-hash the monitor queued (the file changed while ready) appends
+ * "(backing changed on disk)" to the mismatch. Adoption passes no old
+ * checksum: a cfg whose currentChecksum is stale or empty is corrected.
  *
  * A checksum mismatch removes the data (SPEC §3) and records the failure in
  * the cfg, as a failed transfer does. A file that cannot be read (missing,
@@ -65,21 +70,23 @@ static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result
     free(cfg);
 }
 
-/* The verdict on a hash result: "" when the image is good, else the cause. */
+/* The verdict on a hash result: "" when the image is good, else the cause.
+ * The hash is compared with the expected SHA-512 when one is set, else with
+ * the checksum the file had before (the monitor's re-hash; adoption knows
+ * none, SPEC §2); with neither it becomes the image's checksum. */
 static void sync_rehash_judge(const struct sync_job *job, const struct store_result *result,
                               char *cause, size_t len)
 {
-    char expected[STORE_EXPECTED_MAX + 1];
+    char want[STORE_EXPECTED_MAX + 1];
 
     cause[0] = '\0';
-    if (job->old_checksum[0] && strcmp(job->old_checksum, result->checksum) != 0) {
-        snprintf(cause, len, "checksum mismatch: expected %s, got %s (backing changed on disk)",
-                 job->old_checksum, result->checksum);
-    } else if (job->expected.algo == STORE_DIGEST_SHA512 &&
-               strcmp(job->expected.hex, result->checksum) != 0) {
-        store_checksum_format(&job->expected, expected);
-        snprintf(cause, len, "checksum mismatch: expected %s, got %s", expected, result->checksum);
-    }
+    if (job->expected.algo == STORE_DIGEST_SHA512)
+        store_checksum_format(&job->expected, want);
+    else
+        str_copy(want, sizeof(want), job->old_checksum);
+    if (want[0] && strcmp(want, result->checksum) != 0)
+        snprintf(cause, len, "checksum mismatch: expected %s, got %s%s", want, result->checksum,
+                 job->old_checksum[0] ? " (backing changed on disk)" : "");
 }
 
 struct sync_rehash_ticker {

@@ -150,9 +150,12 @@ int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, 
     job = s->job;
     str_copy(s->name, sizeof(s->name), job->name);
     job->bytes_total = size == SYNC_STREAM_SIZE_UNKNOWN ? 0 : size;
-    rc = store_writer_open(sync->store, job->name, job->uuid,
-                           job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL, false,
-                           &s->w, err);
+    /* a Content-Length past --max-size fails before a byte is taken */
+    rc = size == SYNC_STREAM_SIZE_UNKNOWN ? 0 : sync_size_check(sync, size, err);
+    if (rc == 0)
+        rc = store_writer_open(sync->store, job->name, job->uuid,
+                               job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL,
+                               false, &s->w, err);
     if (rc < 0) {
         char cause[BIM_ERROR_MAX];
 
@@ -176,7 +179,7 @@ static int sync_stream_flush(struct sync_stream *s, struct bim_error *err)
         return 0;
     rc = store_writer_pwrite(s->w, s->buf, s->fill, s->off - s->fill);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot write: %s", strerror(-rc));
+        return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(s->w, rc));
     s->fill = 0;
     sync_job_progress(s->job, s->off);
     return 0;

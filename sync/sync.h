@@ -146,9 +146,10 @@ int sync_create(struct sync *sync, const struct sync_create_request *req,
  */
 int sync_delete(struct sync *sync, const char *name, struct bim_error *err);
 
-/* Open the backing file of a ready image read-only (O_CLOEXEC). -ENOENT if the
+/* Open the backing file of a ready image read-only (O_CLOEXEC), and copy its
+ * record into *info (NULL: not wanted) as it was when opened. -ENOENT if the
  * record is gone or not ready. */
-int sync_open_backing(struct sync *sync, uint64_t id, int *fd);
+int sync_open_backing(struct sync *sync, uint64_t id, int *fd, struct sync_image_info *info);
 
 /* ---- change notification ---- */
 

@@ -255,6 +255,16 @@ void sync_workers_stop(struct sync *sync);
 
 /* Copy [0, size) of a regular file: data extents with store_writer_copy_fd
  * in chunks, holes skipped. Checks cancel per chunk; publishes progress. */
+/* Refuse at once what is known not to fit: -ENOSPC "insufficient space:
+ * need X bytes, have Y bytes" when need bytes exceed the disk's free space
+ * (statvfs, unprivileged blocks); 0 when they fit or it cannot tell. Only
+ * for bytes known to need space (data extents), never a sparse file's size. */
+int sync_space_check(struct sync *sync, uint64_t need, struct bim_error *err);
+
+/* Refuse at once a known size past --max-size: -EFBIG "image larger than
+ * --max-size (N bytes)". */
+int sync_size_check(struct sync *sync, uint64_t size, struct bim_error *err);
+
 int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int src_fd,
                                uint64_t size, struct bim_error *err);
 
@@ -479,7 +489,7 @@ struct sync_peer_source {
     unsigned failures; /* in a row */
     uint64_t retry_ms; /* not asked again before this (monotonic) */
     bool fatal;        /* answered what will not change (404, 401, another image) */
-    char error[256];   /* what went wrong last */
+    char error[512];   /* what went wrong last (fits a BIM_ERROR_MAX message) */
 };
 
 /* One sync in flight: made by peer.c, fetched by peer_fetch.c. */

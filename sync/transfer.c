@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* Where the next data extent at or after off starts (size when none), and
@@ -61,7 +62,7 @@ int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int
         if (data > off) {
             rc = store_writer_skip(w, off, data - off);
             if (rc < 0)
-                return bim_error_set(err, rc, "cannot write: %s", strerror(-rc));
+                return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(w, rc));
             off = data;
             sync_job_progress(job, off);
         }
@@ -71,7 +72,7 @@ int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int
                 return -ECANCELED;
             rc = store_writer_copy_fd(w, src_fd, off, (size_t)n, off);
             if (rc < 0)
-                return bim_error_set(err, rc, "cannot copy data: %s", strerror(-rc));
+                return bim_error_set(err, rc, "cannot copy data: %s", store_writer_strerror(w, rc));
             off += n;
             sync_job_progress(job, off);
             sync_writeback_note(&wb, w, off);
@@ -79,6 +80,29 @@ int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int
         }
     }
     return 0;
+}
+
+int sync_space_check(struct sync *sync, uint64_t need, struct bim_error *err)
+{
+    struct statvfs sv;
+    uint64_t avail;
+
+    if (statvfs(store_images_path(sync->store), &sv) < 0)
+        return 0; /* cannot tell: the writes will */
+    if (!size_mul((uint64_t)sv.f_bavail, (uint64_t)sv.f_frsize, &avail) || need <= avail)
+        return 0;
+    return bim_error_set(err, -ENOSPC,
+                         "insufficient space: need %" PRIu64 " bytes, have %" PRIu64 " bytes", need,
+                         avail);
+}
+
+int sync_size_check(struct sync *sync, uint64_t size, struct bim_error *err)
+{
+    uint64_t max = store_max_size(sync->store);
+
+    if (size == 0 || size <= max) /* 0: unknown (an empty image fails at commit) */
+        return 0;
+    return bim_error_set(err, -EFBIG, "image larger than --max-size (%" PRIu64 " bytes)", max);
 }
 
 void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,

@@ -29,7 +29,7 @@ static int sync_upload_flush(struct sync_job *job, struct store_writer *w, const
         return bim_error_set(err, -EFBIG, "upload too large");
     rc = store_writer_pwrite(w, buf, *fill, *off);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot write: %s", strerror(-rc));
+        return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(w, rc));
     *off = end;
     *fill = 0;
     sync_job_progress(job, end);
@@ -117,7 +117,9 @@ void sync_upload_run(struct sync_job *job)
         goto out;
     if (S_ISREG(st.st_mode)) {
         size = (uint64_t)st.st_size;
-        rc = sync_transfer_copy_extents(job, w, job->fd, size, &err);
+        rc = sync_size_check(job->sync, size, &err);
+        if (rc == 0)
+            rc = sync_transfer_copy_extents(job, w, job->fd, size, &err);
     } else {
         rc = sync_upload_stream(job, w, &size, &err);
     }

@@ -137,6 +137,42 @@ def test_cfg_with_other_mtime_and_no_checksum_gets_the_real_one(daemon_factory, 
     assert img["status"]["currentChecksum"] == digest, "re-hash did not compute the SHA-512"
 
 
+@pytest.mark.parametrize("current", ["ab" * 64, "0" * 128], ids=["stale", "zero"])
+def test_rehash_corrects_a_stale_current_checksum_when_the_expected_one_matches(
+        daemon_factory, disk, current):
+    """Longhorn's cfg has the right expectedChecksum but a stale currentChecksum,
+    and the mtime differs: the re-hash matches the expectation, so the image is
+    ready and the new hash replaces currentChecksum in the cfg (SPEC §2, §3)."""
+    idir, digest = write_longhorn_image(disk, "stale", "dddd0008", cfg_mtime_ns=MTIME_NS - 10**9,
+                                        current=current)
+    cfg = json.loads((idir / "backing.cfg").read_text())
+    cfg["expectedChecksum"] = digest
+    (idir / "backing.cfg").write_text(json.dumps(cfg, separators=(",", ":")))
+    d = daemon_factory(disk=disk)
+    img = d.wait_state("stale", ("ready", "failed"))
+    assert img["status"]["state"] == "ready", \
+        "a stale currentChecksum failed an image that matches its expectation: %r" % img
+    assert img["status"]["currentChecksum"] == digest, "currentChecksum is not the new hash"
+    saved = json.loads((idir / "backing.cfg").read_text())
+    assert saved["currentChecksum"] == digest, "the cfg keeps the stale currentChecksum: %r" % saved
+    assert saved["expectedChecksum"] == digest, "the cfg lost its expectedChecksum: %r" % saved
+
+
+def test_rehash_with_a_wrong_expected_checksum_fails_and_removes_the_data(daemon_factory, disk):
+    """The bytes match currentChecksum but not expectedChecksum: failed with
+    SPEC §3's words, and the data is removed."""
+    wrong = "cd" * 64
+    idir, digest = write_longhorn_image(disk, "wrongexp", "dddd0009",
+                                        cfg_mtime_ns=MTIME_NS - 10**9, expected=wrong)
+    d = daemon_factory(disk=disk)
+    img = d.wait_state("wrongexp", "failed")
+    want = "checksum mismatch: expected %s, got %s" % (wrong, digest)
+    assert img["status"]["errorMsg"] == want, "error %r, want %r" % (img["status"]["errorMsg"], want)
+    assert not (idir / "backing").exists(), "the data that failed its checksum was kept"
+    assert json.loads((idir / "backing.cfg").read_text())["errorMsg"] == want, \
+        "the cfg does not record the failure"
+
+
 def test_cfg_with_other_size_is_rehashed(daemon_factory, disk):
     idir, digest = write_longhorn_image(disk, "resized", "dddd0006")
     cfg = json.loads((idir / "backing.cfg").read_text())

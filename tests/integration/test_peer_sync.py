@@ -90,15 +90,25 @@ def test_sync_of_another_uuid_fails_naming_the_source(pair):
     assert b.image_dirs("img") and not (b.image_dir("img", "other") / "backing").exists()
 
 
-def test_sync_of_wrong_size_or_checksum_fails(pair):
+def test_sync_of_wrong_size_fails_and_a_malformed_checksum_is_refused(pair):
     a, b = pair
     expect_ok(sync(b, "img", "u1", [a], size=2 * MiB))
     img, _ = wait_final(b, "img", 30)
     assert img["status"]["state"] == "failed" and "bytes" in img["status"]["errorMsg"], img
-    expect_ok(sync(b, "im2", "u1", [a], checksum="0" * 128))
-    img, _ = wait_final(b, "im2", 30)
-    assert img["status"]["state"] == "failed", img
     expect_error(sync(b, "im3", "u1", [a], checksum="nope"), "invalid_argument")
+
+
+def test_sync_with_another_expected_checksum_says_checksum_mismatch(pair):
+    """SPEC §3's words, both checksums in full, the source after them."""
+    a, b = pair
+    have = a.get_raw("img")["status"]["currentChecksum"]
+    wrong = "0" * 128
+    expect_ok(sync(b, "img", "u1", [a], checksum=wrong))
+    img, _ = wait_final(b, "img", 30)
+    want = "checksum mismatch: expected %s, got %s (from %s)" % (wrong, have, peer(a))
+    assert img["status"]["state"] == "failed", img
+    assert img["status"]["errorMsg"] == want, \
+        "error %r, want %r" % (img["status"]["errorMsg"], want)
 
 
 def test_sender_killed_mid_transfer_other_source_finishes(daemon_factory, tmp_path):

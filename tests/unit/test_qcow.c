@@ -212,6 +212,22 @@ static void check_concurrent_reads(const struct expected *x)
 }
 
 /* Convert name to raw and open both; false (after a failed CHECK) if not. */
+/* qcow_image_open() on a file opened by path (the image keeps its own fd). */
+static int open_path(const char *path, unsigned flags, struct qcow_image **out,
+                     struct bim_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int ret;
+
+    if (fd < 0) {
+        *out = NULL;
+        return bim_error_set(err, -errno, "cannot open %s", path);
+    }
+    ret = qcow_image_open(fd, flags, out, err);
+    close(fd);
+    return ret;
+}
+
 static bool expected_open(struct expected *x, const char *name, unsigned flags)
 {
     struct bim_error err = {{0}};
@@ -223,7 +239,7 @@ static bool expected_open(struct expected *x, const char *name, unsigned flags)
     x->label = name;
     if (!sh("qemu-img convert -O raw %s %s.raw", name, name))
         return false;
-    ret = qcow_image_open(path_of(name), flags, &x->img, &err);
+    ret = open_path(path_of(name), flags, &x->img, &err);
     CHECK(ret == 0, "%s: qcow_image_open returned %d: %s", name, ret, err.message);
     if (ret != 0)
         return false;
@@ -304,7 +320,7 @@ static void test_zero_flag_clusters_read_as_zeros(void)
     /* libqcow 20201213 returns 0xab here (stale data) and header bytes for -u. */
     if (!make_mixed("zeroflag.qcow2", "1.1", 65536))
         return;
-    CHECK_INT(qcow_image_open(path_of("zeroflag.qcow2"), 0, &img, &err), 0);
+    CHECK_INT(open_path(path_of("zeroflag.qcow2"), 0, &img, &err), 0);
     if (!img)
         return;
     CHECK_INT(qcow_image_map(img, 1 * MIB, 2 * MIB, &seg), 0);
@@ -393,7 +409,7 @@ static void expect_reject(const char *name, unsigned flags, int code, const char
 {
     struct qcow_image *img = NULL;
     struct bim_error err = {{0}};
-    int ret = qcow_image_open(path_of(name), flags, &img, &err);
+    int ret = open_path(path_of(name), flags, &img, &err);
 
     CHECK(ret == code && strstr(err.message, want),
           "%s: open returned %d \"%s\", want %d with \"%s\"", name, ret, err.message, code, want);
@@ -495,11 +511,11 @@ static void test_libqcow_rejection_is_reported_with_its_reasons(void)
     if (!sh("qemu-img create -q -f qcow2 hlen.qcow2 1M"))
         return;
     patch_be("hlen.qcow2", 100, 120, 4);
-    CHECK_INT(qcow_image_open(path_of("hlen.qcow2"), 0, &img, &err), 0);
+    CHECK_INT(open_path(path_of("hlen.qcow2"), 0, &img, &err), 0);
     qcow_image_close(img);
     expect_reject("hlen.qcow2", QCOW_OPEN_CHECK_LIBQCOW, -EINVAL,
                   "qcow2 image cannot be opened: unsupported file header size: 120", false);
-    CHECK_INT(qcow_image_open(path_of("good.qcow2"), QCOW_OPEN_CHECK_LIBQCOW, &img, &err), 0);
+    CHECK_INT(open_path(path_of("good.qcow2"), QCOW_OPEN_CHECK_LIBQCOW, &img, &err), 0);
     qcow_image_close(img);
 }
 

@@ -431,6 +431,9 @@ static void test_scan_reports_images_and_leaves_others_alone(void)
         snprintf(path, sizeof(path), "%s/backing-images/%s", tmpdir, junk[i]);
         mkdir(path, 0755);
     }
+    /* a backing without a cfg may be someone's data: never removed */
+    snprintf(path, sizeof(path), "%s/backing-images/junk-nocfg/backing", tmpdir);
+    write_file(path, "data");
     snprintf(path, sizeof(path), "%s/backing-images/junk-corrupt/backing.cfg", tmpdir);
     write_file(path, "{\"uuid\":");
     snprintf(path, sizeof(path), "%s/backing-images/junk-mismatch/backing.cfg", tmpdir);
