@@ -15,13 +15,13 @@
 
 #include "ctl.h"
 #include "fs.h"
+#include "http/client.h"
 #include "listen.h"
 #include "options.h"
 #include "store.h"
 #include "sync.h"
 #include "version.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <jansson.h>
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     json_object_seed(0);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if (http_client_global_init() < 0) {
         fprintf(stderr, "bimfs: cannot initialise libcurl\n");
         goto out;
     }
@@ -262,6 +262,6 @@ int main(int argc, char **argv)
     log_info("stopping");
 out:
     daemon_teardown(&d);
-    curl_global_cleanup();
+    http_client_global_cleanup();
     return status;
 }

@@ -62,7 +62,7 @@ static int sync_create_validate_url(const struct sync_create_request *req,
 
     if (!shown)
         return bim_error_set(err, -ENOMEM, "%s: out of memory", plan->name);
-    rc = sync_url_check(req->url, shown, SYNC_URL_MAX + 1, &plan->url_credentials, &url_err);
+    rc = http_url_check(req->url, shown, SYNC_URL_MAX + 1, &plan->url_credentials, &url_err);
     if (rc < 0)
         bim_error_set(err, rc, "%s: %s", plan->name, url_err.message);
     else

@@ -1,11 +1,11 @@
 /*
  * download.c - the download job (docs/download.md): an http(s) URL becomes
- * the image. Bytes go from curl's write callback through a 1 MiB buffer into
+ * the image. Bytes go from the client's data callback through a 1 MiB buffer into
  * the store writer (zero blocks stay holes; SHA-512, and SHA-256 when
  * expected, hashed as they land), so the last byte costs no pass over the
  * file.
  *
- * One attempt is one GET (http_get.c). Its end is one of
+ * One attempt is one GET (the HTTP client, sync/http/client.h). Its end is one of
  *   done     the body arrived whole          -> commit (checksum, format)
  *   retry    transient: connection refused or reset, timeout, stall, 5xx,
  *            408, 429, a body shorter than announced -> pause, resume
@@ -32,7 +32,7 @@
  * ETag, size match) is appended. The writer is kept across attempts, so its
  * running digest stays right; a restart replaces it by a fresh one.
  *
- * Threads: one worker thread per job; curl's callbacks run in it. No lock is
+ * Threads: one worker thread per job; the client's callbacks run in it. No lock is
  * held while transferring; sync->lock only inside sync_job_progress() and to
  * read sync->stopping.
  */
@@ -57,10 +57,11 @@ enum sync_download_end {
 struct sync_download {
     struct sync_job *job;
     struct sync *sync;
-    const char *url; /* with its credentials: for curl, never shown */
+    const char *url; /* with its credentials: for the client, never shown */
     char shown[SYNC_URL_MAX + 1];
     bool keep; /* no credentials: the cfg keeps the URL and validators */
-    struct sync_http http;
+    struct http_client *http;
+    struct http_response resp; /* of the current attempt */
     struct store_writer *w;
     struct sync_download_saved saved; /* what the cfg says about backing.tmp */
 
@@ -77,9 +78,7 @@ struct sync_download {
     bool range_sent;
     bool partial; /* the accepted response is a 206 */
     unsigned retry_after_s;
-    uint64_t attempt_ms;   /* when it started */
-    uint64_t last_data_ms; /* its last body byte (or its start) */
-    uint64_t tick_ms;      /* progress last published from a tick */
+    uint64_t tick_ms; /* progress last published from a tick */
 
     /* the budget */
     uint64_t best; /* the longest backing.tmp so far */
@@ -91,7 +90,7 @@ struct sync_download {
 };
 
 /* Set how the attempt ends (the first reason wins); returns -ECANCELED, which
- * a curl callback returns to stop the transfer. `local`: the cause is on this
+ * a client callback returns to stop the transfer. `local`: the cause is on this
  * side (disk, space), not the server's. */
 static int sync_download_vstop(struct sync_download *d, enum sync_download_end end, bool local,
                                const char *fmt, va_list ap)
@@ -132,16 +131,12 @@ sync_download_fail_local(struct sync_download *d, const char *fmt, ...)
 /* "GET <url>" or "GET <url> (redirected to <url>)", without credentials. */
 static void sync_download_where(struct sync_download *d, char *out, size_t len)
 {
-    char *effective = NULL, shown[SYNC_URL_MAX + 1];
-    bool creds;
+    const char *effective = d->resp.effective_url;
 
-    snprintf(out, len, "GET %s", d->shown);
-    if (curl_easy_getinfo(d->http.easy, CURLINFO_EFFECTIVE_URL, &effective) != CURLE_OK ||
-        !effective)
-        return;
-    if (sync_url_check(effective, shown, sizeof(shown), &creds, NULL) == 0 &&
-        strcmp(shown, d->shown) != 0)
-        snprintf(out, len, "GET %s (redirected to %s)", d->shown, shown);
+    if (effective[0] && strcmp(effective, d->shown) != 0)
+        snprintf(out, len, "GET %s (redirected to %s)", d->shown, effective);
+    else
+        snprintf(out, len, "GET %s", d->shown);
 }
 
 /* Prefix the cause with the request it is about. */
@@ -248,18 +243,25 @@ static int sync_download_limit(struct sync_download *d, int64_t total)
     return sync_download_fail_local(d, "%s", err.message);
 }
 
+/* The response's ETag if it is strong, else "": a weak ETag cannot guard a
+ * Range request (RFC 9110 13.1.5). */
+static const char *sync_download_etag(const struct http_response *r)
+{
+    return r->etag[0] == '"' ? r->etag : "";
+}
+
 /* The validators and size of the response backing.tmp now follows; written
  * to the cfg (after backing.tmp was emptied, before its first byte). */
-static void sync_download_remember(struct sync_download *d, const struct sync_http_response *r)
+static void sync_download_remember(struct sync_download *d, const struct http_response *r)
 {
     struct sync_download_saved *s = &d->saved;
     struct bim_error err = {{0}};
     int rc;
 
-    if (strcmp(s->etag, r->etag) == 0 && strcmp(s->last_modified, r->last_modified) == 0 &&
-        s->size == d->total)
+    if (strcmp(s->etag, sync_download_etag(r)) == 0 &&
+        strcmp(s->last_modified, r->last_modified) == 0 && s->size == d->total)
         return;
-    str_copy(s->etag, sizeof(s->etag), r->etag);
+    str_copy(s->etag, sizeof(s->etag), sync_download_etag(r));
     str_copy(s->last_modified, sizeof(s->last_modified), r->last_modified);
     s->size = d->total;
     if (!d->keep)
@@ -276,17 +278,17 @@ static void sync_download_set_total(struct sync_download *d, int64_t total)
     d->job->bytes_total = total > 0 ? (uint64_t)total : 0;
 }
 
-/* ---- curl's callbacks ---- */
+/* ---- the client's callbacks ---- */
 
 /* 200: the whole file from byte 0. */
-static int sync_download_take_full(struct sync_download *d, const struct sync_http_response *r)
+static int sync_download_take_full(struct sync_download *d, const struct http_response *r)
 {
     int rc;
 
     d->partial = false;
     if (d->have > 0 || d->fill > 0) {
         bool changed =
-            (d->saved.etag[0] && strcmp(d->saved.etag, r->etag) != 0) ||
+            (d->saved.etag[0] && strcmp(d->saved.etag, sync_download_etag(r)) != 0) ||
             (d->saved.last_modified[0] && strcmp(d->saved.last_modified, r->last_modified) != 0);
         log_info("image=%s uuid=%s %s: starting over from byte 0", d->job->name, d->job->uuid,
                  changed ? "the file changed on the server" : "the server sent the whole file");
@@ -303,9 +305,10 @@ static int sync_download_take_full(struct sync_download *d, const struct sync_ht
 }
 
 /* 206: the rest from where we asked, of the same version. */
-static int sync_download_take_part(struct sync_download *d, const struct sync_http_response *r)
+static int sync_download_take_part(struct sync_download *d, const struct http_response *r)
 {
     const struct sync_download_saved *s = &d->saved;
+    const char *etag = sync_download_etag(r);
 
     d->partial = true;
     if (!d->range_sent)
@@ -319,7 +322,7 @@ static int sync_download_take_part(struct sync_download *d, const struct sync_ht
                                   "asked for bytes from %" PRIu64 ", got Content-Range bytes "
                                   "%" PRIu64 "-%" PRIu64,
                                   d->have, r->range_first, r->range_last);
-    if ((s->etag[0] && r->etag[0] && strcmp(s->etag, r->etag) != 0) ||
+    if ((s->etag[0] && etag[0] && strcmp(s->etag, etag) != 0) ||
         (!s->etag[0] && s->last_modified[0] && r->last_modified[0] &&
          strcmp(s->last_modified, r->last_modified) != 0))
         return sync_download_stop(d, SYNC_DOWNLOAD_RESTART, "the file changed on the server");
@@ -334,7 +337,7 @@ static int sync_download_take_part(struct sync_download *d, const struct sync_ht
     return sync_download_limit(d, d->total);
 }
 
-static int sync_download_on_response(void *arg, const struct sync_http_response *r)
+static int sync_download_on_response(void *arg, const struct http_response *r)
 {
     struct sync_download *d = arg;
 
@@ -347,7 +350,7 @@ static int sync_download_on_response(void *arg, const struct sync_http_response 
         return sync_download_stop(d, SYNC_DOWNLOAD_RESTART, "HTTP 416 %s for bytes from %" PRIu64,
                                   r->reason, d->have);
     return sync_download_stop(
-        d, sync_http_status_transient(r->status) ? SYNC_DOWNLOAD_RETRY : SYNC_DOWNLOAD_FAIL,
+        d, http_status_transient(r->status) ? SYNC_DOWNLOAD_RETRY : SYNC_DOWNLOAD_FAIL,
         "HTTP %ld %s", r->status, r->reason);
 }
 
@@ -355,7 +358,7 @@ static int sync_download_on_data(void *arg, const void *data, size_t len)
 {
     struct sync_download *d = arg;
     const unsigned char *p = data;
-    uint64_t end;
+    uint64_t end, now = clock_monotonic_ms();
     int rc;
 
     if (!size_add(d->have + d->fill, len, &end) || end > (uint64_t)INT64_MAX ||
@@ -363,9 +366,8 @@ static int sync_download_on_data(void *arg, const void *data, size_t len)
         return sync_download_stop(d, SYNC_DOWNLOAD_FAIL,
                                   "the server sent more than the %" PRId64 " bytes it announced",
                                   d->total);
-    d->last_data_ms = clock_monotonic_ms();
     if (end > d->best)
-        d->data_ms = d->last_data_ms;
+        d->data_ms = now;
     while (len > 0) {
         size_t n = SYNC_DOWNLOAD_BUFFER - d->fill;
         if (n > len)
@@ -384,18 +386,16 @@ static int sync_download_on_data(void *arg, const void *data, size_t len)
     return 0;
 }
 
-static int sync_download_on_tick(void *arg)
+/* The client ends an attempt on cancel and after stall_ms without data;
+ * this ends it when the retry window is spent. */
+static int sync_download_on_progress(void *arg, uint64_t quiet_ms)
 {
     struct sync_download *d = arg;
-    struct sync *sync = d->sync;
     uint64_t now = clock_monotonic_ms();
-    uint64_t quiet = now - (d->last_data_ms > d->attempt_ms ? d->last_data_ms : d->attempt_ms);
 
-    if (sync_job_cancelled(d->job))
-        return sync_download_stop(d, SYNC_DOWNLOAD_CANCEL, "cancelled");
-    if (quiet >= sync->stall_ms || now - d->data_ms >= sync->retry_window_ms)
+    if (now - d->data_ms >= d->sync->retry_window_ms)
         return sync_download_stop(d, SYNC_DOWNLOAD_RETRY, "stalled: no data for %" PRIu64 " s",
-                                  quiet / 1000);
+                                  quiet_ms / 1000);
     if (d->job->flowing && now - d->tick_ms >= 1000) { /* lets the rate fall to 0 */
         d->tick_ms = now;
         sync_job_progress(d->job, d->have + d->fill);
@@ -403,17 +403,18 @@ static int sync_download_on_tick(void *arg)
     return 0;
 }
 
-static const struct sync_http_ops sync_download_ops = {
-    .response = sync_download_on_response,
-    .data = sync_download_on_data,
-    .tick = sync_download_on_tick,
-};
-
 /* ---- attempts and the budget ---- */
 
 static void sync_download_attempt(struct sync_download *d)
 {
-    struct sync_http_request req = {.url = d->url};
+    struct http_request req = {
+        .url = d->url,
+        .cancel = &d->job->cancel,
+        .on_response = sync_download_on_response,
+        .on_data = sync_download_on_data,
+        .on_progress = sync_download_on_progress,
+        .ctx = d,
+    };
     const char *validator = d->saved.etag[0] ? d->saved.etag : d->saved.last_modified;
     struct bim_error err = {{0}};
     int rc;
@@ -423,7 +424,6 @@ static void sync_download_attempt(struct sync_download *d)
     d->why.message[0] = '\0';
     d->retry_after_s = 0;
     d->range_sent = d->partial = false;
-    d->attempt_ms = d->last_data_ms = clock_monotonic_ms();
     if (d->have > 0 && !validator[0]) {
         log_info("image=%s uuid=%s the server gave no ETag or Last-Modified: cannot resume, "
                  "starting over from byte 0",
@@ -432,18 +432,23 @@ static void sync_download_attempt(struct sync_download *d)
             return;
     }
     if (d->have > 0) {
-        req.range_from = d->have;
+        req.range = true;
+        req.range_first = d->have;
+        req.range_last = -1;
         req.if_range = validator;
         d->range_sent = true;
     }
     log_debug("image=%s uuid=%s attempt %u: GET %s from byte %" PRIu64, d->job->name, d->job->uuid,
               d->attempts, d->shown, d->have);
-    rc = sync_http_get(&d->http, &req, &sync_download_ops, d, &err);
-    if (rc < 0 && rc != -ECANCELED)
+    rc = http_client_get(d->http, &req, &d->resp, &err);
+    /* a callback that ended the attempt set d->end already */
+    if (rc < 0 && d->resp.cause == HTTP_CAUSE_CANCELLED)
+        sync_download_stop(d, SYNC_DOWNLOAD_CANCEL, "cancelled");
+    else if (rc < 0 && d->resp.cause == HTTP_CAUSE_CALLBACK) /* d->end is set; be safe */
+        sync_download_stop(d, SYNC_DOWNLOAD_RETRY, "transfer aborted");
+    else if (rc < 0)
         sync_download_stop(d, rc == -EAGAIN ? SYNC_DOWNLOAD_RETRY : SYNC_DOWNLOAD_FAIL, "%s",
                            err.message);
-    if (rc == -ECANCELED && d->end == SYNC_DOWNLOAD_DONE) /* cannot happen; be safe */
-        sync_download_stop(d, SYNC_DOWNLOAD_RETRY, "transfer aborted");
     /* what arrived is a valid prefix unless the attempt was thrown away */
     if (d->end == SYNC_DOWNLOAD_RESTART || d->end == SYNC_DOWNLOAD_FAIL)
         d->fill = 0;
@@ -517,12 +522,21 @@ static bool sync_download_again(struct sync_download *d, bool progress)
 /* Open the writer (resuming a backing.tmp left by a restart) and the handle. */
 static int sync_download_open(struct sync_download *d, struct bim_error *err)
 {
+    const struct http_client_options opts = {
+        .user_agent = "bimfs",
+        .https = true,
+        .follow_redirects = true,
+        .proxy_from_env = true,
+        .ca_file = d->sync->ca_file,
+        .connect_ms = d->sync->stall_ms,
+        .stall_ms = d->sync->stall_ms,
+    };
     struct sync_job *job = d->job;
     struct store_cfg *cfg;
     bool creds = false;
     int rc;
 
-    rc = sync_url_check(d->url, d->shown, sizeof(d->shown), &creds, err);
+    rc = http_url_check(d->url, d->shown, sizeof(d->shown), &creds, err);
     if (rc < 0)
         return rc;
     d->keep = !creds;
@@ -547,9 +561,9 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
                  job->uuid, d->shown, d->have);
     else
         log_info("image=%s uuid=%s download started: %s", job->name, job->uuid, d->shown);
-    rc = sync_http_open(d->sync->ca_file, d->sync->stall_ms, &d->http);
+    rc = http_client_open(&opts, &d->http);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot set up libcurl");
+        return bim_error_set(err, rc, "cannot set up the HTTP client");
     return 0;
 }
 
@@ -602,7 +616,7 @@ void sync_download_run(struct sync_job *job)
             break;
         }
     }
-    sync_http_close(&d->http);
+    http_client_close(d->http);
     free(d->buf);
     sync_transfer_finish(job, d->w, rc, size, &err);
     free(d);

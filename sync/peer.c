@@ -15,6 +15,9 @@
  * again. The image fails when no source is left, or when none answered
  * for the stall time (--stall-timeout, default 60 s).
  *
+ * HTTP is the client's (sync/http/client.h); this file opens it for peers
+ * and reads the small JSON answers into a bounded buffer.
+ *
  * Threads: the worker thread running the job (and peer_fetch.c's fetchers,
  * which share only the transfer). sync->lock is taken only to publish.
  */
@@ -109,6 +112,88 @@ void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen)
     }
 }
 
+/* ---- the peer API's client side ---- */
+
+int sync_peer_client_open(const struct sync_peer_transfer *t, struct http_client **out)
+{
+    const struct http_client_options opts = {
+        .user_agent = "bimfs-peer",
+        .token = t->token,
+        .connect_ms = SYNC_PEER_CONNECT_MS,
+        .low_speed_s = t->low_speed_s, /* a source that stops sending: the piece goes elsewhere */
+    };
+
+    return http_client_open(&opts, out);
+}
+
+/* A small JSON body, at most max bytes. */
+struct sync_peer_body {
+    char *buf;
+    size_t len;
+    size_t max;
+};
+
+static int sync_peer_body_accept(void *ctx, const struct http_response *resp)
+{
+    (void)ctx;
+    /* an error's body is not read: the status says enough */
+    return resp->status == 200 ? 0 : 1;
+}
+
+static int sync_peer_body_add(void *ctx, const void *data, size_t n)
+{
+    struct sync_peer_body *b = ctx;
+    char *buf;
+
+    if (n > b->max - b->len)
+        return -EFBIG;
+    buf = realloc(b->buf, b->len + n + 1);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf + b->len, data, n);
+    b->buf = buf;
+    b->len += n;
+    b->buf[b->len] = '\0';
+    return 0;
+}
+
+/* A GET whose 200 body (at most max bytes) is JSON: *out (decref it), or
+ * NULL for another status (resp). -EAGAIN when the source or the network
+ * failed (worth asking again), -EPROTO when the body is too large or not
+ * JSON, -ECANCELED. */
+static int sync_peer_get_json(struct sync_peer_transfer *t, struct http_client *h, const char *url,
+                              size_t max, struct http_response *resp, json_t **out,
+                              struct bim_error *err)
+{
+    struct sync_peer_body body = {.max = max};
+    const struct http_request req = {
+        .url = url,
+        /* a small answer: a source that hangs is given up on sooner than a
+         * piece would be */
+        .timeout_ms = SYNC_PEER_JSON_TIMEOUT_MS,
+        .cancel = &t->job->cancel,
+        .on_response = sync_peer_body_accept,
+        .on_data = sync_peer_body_add,
+        .ctx = &body,
+    };
+    json_error_t jerr;
+    int rc;
+
+    *out = NULL;
+    rc = http_client_get(h, &req, resp, err);
+    if (rc < 0 && http_cause_remote(resp->cause))
+        rc = -EAGAIN;
+    if (rc == -EFBIG)
+        rc = bim_error_set(err, -EPROTO, "its answer is larger than %zu bytes", max);
+    if (rc == 0 && resp->status == 200) {
+        *out = json_loadb(body.buf ? body.buf : "", body.len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!*out)
+            rc = bim_error_set(err, -EPROTO, "its answer is not JSON: %s", jerr.text);
+    }
+    free(body.buf);
+    return rc;
+}
+
 /* ---- asking the sources for the image ---- */
 
 static bool sync_peer_hex128(const char *s)
@@ -168,15 +253,15 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
 
 /* Ask one source: 0 (t->size and t->checksum set), -EAGAIN worth asking
  * again, -ENOENT or -EBADMSG (another checksum) never, -ECANCELED. */
-static int sync_peer_ask(struct sync_peer_transfer *t, CURL *curl, struct sync_peer_source *s)
+static int sync_peer_ask(struct sync_peer_transfer *t, struct http_client *h,
+                         struct sync_peer_source *s)
 {
     struct bim_error err = {{0}};
-    struct sync_peer_reply reply;
+    struct http_response reply;
     json_t *img = NULL;
     int rc;
 
-    rc = sync_peer_http_get_json(curl, s->url, t->token, SYNC_PEER_JSON_MAX, &t->job->cancel,
-                                 &reply, &img, &err);
+    rc = sync_peer_get_json(t, h, s->url, SYNC_PEER_JSON_MAX, &reply, &img, &err);
     if (rc == -ECANCELED)
         return rc;
     if (rc < 0) {
@@ -190,7 +275,7 @@ static int sync_peer_ask(struct sync_peer_transfer *t, CURL *curl, struct sync_p
                  reply.status == 404   ? " (no such image)"
                  : reply.status == 401 ? " (the token is missing or wrong)"
                                        : "");
-        rc = sync_http_status_transient(reply.status) || reply.status == 409 ? -EAGAIN : -ENOENT;
+        rc = http_status_transient(reply.status) || reply.status == 409 ? -EAGAIN : -ENOENT;
     }
     json_decref(img);
     return rc;
@@ -217,7 +302,7 @@ static int sync_peer_pause(struct sync_peer_transfer *t, uint64_t ms)
 /* Find a source that has the image ready; *first is its index. When none
  * can and one has another checksum than the expected one, the error is SPEC
  * §3's "checksum mismatch: expected <x>, got <y>" with that source after it. */
-static int sync_peer_discover(struct sync_peer_transfer *t, CURL *curl, size_t *first,
+static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *h, size_t *first,
                               struct bim_error *err)
 {
     uint64_t start = clock_monotonic_ms(), pause = 500;
@@ -233,7 +318,7 @@ static int sync_peer_discover(struct sync_peer_transfer *t, CURL *curl, size_t *
 
             if (s->fatal)
                 continue;
-            rc = sync_peer_ask(t, curl, s);
+            rc = sync_peer_ask(t, h, s);
             if (rc == 0) {
                 *first = i;
                 return 0;
@@ -358,21 +443,20 @@ static int sync_peer_plan(struct sync_peer_transfer *t, json_t *extents)
 
 /* The extents, from the source that described the image or another. NULL
  * when none gives them (the image is then fetched whole). */
-static json_t *sync_peer_extents(struct sync_peer_transfer *t, CURL *curl, size_t first)
+static json_t *sync_peer_extents(struct sync_peer_transfer *t, struct http_client *h, size_t first)
 {
     char url[sizeof(t->sources[0].url) + 16];
 
     for (size_t k = 0; k < t->nsources; k++) {
         struct sync_peer_source *s = &t->sources[(first + k) % t->nsources];
-        struct sync_peer_reply reply;
+        struct http_response reply;
         struct bim_error err = {{0}};
         json_t *extents = NULL;
 
         if (s->fatal)
             continue;
         snprintf(url, sizeof(url), "%s/extents", s->url);
-        if (sync_peer_http_get_json(curl, url, t->token, SYNC_PEER_EXTENTS_MAX, &t->job->cancel,
-                                    &reply, &extents, &err) == 0 &&
+        if (sync_peer_get_json(t, h, url, SYNC_PEER_EXTENTS_MAX, &reply, &extents, &err) == 0 &&
             sync_peer_extents_usable(extents, t->size))
             return extents;
         if (extents)
@@ -461,7 +545,7 @@ void sync_peer_run(struct sync_job *job)
     struct store_writer *w = NULL;
     struct store_checksum expected;
     json_t *extents = NULL;
-    CURL *curl = NULL;
+    struct http_client *h = NULL;
     size_t first = 0;
     int rc;
 
@@ -471,13 +555,13 @@ void sync_peer_run(struct sync_job *job)
     }
     rc = sync_peer_transfer_init(t, job, &err);
     if (rc == 0)
-        rc = sync_peer_http_open(t->low_speed_s, &curl);
+        rc = sync_peer_client_open(t, &h);
     if (rc == 0)
-        rc = sync_peer_discover(t, curl, &first, &err);
+        rc = sync_peer_discover(t, h, &first, &err);
     if (rc == 0)
         rc = sync_size_check(job->sync, t->size, &err);
     if (rc == 0) {
-        extents = sync_peer_extents(t, curl, first);
+        extents = sync_peer_extents(t, h, first);
         rc = sync_peer_plan(t, extents);
         if (rc < 0)
             bim_error_set(&err, rc, "out of memory");
@@ -485,8 +569,7 @@ void sync_peer_run(struct sync_job *job)
             rc = sync_space_check(job->sync, sync_peer_data_bytes(t), &err);
         json_decref(extents);
     }
-    if (curl)
-        curl_easy_cleanup(curl);
+    http_client_close(h);
     if (rc < 0) {
         sync_transfer_fail(job, rc, &err);
         goto out;

@@ -1,6 +1,6 @@
 /*
  * peer_fetch.c - moving the pieces of a peer sync: fetcher threads (each
- * with its own curl handle and connection) take pieces in order, holes are
+ * with its own HTTP client and connection) take pieces in order, holes are
  * marked with store_writer_skip, data ranges are fetched from a source
  * with Range and written with store_writer_pwrite (zero blocks stay holes;
  * the writer's hasher follows the written prefix, so the last byte needs no
@@ -44,7 +44,7 @@ struct sync_peer_fetcher {
     struct sync_peer_transfer *t;
     unsigned index;
     pthread_t thread;
-    CURL *curl;
+    struct http_client *http;
     char *buf; /* SYNC_DOWNLOAD_BUFFER bytes not yet written */
     size_t fill;
     /* the GET in flight */
@@ -71,7 +71,7 @@ static void sync_peer_wait(struct sync_peer_transfer *t, uint64_t ms)
 
 /* ---- one GET of a piece ---- */
 
-/* Write len bytes at f->pos (from the buffer or straight from curl's). */
+/* Write len bytes at f->pos (from the buffer or straight from the client's). */
 static int sync_peer_write(struct sync_peer_fetcher *f, const void *data, size_t len)
 {
     int rc = store_writer_pwrite(f->t->w, data, len, f->pos);
@@ -95,7 +95,7 @@ static int sync_peer_flush(struct sync_peer_fetcher *f)
     return rc;
 }
 
-static int sync_peer_on_reply(void *ctx, const struct sync_peer_reply *r)
+static int sync_peer_on_reply(void *ctx, const struct http_response *r)
 {
     struct sync_peer_fetcher *f = ctx;
     char etag[STORE_CHECKSUM_HEX + 8];
@@ -150,16 +150,15 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     struct sync_peer_transfer *t = f->t;
     struct sync_peer_piece *p = f->piece;
     char url[sizeof(s->url) + 16];
-    struct sync_peer_reply reply;
+    struct http_response reply;
     struct bim_error err = {{0}};
-    struct sync_peer_call call = {
+    struct http_request req = {
         .url = url,
-        .token = t->token,
         .range = true,
-        .accept = sync_peer_on_reply,
-        .data = sync_peer_on_data,
-        .ctx = f,
         .cancel = &t->job->cancel,
+        .on_response = sync_peer_on_reply,
+        .on_data = sync_peer_on_data,
+        .ctx = f,
     };
     int rc;
 
@@ -169,9 +168,9 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     f->fill = 0;
     f->write_rc = 0;
     f->why[0] = '\0';
-    call.first = f->pos;
-    call.last = f->end - 1;
-    rc = sync_peer_http_get(f->curl, &call, &reply, &err);
+    req.range_first = f->pos;
+    req.range_last = (int64_t)(f->end - 1);
+    rc = http_client_get(f->http, &req, &reply, &err);
     /* what arrived is good even if the GET broke off: keep it */
     if (f->write_rc == 0 && sync_peer_flush(f) < 0)
         rc = -EIO;
@@ -181,7 +180,7 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     }
     if (rc == -ECANCELED)
         return SYNC_PEER_CANCELED;
-    if (rc == -EPROTO) {
+    if (rc == -EPROTO && reply.cause == HTTP_CAUSE_CALLBACK) {
         str_copy(why, whylen, f->why);
         return SYNC_PEER_FATAL;
     }
@@ -194,10 +193,12 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     snprintf(why, whylen, "answered HTTP %ld%s", reply.status,
              reply.status == 206 ? " with a short body" : "");
     if (reply.status == 503) {
-        *retry_s = reply.retry_after_s ? reply.retry_after_s : 1;
+        *retry_s = reply.retry_after_s == 0                            ? 1
+                   : reply.retry_after_s > SYNC_PEER_RETRY_AFTER_MAX_S ? SYNC_PEER_RETRY_AFTER_MAX_S
+                                                                       : reply.retry_after_s;
         return SYNC_PEER_BUSY;
     }
-    if (reply.status == 206 || reply.status == 409 || sync_http_status_transient(reply.status))
+    if (reply.status == 206 || reply.status == 409 || http_status_transient(reply.status))
         return SYNC_PEER_TRANSIENT;
     return SYNC_PEER_FATAL;
 }
@@ -462,7 +463,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
         f->t = t;
         f->index = (unsigned)started;
         f->buf = malloc(SYNC_DOWNLOAD_BUFFER);
-        rc = f->buf ? sync_peer_http_open(t->low_speed_s, &f->curl) : -ENOMEM;
+        rc = f->buf ? sync_peer_client_open(t, &f->http) : -ENOMEM;
         if (rc == 0)
             rc = -pthread_create(&f->thread, NULL, sync_peer_fetcher_main, f);
         if (rc < 0)
@@ -480,8 +481,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     for (size_t i = 0; i < SYNC_PEER_FETCHERS; i++) {
         if (i < started)
             pthread_join(fetchers[i].thread, NULL);
-        if (fetchers[i].curl)
-            curl_easy_cleanup(fetchers[i].curl);
+        http_client_close(fetchers[i].http);
         free(fetchers[i].buf);
     }
     if (t->rc < 0 || t->left > 0) {

@@ -13,9 +13,9 @@
 #ifndef BIMFS_SYNC_INTERNAL_H
 #define BIMFS_SYNC_INTERNAL_H
 
+#include "http/client.h"
 #include "sync.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,11 +40,9 @@
 #define SYNC_DOWNLOAD_BUFFER (1u << 20)   /* received bytes are written in pieces this large */
 #define SYNC_WRITEBACK_STEP (32u << 20)   /* writeback started / cache dropped per step */
 #define SYNC_HASH_LAG_MAX (64u << 20)     /* the hasher is at most this far behind a writer */
-#define SYNC_HTTP_BUFFER (512L << 10)     /* curl's receive buffer */
-#define SYNC_REDIRECTS_MAX 10
-#define SYNC_URL_MAX 4096      /* bytes of a download URL */
-#define SYNC_URL_SECRET_MIN 4  /* shorter user names/passwords are redacted only as user info */
-#define SYNC_VALIDATOR_MAX 256 /* longer ETag / Last-Modified values are not used */
+#define SYNC_URL_MAX HTTP_URL_MAX         /* bytes of a download URL */
+#define SYNC_VALIDATOR_MAX HTTP_VALIDATOR_MAX /* longer ETag / Last-Modified values are not used   \
+                                               */
 /* peer sync (docs/peer-sync.md) */
 #define SYNC_PEER_MAX 16                        /* sources of one image */
 #define SYNC_PEER_ADDR_MAX 261                  /* bytes of one host:port */
@@ -300,92 +298,6 @@ void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_str
  * it removes the directory; the stream frees itself and the job later. */
 bool sync_stream_cancel(struct sync_record *rec, struct store_writer **w);
 
-/* ---- url.c: download URLs ---- */
-
-/* http or https with a host (libcurl's parser). *shown gets the URL without
- * user name, password and login options (user.bim.source shows
- * "download:<shown>"); *has_credentials whether it had any. -EINVAL with a
- * message otherwise. */
-int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_credentials,
-                   struct bim_error *err);
-
-/* Replace the user info of url, and its user name and password where they
- * are at least SYNC_URL_SECRET_MIN bytes, by "***" wherever they occur in
- * text (a buffer of text_len bytes). For messages made from curl's text. */
-void sync_url_redact(const char *url, char *text, size_t text_len);
-
-/* ---- http_get.c: one GET of a download ---- */
-
-/* The headers of the final response of one GET (after redirects). */
-struct sync_http_response {
-    long status;
-    char reason[64]; /* reason phrase, printable ASCII only */
-    int64_t length;  /* Content-Length of this body, -1 if none */
-    bool has_range;  /* a valid Content-Range: bytes first-last/complete */
-    uint64_t range_first;
-    uint64_t range_last;
-    int64_t range_complete;                 /* -1 for '*' */
-    char etag[SYNC_VALIDATOR_MAX];          /* strong ETag, quotes included, or "" */
-    char last_modified[SYNC_VALIDATOR_MAX]; /* or "" */
-    unsigned retry_after_s;                 /* Retry-After in seconds (<= 3600), 0 if none */
-};
-
-/* What the download does with one GET. The callbacks run in the calling
- * thread inside curl_easy_perform; one returning -errno ends the GET and
- * sync_http_get() returns that. */
-struct sync_http_ops {
-    /* the headers of the final response (any status >= 200 that is not a
-     * redirect being followed) */
-    int (*response)(void *ctx, const struct sync_http_response *resp);
-    /* body bytes of an accepted response */
-    int (*data)(void *ctx, const void *buf, size_t len);
-    /* often while the transfer runs, at least every SYNC_POLL_MS */
-    int (*tick)(void *ctx);
-};
-
-struct sync_http_request {
-    const char *url;      /* with its credentials */
-    uint64_t range_from;  /* > 0: Range: bytes=<range_from>- */
-    const char *if_range; /* with a range: If-Range value, or NULL */
-};
-
-/* The handles of one download (one worker thread). */
-struct sync_http {
-    CURL *easy;
-    CURLM *multi; /* holds easy only: lets the ticks come every SYNC_POLL_MS */
-};
-
-/* Set up for downloads: http/https only, also on redirects (at most
- * SYNC_REDIRECTS_MAX); no Referer; proxies from the environment; TLS 1.2 or
- * later; ca_file (PEM) trusted besides the system's CAs; no content decoding. */
-int sync_http_open(const char *ca_file, unsigned connect_ms, struct sync_http *out);
-void sync_http_close(struct sync_http *h);
-
-/*
- * One GET. 0: the final response was accepted and its body arrived whole as
- * far as HTTP tells (curl checks Content-Length and chunked framing); a
- * callback's -errno; or a transfer error with a message (credentials
- * removed): -EAGAIN when worth retrying (connection refused or reset,
- * timeouts, a truncated body), else -EPROTO (TLS verification, a redirect to
- * another scheme, too many redirects, an answer without a body...).
- */
-int sync_http_get(struct sync_http *h, const struct sync_http_request *req,
-                  const struct sync_http_ops *ops, void *ctx, struct bim_error *err);
-
-/* 408, 429 and 5xx are worth retrying. */
-bool sync_http_status_transient(long status);
-
-/* The last value of a header of curl's current response, or NULL. */
-const char *sync_http_header(CURL *curl, const char *name);
-
-/* The current response's Retry-After in seconds (delta form only), at most
- * max_s; 0 when absent or not a number. */
-unsigned sync_http_retry_after(CURL *curl, unsigned max_s);
-
-/* Parse "bytes first-last/complete" or "bytes first-last/\*" (-1). */
-bool sync_http_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
-                                   int64_t *complete);
-
 /* ---- writeback.c: pacing a backing.tmp written in order ---- */
 
 struct sync_writeback {
@@ -423,48 +335,6 @@ int sync_download_saved_put(const char *extra, const struct sync_download_saved 
 /* Rewrite <name>-<uuid>/backing.cfg with the object set to s. */
 int sync_download_saved_store(struct sync *sync, const char *name, const char *uuid,
                               const struct sync_download_saved *s, struct bim_error *err);
-
-/* ---- peer_http.c: the client side of the peer API ---- */
-
-/* The headers of a peer's answer. */
-struct sync_peer_reply {
-    long status;
-    unsigned retry_after_s; /* Retry-After in seconds, 0 if none */
-    char etag[STORE_CHECKSUM_HEX + 8];
-    bool has_range; /* a valid Content-Range: bytes first-last/complete */
-    uint64_t range_first;
-    uint64_t range_last;
-    int64_t range_complete;
-};
-
-/* One GET. accept() sees the headers: 0 takes the body (to data()), > 0
- * skips it, -errno ends the GET with that. */
-struct sync_peer_call {
-    const char *url;
-    const char *token; /* NULL or "": none */
-    bool range;        /* Range: bytes=first-last */
-    uint64_t first;
-    uint64_t last;
-    int (*accept)(void *ctx, const struct sync_peer_reply *reply);
-    int (*data)(void *ctx, const void *buf, size_t len);
-    void *ctx;
-    const atomic_bool *cancel; /* checked while the GET runs (-ECANCELED) */
-};
-
-/* A handle for peers: plain http, no proxy, no redirects; a GET that
- * receives nothing for low_speed_s seconds fails. */
-int sync_peer_http_open(unsigned low_speed_s, CURL **out);
-
-/* 0 when an answer arrived (any status: see reply); a callback's -errno;
- * or -EAGAIN with curl's message (refused, reset, timed out, cut short). */
-int sync_peer_http_get(CURL *curl, const struct sync_peer_call *call, struct sync_peer_reply *reply,
-                       struct bim_error *err);
-
-/* A GET whose 200 body (at most max bytes) is JSON: *out (decref it), or
- * NULL for another status. -EPROTO when the body is too large or not JSON. */
-int sync_peer_http_get_json(CURL *curl, const char *url, const char *token, size_t max,
-                            const atomic_bool *cancel, struct sync_peer_reply *reply, json_t **out,
-                            struct bim_error *err);
 
 /* ---- peer.c, peer_fetch.c: one image from other bimfs daemons ---- */
 
@@ -519,6 +389,10 @@ struct sync_peer_transfer {
     int sender;             /* the source that delivered last, -1 */
     _Atomic uint64_t bytes; /* data written + holes marked */
 };
+
+/* A client for peers: plain http, direct, no redirects, the transfer's token;
+ * a GET receiving under a byte a second for t->low_speed_s fails. */
+int sync_peer_client_open(const struct sync_peer_transfer *t, struct http_client **out);
 
 /* Append "addr: error" of each source to out (for a failure message). */
 void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);

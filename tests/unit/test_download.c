@@ -1,7 +1,7 @@
 /*
  * test_download.c - the pure parts of downloads: URL checks and the URL users
- * see (sync/url.c), redaction of credentials in curl's messages, the
- * Content-Range parser (sync/http_get.c), and what the cfg keeps to resume
+ * see (sync/http/url.c), redaction of credentials in curl's messages, the
+ * Content-Range parser (sync/http/client.c), and what the cfg keeps to resume
  * (sync/download_cfg.c). The transfers themselves are tested against a real
  * server in tests/integration/test_download.py.
  */
@@ -34,7 +34,7 @@ static void test_url_accepts_http_and_https_and_strips_credentials(void)
         char shown[SYNC_URL_MAX + 1] = "";
         struct bim_error err = {{0}};
         bool creds = !cases[i].creds;
-        int rc = sync_url_check(cases[i].url, shown, sizeof(shown), &creds, &err);
+        int rc = http_url_check(cases[i].url, shown, sizeof(shown), &creds, &err);
         CHECK(rc == 0, "%s refused: %s", cases[i].url, err.message);
         CHECK_STR(shown, cases[i].shown);
         CHECK(creds == cases[i].creds, "%s: credentials %d", cases[i].url, creds);
@@ -52,7 +52,7 @@ static void test_url_refuses_other_schemes_and_no_host(void)
         char shown[SYNC_URL_MAX + 1];
         struct bim_error err = {{0}};
         bool creds;
-        int rc = sync_url_check(bad[i], shown, sizeof(shown), &creds, &err);
+        int rc = http_url_check(bad[i], shown, sizeof(shown), &creds, &err);
         CHECK(rc == -EINVAL, "\"%s\" accepted (rc %d)", bad[i], rc);
         CHECK(err.message[0] != '\0', "\"%s\" refused without a message", bad[i]);
     }
@@ -63,26 +63,26 @@ static void test_redact_removes_user_info_and_long_secrets(void)
     char text[256];
 
     snprintf(text, sizeof(text), "Failed for http://user:s3cret@h/x as user, s3cret");
-    sync_url_redact("http://user:s3cret@h/x", text, sizeof(text));
+    http_url_redact("http://user:s3cret@h/x", text, sizeof(text));
     CHECK_STR(text, "Failed for http://***@h/x as ***, ***");
 
     /* short names are replaced only where they are the URL's user info */
     snprintf(text, sizeof(text), "a b http://a:b@h/");
-    sync_url_redact("http://a:b@h/", text, sizeof(text));
+    http_url_redact("http://a:b@h/", text, sizeof(text));
     CHECK_STR(text, "a b http://***@h/");
 
     /* percent-encoded and decoded password */
     snprintf(text, sizeof(text), "p%%40ssword p@ssword");
-    sync_url_redact("http://u:p%40ssword@h/", text, sizeof(text));
+    http_url_redact("http://u:p%40ssword@h/", text, sizeof(text));
     CHECK_STR(text, "*** ***");
 
     /* growing never overflows the buffer */
     char small[8];
     snprintf(small, sizeof(small), "x a y");
-    sync_url_redact("http://a@h/", small, sizeof(small));
+    http_url_redact("http://a@h/", small, sizeof(small));
     CHECK_STR(small, "x *** y");
     snprintf(small, sizeof(small), "aaaaaa");
-    sync_url_redact("http://a@h/", small, sizeof(small));
+    http_url_redact("http://a@h/", small, sizeof(small));
     CHECK(strlen(small) < sizeof(small), "overflow: %zu", strlen(small));
 }
 
@@ -91,11 +91,11 @@ static void test_content_range_parse(void)
     uint64_t first, last;
     int64_t complete;
 
-    CHECK(sync_http_content_range_parse("bytes 100-199/1000", &first, &last, &complete), "valid");
+    CHECK(http_content_range_parse("bytes 100-199/1000", &first, &last, &complete), "valid");
     CHECK_INT(first, 100);
     CHECK_INT(last, 199);
     CHECK_INT(complete, 1000);
-    CHECK(sync_http_content_range_parse("bytes 0-0/*", &first, &last, &complete), "star");
+    CHECK(http_content_range_parse("bytes 0-0/*", &first, &last, &complete), "star");
     CHECK_INT(complete, -1);
     static const char *const bad[] = {
         "bytes 10-5/100",
@@ -111,7 +111,7 @@ static void test_content_range_parse(void)
         "bytes 0-1/99999999999999999999",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        CHECK(!sync_http_content_range_parse(bad[i], &first, &last, &complete), "\"%s\" accepted",
+        CHECK(!http_content_range_parse(bad[i], &first, &last, &complete), "\"%s\" accepted",
               bad[i]);
 }
 
@@ -153,12 +153,12 @@ static void test_saved_round_trip_keeps_other_fields(void)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    http_client_global_init();
     RUN(test_url_accepts_http_and_https_and_strips_credentials);
     RUN(test_url_refuses_other_schemes_and_no_host);
     RUN(test_redact_removes_user_info_and_long_secrets);
     RUN(test_content_range_parse);
     RUN(test_saved_round_trip_keeps_other_fields);
-    curl_global_cleanup();
+    http_client_global_cleanup();
     return check_exit();
 }

@@ -1,16 +1,17 @@
 /*
- * url.c - download URLs (SPEC §6): what is accepted (http or https with a
- * host) and what users see of them (the URL without its user name, password
- * and login options: user.bim.source, errors, logs). Parsing is libcurl's
- * (CURLU), so the URL judged here is the URL curl fetches.
+ * url.c - URLs of the HTTP client (client.h; SPEC §6 for downloads): what is
+ * accepted (http or https with a host) and what users see of them (the URL
+ * without its user name, password and login options: user.bim.source,
+ * errors, logs). Parsing is libcurl's (CURLU), so the URL judged here is the
+ * URL curl fetches.
  *
- * The URL with its credentials lives only in memory (the job) and in what
- * curl sends; every message built from curl's own text goes through
- * sync_url_redact() first.
+ * The URL with its credentials lives only in memory (the caller's) and in
+ * what curl sends; every message client.c builds from curl's own text goes
+ * through http_url_redact() first.
  *
  * Threads: any; no shared state.
  */
-#include "sync_internal.h"
+#include "client.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -19,20 +20,20 @@
 
 /* "scheme://" must be followed by a host: curl would read "http:///x" as
  * host "x". */
-static bool sync_url_has_authority(const char *url)
+static bool http_url_has_authority(const char *url)
 {
     const char *sep = strstr(url, "://");
 
     return sep && sep[3] != '\0' && sep[3] != '/' && sep[3] != '?' && sep[3] != '#';
 }
 
-static int sync_url_cause(CURLUcode uc, struct bim_error *err)
+static int http_url_cause(CURLUcode uc, struct bim_error *err)
 {
     return bim_error_set(err, -EINVAL, "invalid URL: %s", curl_url_strerror(uc));
 }
 
 /* Does the part exist (and is it non-empty for a host)? */
-static bool sync_url_part(CURLU *u, CURLUPart part)
+static bool http_url_part(CURLU *u, CURLUPart part)
 {
     char *v = NULL;
     bool present = curl_url_get(u, part, &v, 0) == CURLUE_OK && v != NULL;
@@ -43,7 +44,7 @@ static bool sync_url_part(CURLU *u, CURLUPart part)
 
 /* url without the user info of its authority ("user:pw@"); false when it
  * does not fit in out. */
-static bool sync_url_strip_userinfo(const char *url, char *out, size_t out_len)
+static bool http_url_strip_userinfo(const char *url, char *out, size_t out_len)
 {
     const char *sep = strstr(url, "://"), *auth, *end, *at;
     size_t head, tail;
@@ -64,7 +65,7 @@ static bool sync_url_strip_userinfo(const char *url, char *out, size_t out_len)
     return true;
 }
 
-int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_credentials,
+int http_url_check(const char *url, char *shown, size_t shown_len, bool *has_credentials,
                    struct bim_error *err)
 {
     CURLU *u = NULL;
@@ -74,14 +75,14 @@ int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_cre
 
     if (!url || !url[0])
         return bim_error_set(err, -EINVAL, "the URL is empty");
-    if (strlen(url) > SYNC_URL_MAX)
-        return bim_error_set(err, -EINVAL, "the URL is longer than %d bytes", SYNC_URL_MAX);
+    if (strlen(url) > HTTP_URL_MAX)
+        return bim_error_set(err, -EINVAL, "the URL is longer than %d bytes", HTTP_URL_MAX);
     u = curl_url();
     if (!u)
         return bim_error_set(err, -ENOMEM, "out of memory");
     uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc != CURLUE_OK) {
-        rc = sync_url_cause(uc, err);
+        rc = http_url_cause(uc, err);
         goto out;
     }
     uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
@@ -91,16 +92,16 @@ int sync_url_check(const char *url, char *shown, size_t shown_len, bool *has_cre
         goto out;
     }
     uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
-    if (uc != CURLUE_OK || !host[0] || !sync_url_has_authority(url)) {
+    if (uc != CURLUE_OK || !host[0] || !http_url_has_authority(url)) {
         rc = bim_error_set(err, -EINVAL, "the URL has no host");
         goto out;
     }
-    *has_credentials = sync_url_part(u, CURLUPART_USER) || sync_url_part(u, CURLUPART_PASSWORD) ||
-                       sync_url_part(u, CURLUPART_OPTIONS);
+    *has_credentials = http_url_part(u, CURLUPART_USER) || http_url_part(u, CURLUPART_PASSWORD) ||
+                       http_url_part(u, CURLUPART_OPTIONS);
     /* shown: the URL as the user wrote it (SPEC §5: download:<url without
      * credentials>), only the user info cut out; curl's normalised form
      * (lower-cased scheme, "/" added, dot segments removed) is not shown */
-    if (!sync_url_strip_userinfo(url, shown, shown_len))
+    if (!http_url_strip_userinfo(url, shown, shown_len))
         rc = bim_error_set(err, -EINVAL, "the URL is too long");
 out:
     curl_free(host);
@@ -111,7 +112,7 @@ out:
 
 /* Replace every occurrence of secret (n bytes) in text, a buffer of
  * text_len bytes, by "***"; what no longer fits is cut. */
-static void sync_url_redact_one(char *text, size_t text_len, const char *secret, size_t n)
+static void http_url_redact_one(char *text, size_t text_len, const char *secret, size_t n)
 {
     size_t pos = 0;
 
@@ -138,7 +139,7 @@ static void sync_url_redact_one(char *text, size_t text_len, const char *secret,
     }
 }
 
-void sync_url_redact(const char *url, char *text, size_t text_len)
+void http_url_redact(const char *url, char *text, size_t text_len)
 {
     static const CURLUPart parts[] = {CURLUPART_PASSWORD, CURLUPART_USER, CURLUPART_OPTIONS};
     const char *sep = strstr(url, "://"), *auth, *end, *at;
@@ -152,7 +153,7 @@ void sync_url_redact(const char *url, char *text, size_t text_len)
         end = auth + strcspn(auth, "/?#");
         at = memrchr(auth, '@', (size_t)(end - auth));
         if (at)
-            sync_url_redact_one(text, text_len, auth, (size_t)(at - auth));
+            http_url_redact_one(text, text_len, auth, (size_t)(at - auth));
     }
     /* and each part, raw and decoded, where it is long enough to be told
      * apart from ordinary words */
@@ -165,8 +166,8 @@ void sync_url_redact(const char *url, char *text, size_t text_len)
         for (int decode = 0; decode < 2; decode++) {
             char *v = NULL;
             if (curl_url_get(u, parts[i], &v, decode ? CURLU_URLDECODE : 0) == CURLUE_OK && v &&
-                strlen(v) >= SYNC_URL_SECRET_MIN)
-                sync_url_redact_one(text, text_len, v, strlen(v));
+                strlen(v) >= HTTP_URL_SECRET_MIN)
+                http_url_redact_one(text, text_len, v, strlen(v));
             curl_free(v);
         }
     }
