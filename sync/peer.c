@@ -235,6 +235,12 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
         snprintf(s->error, sizeof(s->error), "gave no valid checksum");
         return -ENOENT;
     }
+    if ((uint64_t)size > SYNC_PEER_SIZE_MAX) {
+        snprintf(s->error, sizeof(s->error),
+                 "has %" PRIu64 " bytes, more than the %" PRIu64 " a sync can take", (uint64_t)size,
+                 SYNC_PEER_SIZE_MAX);
+        return -ENOENT;
+    }
     if (job->size && (uint64_t)size != job->size) {
         snprintf(s->error, sizeof(s->error), "has %" PRIu64 " bytes, not the %" PRIu64 " asked for",
                  (uint64_t)size, job->size);

@@ -58,6 +58,7 @@
 #define SYNC_PEER_JSON_TIMEOUT_MS 10000         /* one GET of the image or its extents */
 #define SYNC_PEER_EXTENTS_MAX (16u << 20)       /* the extents' JSON */
 #define SYNC_PEER_EXTENTS_COUNT 65536           /* extents used; the rest is fetched whole */
+#define SYNC_PEER_SIZE_MAX (UINT64_C(1) << 44)  /* 16 TiB (ext4's file limit): bounds the plan */
 #define SYNC_PEER_BACKOFF_MAX_MS 5000           /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */

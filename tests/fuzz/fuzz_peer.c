@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         sync_peer_errors(t, errors, sizeof(errors));
         if (rc == 0) {
-            if (!sync_peer_hex128(t->checksum) || t->size > (uint64_t)INT64_MAX)
+            if (!sync_peer_hex128(t->checksum) || t->size > SYNC_PEER_SIZE_MAX)
                 abort();
             extents = json_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, NULL);
             if (!sync_peer_extents_usable(extents, t->size)) {
