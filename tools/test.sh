@@ -4,12 +4,16 @@
 #   1. tools/deps.sh                  packages (idempotent)
 #   2. build/          -Dwerror=true  build, then `meson test` (unit + integration)
 #   3. build-sanitize/ ASan + UBSan   build, then `meson test` again; any sanitizer report fails
-#   4. clang-format --dry-run --Werror on every .c/.h in git
+#   4. build-fuzz/     clang, libFuzzer: tools/fuzz.sh, each fuzz target for FUZZ_SECONDS
+#                                     (default 15 s); any crash or sanitizer report fails
+#   5. clang-format --dry-run --Werror on every .c/.h in git
 #
 # Every step runs even when an earlier one failed (a failed build skips its tests); a summary
 # is printed at the end and the exit status is non-zero if anything failed.
 #
 # Environment: BUILD (default ./build), BUILD_SANITIZE (default ./build-sanitize),
+# BUILD_FUZZ (default ./build-fuzz), FUZZ_SECONDS (default 15: six targets, the whole step
+# with its build stays under 3 minutes),
 # MESON_NUM_PROCESSES (default 3), MESON_TEST_ARGS (extra `meson test` arguments, e.g. a test
 # name).
 set -uo pipefail
@@ -100,6 +104,11 @@ if step "build (ASan+UBSan) in ${build_san#$root/}" build_dir "$build_san" -Dwer
 else
     skip "meson test (ASan+UBSan)" "build failed"
 fi
+
+# The parsers of outside input under libFuzzer (tests/fuzz, docs/reliability.md), briefly:
+# a regression check on the seed corpus plus a little exploration, not a fuzzing campaign.
+step "fuzz (tools/fuzz.sh ${FUZZ_SECONDS:-15})" env BUILD_FUZZ="${BUILD_FUZZ:-$root/build-fuzz}" \
+    ./tools/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 step "clang-format --dry-run --Werror" format_check
 
