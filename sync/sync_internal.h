@@ -41,8 +41,8 @@
 #define SYNC_WRITEBACK_STEP (32u << 20)   /* writeback started / cache dropped per step */
 #define SYNC_HASH_LAG_MAX (64u << 20)     /* the hasher is at most this far behind a writer */
 #define SYNC_URL_MAX HTTP_URL_MAX         /* bytes of a download URL */
-#define SYNC_VALIDATOR_MAX HTTP_VALIDATOR_MAX /* longer ETag / Last-Modified values are not used   \
-                                               */
+/* longer ETag / Last-Modified values are not used */
+#define SYNC_VALIDATOR_MAX HTTP_VALIDATOR_MAX
 /* peer sync (docs/peer-sync.md) */
 #define SYNC_PEER_MAX 16                        /* sources of one image */
 #define SYNC_PEER_ADDR_MAX 261                  /* bytes of one host:port */

@@ -1,14 +1,14 @@
 /*
  * fuzz_http_range.c - the range headers of HTTP: Range as the server judges
  * it (ctl_http_range_parse, SPEC §8) and Content-Range as the peer client
- * and the downloader read it (sync_http_content_range_parse).
+ * and the downloader read it (http_content_range_parse).
  *
  * Input: 8 bytes of representation size (little-endian), then the header
  * value. Checks beyond the sanitizers: a partial range lies inside the
  * representation; a Content-Range read has first <= last < complete.
  */
 #include "http.h"
-#include "sync_internal.h"
+#include "http/client.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         abort();
     }
-    if (sync_http_content_range_parse(value, &first, &last, &complete) &&
+    if (http_content_range_parse(value, &first, &last, &complete) &&
         (first > last || (complete != -1 && (complete < 0 || (uint64_t)complete <= last))))
         abort();
     free(value);

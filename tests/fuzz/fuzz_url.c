@@ -1,8 +1,8 @@
 /*
  * fuzz_url.c - download URLs and peer addresses, as requests bring them:
- * ctl's syntax check (ctl_url_check), sync's (sync_url_check, libcurl's
+ * ctl's syntax check (ctl_url_check), sync's (http_url_check, libcurl's
  * parser) with the URL shown to users, the redaction of its credentials
- * from messages (sync_url_redact), and "host:port" peers as ctl accepts them
+ * from messages (http_url_redact), and "host:port" peers as ctl accepts them
  * (ctl_peer_valid) and sync turns them into a source list
  * (sync_peer_source_text).
  *
@@ -11,6 +11,7 @@
  * the user info as written; a peer ctl accepts is one sync accepts.
  */
 #include "protocol.h"
+#include "http/client.h"
 #include "sync_internal.h"
 
 #include <stdlib.h>
@@ -33,7 +34,7 @@ static char *fuzz_userinfo(const char *url)
 
 static void fuzz_url_check(const char *url)
 {
-    char shown[SYNC_URL_MAX + 1], text[4 * SYNC_URL_MAX + 64];
+    char shown[HTTP_URL_MAX + 1], text[4 * HTTP_URL_MAX + 64];
     struct bim_error err = {{0}};
     bool credentials = false;
     char *info;
@@ -41,14 +42,14 @@ static void fuzz_url_check(const char *url)
 
     if (ctl_url_check(url, &err) < 0 && err.message[0] == '\0')
         abort();
-    rc = sync_url_check(url, shown, sizeof(shown), &credentials, &err);
+    rc = http_url_check(url, shown, sizeof(shown), &credentials, &err);
     if (rc < 0 && err.message[0] == '\0')
         abort();
     info = fuzz_userinfo(url);
     if (rc == 0 && info && strlen(shown) != strlen(url) - strlen(info) - 1)
         abort(); /* the shown URL is not the URL without its "user:pw@" */
     snprintf(text, sizeof(text), "cannot fetch %s: failed", url);
-    sync_url_redact(url, text, sizeof(text));
+    http_url_redact(url, text, sizeof(text));
     if (info && !strchr(info, '*') && strstr(text, info))
         abort(); /* credentials left in a message */
     free(info);
