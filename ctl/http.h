@@ -66,6 +66,13 @@ struct ctl_http {
     _Atomic uint64_t responses[6]; /* by status class: [2] 2xx ... [5] 5xx */
 };
 
+/* A body the answer waits for (a PUT refused before its body without
+ * Expect: 100-continue, or that failed midway) is read and dropped so that
+ * the client can read the answer, but at most this much of it; past that
+ * the connection is closed without one (a body that never ends, chunked or
+ * with a huge Content-Length, would keep a pool thread reading it for ever). */
+#define CTL_HTTP_DRAIN_MAX (16u << 20)
+
 /* One request (MHD's per-request context). */
 struct ctl_http_request {
     struct ctl_http *http;
@@ -85,7 +92,8 @@ struct ctl_http_request {
     bool uploading;
     struct sync_stream *stream;
     char upload_uuid[STORE_UUID_MAX + 1]; /* the image the stream created */
-    int upload_rc; /* the upload failed: the answer waits for the body's end */
+    int upload_rc;    /* the upload failed: the answer waits for the body's end */
+    uint64_t dropped; /* body bytes dropped while the answer waits (CTL_HTTP_DRAIN_MAX) */
     struct bim_error upload_err;
 };
 

@@ -319,7 +319,8 @@ static enum MHD_Result ctl_http_route(struct ctl_http_request *req, struct MHD_C
  * routed from the first (an upload begins before its body comes). A PUT
  * refused at once is answered at once when the client waits for "100
  * Continue" (it has not sent the body); otherwise the answer waits until
- * the body has been read and dropped, so that the client can read it.
+ * the body has been read and dropped, so that the client can read it (at
+ * most CTL_HTTP_DRAIN_MAX of it: then the connection is closed).
  */
 static bool ctl_http_expects_continue(struct MHD_Connection *conn)
 {
@@ -384,7 +385,13 @@ static enum MHD_Result ctl_http_handle(void *cls, struct MHD_Connection *conn, c
     }
     if (req->deferred) {
         if (*upload_data_size > 0) {
+            req->dropped += *upload_data_size;
             *upload_data_size = 0;
+            if (req->dropped > CTL_HTTP_DRAIN_MAX) {
+                log_info("http: %s %s refused; closing the connection after %u bytes of its body",
+                         method, url, CTL_HTTP_DRAIN_MAX);
+                return MHD_NO;
+            }
             return MHD_YES;
         }
         r = MHD_queue_response(conn, req->deferred_status, req->deferred);

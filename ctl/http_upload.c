@@ -6,7 +6,9 @@
  * exists with this uuid (the body is not read); 400 for a bad name, uuid or
  * checksum, or a checksum mismatch (the image is then failed, as any
  * upload); 409 when it exists with another uuid or was deleted meanwhile;
- * 413 for a body longer than announced (the image is then failed). A
+ * 413 for a body longer than announced (the image is then failed). After
+ * a failure mid-body at most CTL_HTTP_DRAIN_MAX more bytes are read before
+ * the answer; past that the connection is closed without one. A
  * request cut short (the client went away, a timeout, shutdown) leaves the
  * image failed with the cause ("upload cut short: received X of Y bytes",
  * or "upload stalled: ..."), its data removed (SPEC §4). A body whose
@@ -103,6 +105,14 @@ static enum MHD_Result ctl_http_upload_data(struct ctl_http_request *req, const 
             req->upload_rc = rc;
             sync_stream_abort(req->stream);
             req->stream = NULL;
+        }
+    } else if (req->upload_rc < 0) {
+        req->dropped += *size;
+        if (req->dropped > CTL_HTTP_DRAIN_MAX) {
+            log_info("image=%s uuid=%s upload over HTTP failed; closing the connection after "
+                     "%u bytes more of its body",
+                     req->name, req->upload_uuid, CTL_HTTP_DRAIN_MAX);
+            return MHD_NO; /* the image is failed with its cause already */
         }
     }
     *size = 0;
