@@ -329,7 +329,7 @@ int store_image_remove(struct store *store, const char *name, const char *uuid)
 
     if (store_dirname(name, uuid, dir) < 0)
         return -EINVAL;
-    return store_dir_remove(store->images_fd, dir);
+    return store_dir_delete(store->images_fd, dir);
 }
 
 int store_backing_check(const struct stat *st, char *why, size_t len)

@@ -8,15 +8,18 @@
  *                         writes the cfg there, then renames it into place):
  *                         removed when it holds nothing but backing.cfg and
  *                         backing.cfg.tmp
+ *   .<name>-<uuid>.deleting/  an image a delete had renamed out of the way
+ *                         (store_dir_delete) before emptying it: removed
+ *                         with whatever it holds
  *   <name>-<uuid>/        without backing.cfg and without backing, holding
  *                         nothing but backing.tmp and backing.cfg.tmp (or
  *                         nothing): a create of an older bimfs cut before
- *                         its cfg, or a delete cut after it: removed
+ *                         its cfg, or a delete of an older bimfs cut after
+ *                         it: removed
  *
  * Anything else without a cfg (a `backing`, any other file) is left alone.
- * Also here: the empty-then-rmdir of a directory used by delete, which
- * unlinks backing.cfg last so that a cut delete leaves either an image that
- * still has its cfg or a directory of the second kind above.
+ * A delete is one rename, so a crash leaves the image as it was or gone:
+ * never an image that lost its backing and reads as failed.
  *
  * Threads: the caller's; only the daemon writes backing-images/.
  */
@@ -31,12 +34,36 @@
 #include <unistd.h>
 
 #define STAGING_SUFFIX ".tmp"
+#define DELETING_SUFFIX ".deleting"
 
 int store_staging_name(const char *dirname, char out[STORE_STAGING_MAX])
 {
     int n = snprintf(out, STORE_STAGING_MAX, ".%s" STAGING_SUFFIX, dirname);
 
     return n < 0 || n >= STORE_STAGING_MAX ? -ENAMETOOLONG : 0;
+}
+
+int store_deleting_name(const char *dirname, char out[STORE_STAGING_MAX])
+{
+    int n = snprintf(out, STORE_STAGING_MAX, ".%s" DELETING_SUFFIX, dirname);
+
+    return n < 0 || n >= STORE_STAGING_MAX ? -ENAMETOOLONG : 0;
+}
+
+int store_dir_open(int dirfd, DIR **out)
+{
+    int fd, rc;
+
+    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *out = fdopendir(fd);
+    if (!*out) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return 0;
 }
 
 bool store_dirname_parses(const char *dirname, size_t len)
@@ -57,23 +84,20 @@ bool store_dirname_parses(const char *dirname, size_t len)
     return false;
 }
 
-/* Does dirfd hold no entry but those named in allowed? 0 or -errno. */
+/* Does dirfd hold no entry but those named in allowed (NULL: any entry)?
+ * 0 or -errno. */
 static int dir_holds_only(int dirfd, const char *const *allowed, size_t count, bool *only)
 {
     struct dirent *de;
     DIR *dir;
-    int fd;
+    int rc;
 
     *only = true;
-    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    dir = fdopendir(fd);
-    if (!dir) {
-        int rc = -errno;
-        close(fd);
+    if (!allowed)
+        return 0; /* anything */
+    rc = store_dir_open(dirfd, &dir);
+    if (rc < 0)
         return rc;
-    }
     while (*only && (de = readdir(dir))) {
         bool known = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
 
@@ -89,17 +113,11 @@ int store_dir_empty(int dirfd)
 {
     struct dirent *de;
     DIR *dir;
-    int fd, rc = 0;
+    int rc;
 
-    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    dir = fdopendir(fd);
-    if (!dir) {
-        rc = -errno;
-        close(fd);
+    rc = store_dir_open(dirfd, &dir);
+    if (rc < 0)
         return rc;
-    }
     while ((de = readdir(dir))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
             strcmp(de->d_name, STORE_CFG) == 0)
@@ -135,19 +153,51 @@ int store_dir_remove(int parent_fd, const char *name)
     return store_durable_sync_dir(parent_fd);
 }
 
+int store_dir_delete(int parent_fd, const char *dirname)
+{
+    char deleting[STORE_STAGING_MAX];
+    int rc;
+
+    rc = store_deleting_name(dirname, deleting);
+    if (rc < 0)
+        return rc;
+    rc = store_dir_remove(parent_fd, deleting); /* an earlier delete's, cut short */
+    if (rc < 0)
+        return rc;
+    if (renameat(parent_fd, dirname, parent_fd, deleting) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    rc = store_durable_sync_dir(parent_fd);
+    if (rc < 0)
+        return rc;
+    return store_dir_remove(parent_fd, deleting);
+}
+
+/* Is the len bytes of dirname "." + a valid <name>-<uuid> + suffix? */
+static bool leftover_hidden(const char *dirname, size_t len, const char *suffix)
+{
+    size_t slen = strlen(suffix);
+
+    return dirname[0] == '.' && len > 1 + slen && strcmp(dirname + len - slen, suffix) == 0 &&
+           store_dirname_parses(dirname + 1, len - 1 - slen);
+}
+
 /* Which leftover dirname is, and what it may hold to be removed. */
 static bool leftover_kind(int dirfd, const char *dirname, const char *const **allowed,
                           size_t *count)
 {
     static const char *const staging[] = {STORE_CFG, STORE_CFG_TMP};
     static const char *const unfinished[] = {STORE_BACKING_TMP, STORE_CFG_TMP};
-    size_t len = strlen(dirname), slen = strlen(STAGING_SUFFIX);
+    size_t len = strlen(dirname);
     struct stat st;
 
-    if (dirname[0] == '.' && len > 1 + slen && strcmp(dirname + len - slen, STAGING_SUFFIX) == 0 &&
-        store_dirname_parses(dirname + 1, len - 1 - slen)) {
+    if (leftover_hidden(dirname, len, STAGING_SUFFIX)) {
         *allowed = staging;
         *count = 2;
+        return true;
+    }
+    if (leftover_hidden(dirname, len, DELETING_SUFFIX)) {
+        *allowed = NULL; /* anything: the image was being deleted */
+        *count = 0;
         return true;
     }
     if (!store_dirname_parses(dirname, len))
@@ -177,8 +227,6 @@ bool store_leftover_sweep(struct store *store, const char *dirname, int dirfd)
                  strerror(-rc));
         return false;
     }
-    log_info("%s/%s: removed what an interrupted create or delete left (no backing.cfg, no "
-             "backing)",
-             store->images, dirname);
+    log_info("%s/%s: removed what an interrupted create or delete left", store->images, dirname);
     return true;
 }

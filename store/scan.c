@@ -101,27 +101,17 @@ int store_scan(struct store *store, store_scan_fn fn, void *ctx)
 {
     struct dirent *de;
     DIR *dir;
-    int fd;
+    int rc;
 
-    fd = openat(store->images_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    dir = fdopendir(fd);
-    if (!dir) {
-        int rc = -errno;
-        close(fd);
+    rc = store_dir_open(store->images_fd, &dir);
+    if (rc < 0)
         return rc;
-    }
     while ((errno = 0, de = readdir(dir))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         scan_one(store, de->d_name, fn, ctx);
     }
-    if (errno) {
-        int rc = -errno;
-        closedir(dir);
-        return rc;
-    }
+    rc = -errno;
     closedir(dir);
-    return 0;
+    return rc;
 }

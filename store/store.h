@@ -195,8 +195,10 @@ int store_image_remove_tmp(struct store *store, const char *name, const char *uu
  * the directory. Missing files are not an error. */
 int store_image_remove_data(struct store *store, const char *name, const char *uuid);
 
-/* Remove the whole <name>-<uuid> directory (the files in it, then the
- * directory; fsyncs backing-images/). Missing is not an error. */
+/* Remove the whole <name>-<uuid> directory: renamed to a hidden name in one
+ * step (fsync of backing-images/), then emptied and removed; a crash leaves
+ * the image as it was or a hidden directory the next scan removes. Missing
+ * is not an error. */
 int store_image_remove(struct store *store, const char *name, const char *uuid);
 
 /*

@@ -8,6 +8,7 @@
 
 #include "store.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -21,7 +22,8 @@
 #define STORE_CFG_FILE_MAX (256 * 1024) /* larger cfg files are corrupt */
 #define STORE_CHUNK (1024 * 1024)       /* hashing read size */
 #define STORE_DIRNAME_MAX (STORE_NAME_MAX + 1 + STORE_UUID_MAX + 1)
-#define STORE_STAGING_MAX (STORE_DIRNAME_MAX + 5) /* ".<name>-<uuid>.tmp" */
+#define STORE_STAGING_MAX                                                                          \
+    (STORE_DIRNAME_MAX + 10) /* ".<name>-<uuid>.tmp", ".<name>-<uuid>.deleting" */
 
 /* Immutable after store_open(). */
 struct store {
@@ -41,6 +43,12 @@ int store_dirname(const char *name, const char *uuid, char out[STORE_DIRNAME_MAX
 /* ".<dirname>.tmp", the staging directory of a create, into out. */
 int store_staging_name(const char *dirname, char out[STORE_STAGING_MAX]);
 
+/* ".<dirname>.deleting", where a delete moves an image before emptying it. */
+int store_deleting_name(const char *dirname, char out[STORE_STAGING_MAX]);
+
+/* A directory stream on dirfd (its own descriptor: dirfd stays open). */
+int store_dir_open(int dirfd, DIR **out);
+
 /* Do the len bytes of dirname split into a valid <name>-<uuid>? */
 bool store_dirname_parses(const char *dirname, size_t len);
 
@@ -50,6 +58,10 @@ int store_dir_empty(int dirfd);
 /* Empty and remove the directory parent_fd/name, fsync parent_fd. Missing is
  * not an error. */
 int store_dir_remove(int parent_fd, const char *name);
+
+/* Remove parent_fd/dirname as one step: rename it to its deleting name
+ * (fsync parent_fd), then empty and remove that. Missing is not an error. */
+int store_dir_delete(int parent_fd, const char *dirname);
 
 /* If backing-images/dirname (open as dirfd) is what an interrupted create or
  * delete left (see leftover.c), remove it and return true. */

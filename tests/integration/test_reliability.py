@@ -79,12 +79,16 @@ def assert_still_ready(daemon, name, digest):
 
 # ---------------------------------------------------------------- crash-safe create
 
-LEFTOVERS = {  # what a cut create left: directory, name, uuid, files
+LEFTOVERS = {  # what a cut create or delete left: directory, name, uuid, files
     "empty directory": ("img-u1", "img", "u1", {}),
     "only backing.cfg.tmp": ("img-u2", "img", "u2", {"backing.cfg.tmp": b'{"uuid":"u2","sta'}),
     "backing.tmp without cfg": ("img-u3", "img", "u3", {"backing.tmp": b"x" * 4096}),
     "staging directory": (".img-u4.tmp", "img", "u4",
                           {"backing.cfg": b'{"uuid":"u4","state":"in-progress"}'}),
+    # a delete renames the image aside first; cut there, the whole image is left
+    "deleting directory": (".img-u5.deleting", "img", "u5",
+                           {"backing": b"z" * 4096, "backing.tmp": b"t" * 512,
+                            "backing.cfg": b'{"uuid":"u5","state":"ready","size":4096}'}),
 }
 
 

@@ -86,13 +86,17 @@ static void test_prepare_leaves_no_staging_directory(void)
     CHECK(!dir_exists(".fresh-f1.tmp"), "the staging directory is left after prepare");
     CHECK_INT(store_image_remove(store, "fresh", "f1"), 0);
     CHECK(!dir_exists("fresh-f1"), "remove left fresh-f1");
+    CHECK(!dir_exists(".fresh-f1.deleting"), "remove left its deleting directory");
+    CHECK_INT(store_image_remove(store, "fresh", "f1"), 0); /* missing: not an error */
 }
 
 static void test_scan_removes_what_an_interrupted_create_left(void)
 {
-    static const char *const gone[] = {"empty-u1", "cfgtmp-u2", "tmponly-u3", ".staged-u4.tmp",
-                                       "dash-name-x-y"};
-    static const char *const kept[] = {"data-u5", "other-u6", "%bad-u7", ".odd.tmp"};
+    static const char *const gone[] = {
+        "empty-u1",     "cfgtmp-u2", "tmponly-u3", ".staged-u4.tmp", ".deleted-u8.deleting",
+        "dash-name-x-y"};
+    static const char *const kept[] = {"data-u5", "other-u6", "%bad-u7", ".odd.tmp",
+                                       ".odd.deleting"};
     struct seen seen = {0};
 
     make_dir("empty-u1", NULL);
@@ -106,11 +110,14 @@ static void test_scan_removes_what_an_interrupted_create_left(void)
     make_dir("other-u6", "notes.txt");
     make_dir("%bad-u7", NULL); /* not a name bimfs could have made */
     make_dir(".odd.tmp", NULL);
+    make_dir(".deleted-u8.deleting", "backing"); /* a delete cut after its rename */
+    make_dir(".deleted-u8.deleting", "backing.cfg");
+    make_dir(".odd.deleting", "backing");
 
     CHECK_INT(store_scan(store, scan_cb, &seen), 0);
     CHECK_INT(seen.count, 0);
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
-        CHECK(!dir_exists(gone[i]), "%s (an interrupted create) is still there", gone[i]);
+        CHECK(!dir_exists(gone[i]), "%s (an interrupted create or delete) is still there", gone[i]);
     for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
         CHECK(dir_exists(kept[i]), "%s was removed: it may hold someone's data", kept[i]);
 }
