@@ -1,0 +1,249 @@
+"""Endless and hostile sources (SPEC §1 --max-size, §3, §4; docs/peer-sync.md):
+each ends as the SPEC says, with the daemon answering and no data left.
+
+Covered elsewhere, not repeated here: an endless HTTP download of zeros with
+no Content-Length, an upload from /dev/zero, a PUT whose Content-Length is
+over --max-size (test_reliability.py); duplicate and invalid framing headers
+(test_http_hostile.py). Here: endless sources of real (random) data through
+a pipe and a chunked PUT, and a fake peer that answers the sync protocol with
+junk."""
+
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import MiB, PipeFeeder, expect_ok, make_random_file, sha512_file
+from httphelp import HOST, add_image, sync
+
+MAX = 16 * MiB
+MAX_ARGS = ["--max-size", "16M"]
+
+
+def wait_failed(d, name, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        img = d.get_raw(name)
+        state = img and img["status"]["state"]
+        assert state != "ready", "%s ended ready: %r" % (name, img)
+        if state == "failed":
+            return img
+        assert time.monotonic() < deadline, "%s is %r after %ds, wanted failed" % (
+            name, state, timeout)
+        time.sleep(0.05)
+
+
+def assert_no_data(d, name, uuid):
+    idir = d.image_dir(name, uuid)
+    left = sorted(os.listdir(idir)) if idir.exists() else []
+    assert "backing.tmp" not in left and "backing" not in left, \
+        "the failed %s kept data: %r" % (name, left)
+
+
+@pytest.fixture
+def capped(daemon_factory, tmp_path):
+    """A daemon with --max-size 16M and a ready image "keep"; (daemon, sha512)."""
+    d = daemon_factory(args=MAX_ARGS, name="d")
+    p = tmp_path / "keep.raw"
+    digest = make_random_file(p, MiB, seed=31)
+    add_image(d, "keep", p, "k1")
+    return d, digest
+
+
+def assert_keep(d, digest):
+    assert d.answers_version(), "the daemon does not answer"
+    k = d.get_raw("keep")
+    assert k["status"]["state"] == "ready", k
+    assert sha512_file(d.mnt / "keep" / "backing") == digest
+
+
+# ---------------------------------------------------------------- endless sources
+
+def test_endless_upload_of_data_from_a_pipe_fails_at_max_size(capped):
+    d, digest = capped
+    feeder = PipeFeeder(block=os.urandom(MiB))  # random: every byte is stored, none a hole
+    try:
+        expect_ok(d.upload_fd("endless", feeder.r, uuid="e1"))
+    finally:
+        feeder.close_read_end()
+    feeder.start()
+    try:
+        img = wait_failed(d, "endless")
+    finally:
+        feeder.stop()
+    assert img["status"]["errorMsg"].endswith("image larger than --max-size (%d bytes)" % MAX), img
+    # the daemon stopped reading: the feeder got EPIPE after at most MAX and what buffers hold
+    assert feeder.error is not None, "the daemon still reads the endless pipe"
+    assert feeder.written <= MAX + 8 * MiB, "%d bytes read for a %d limit" % (feeder.written, MAX)
+    assert_no_data(d, "endless", "e1")
+    assert_keep(d, digest)
+
+
+@pytest.mark.parametrize("case", ["max-size", "refused"])
+def test_endless_chunked_put_fails_and_the_connection_ends(capped, case):
+    """max-size: the upload fails at --max-size; refused: the name exists with
+    another uuid (409, answered only after the body). Either way the server
+    drops at most CTL_HTTP_DRAIN_MAX more of the body, then closes."""
+    d, digest = capped
+    target = b"/v1/images/endless?uuid=e2" if case == "max-size" else b"/v1/images/keep?uuid=zz"
+    s = socket.create_connection((HOST, d.port), timeout=30)
+    sent = [0]
+    ended = threading.Event()
+    reply = [b""]
+
+    def pump():
+        chunk = os.urandom(MiB)
+        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        try:
+            s.sendall(b"PUT " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            while not ended.is_set():
+                s.sendall(frame)
+                sent[0] += len(chunk)
+        except OSError:
+            pass
+        finally:
+            ended.set()
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        if case == "max-size":
+            img = wait_failed(d, "endless")
+        # the server answers (or closes) rather than reading the stream for ever
+        s.settimeout(15)
+        try:
+            reply[0] = s.recv(4096)
+        except OSError:
+            pass
+        assert ended.wait(15), "the server still reads the endless PUT %d bytes in" % sent[0]
+    finally:
+        ended.set()
+        s.close()
+        t.join(10)
+    if case == "max-size":
+        assert "larger than --max-size (%d bytes)" % MAX in img["status"]["errorMsg"], img
+        assert_no_data(d, "endless", "e2")
+    else:
+        assert d.list().keys() == {"keep"}, "a refused PUT created %r" % sorted(d.list())
+    if reply[0]:
+        assert re.match(rb"HTTP/1\.1 4\d\d", reply[0]), "the PUT answered %r" % reply[0][:200]
+    # MAX, then at most 16 MiB dropped (ctl/http_upload.c), and what socket buffers hold
+    assert sent[0] <= MAX + 32 * MiB, "%d bytes taken for a %d limit" % (sent[0], MAX)
+    assert_keep(d, digest)
+
+
+# ---------------------------------------------------------------- a fake peer
+
+SIZE = 4 * MiB
+GOOD = os.urandom(SIZE)
+GOOD_SUM = hashlib.sha512(GOOD).hexdigest()
+
+
+def image_json(**over):
+    img = {"name": "img", "uuid": "u1", "size": SIZE, "virtualSize": SIZE, "realSize": SIZE,
+           "format": "raw", "expectedChecksum": "", "source": "upload",
+           "status": {"state": "ready", "currentChecksum": GOOD_SUM, "sendingReference": 0,
+                      "errorMsg": "", "senderManagerAddress": "", "progress": 100}}
+    img.update(over)
+    return json.dumps(img).encode()
+
+
+class _FakePeer(BaseHTTPRequestHandler):
+    """Answers the peer API (GET /v1/images/img, .../extents, .../backing)
+    the way server.mode says."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send(self, status, body, headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        mode = self.server.mode
+        try:
+            if self.path == "/v1/images/img":
+                if mode == "not-json":
+                    return self.send(200, b"<html>definitely not {json")
+                if mode == "wrong-shape":
+                    return self.send(200, b'{"uuid": 7, "size": "big", "status": []}')
+                if mode == "huge-json":  # an endless JSON string, no Content-Length
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b'{"uuid": "u1", "junk": "')
+                    while True:
+                        self.wfile.write(b"a" * 65536)
+                if mode == "bad-checksum":
+                    return self.send(200, image_json(status={"state": "ready",
+                                                             "currentChecksum": "xyz"}))
+                return self.send(200, image_json())
+            if self.path == "/v1/images/img/extents":
+                if mode == "junk-extents":
+                    return self.send(200, b'[[0, -5], ["a"], {"x": 1}]')
+                return self.send(200, b"[[0, %d]]" % SIZE)
+            if self.path == "/v1/images/img/backing":
+                m = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
+                if mode == "ignore-range" or not m:
+                    return self.send(200, GOOD)
+                a, b = int(m.group(1)), int(m.group(2))
+                data = GOOD[a:b + 1]
+                if mode in ("wrong-bytes", "junk-extents"):
+                    data = bytes(x ^ 0x5A for x in data)
+                return self.send(206, data, [("Content-Range", "bytes %d-%d/%d" % (a, b, SIZE)),
+                                             ("ETag", '"%s"' % GOOD_SUM)])
+            return self.send(404, b"no\n")
+        except OSError:
+            self.close_connection = True
+
+
+@pytest.fixture
+def fake_peer():
+    srv = ThreadingHTTPServer((HOST, 0), _FakePeer)
+    srv.daemon_threads = True
+    srv.mode = None
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+PEER_CASES = {  # mode -> what the error must say
+    "not-json": r"no source can provide the image: .*its answer is not JSON",
+    "wrong-shape": r"no source can provide the image: .*described the image in an unknown way",
+    "huge-json": r"no source can provide the image: .*its answer is larger than \d+ bytes",
+    "bad-checksum": r"no source can provide the image: .*gave no valid checksum",
+    "ignore-range": r"no source can finish the image: ",
+    "wrong-bytes": r"^checksum mismatch: expected %s, got [0-9a-f]{128}" % GOOD_SUM,
+    "junk-extents": r"^checksum mismatch: expected %s, got [0-9a-f]{128}" % GOOD_SUM,
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PEER_CASES))
+def test_a_peer_that_sends_garbage_fails_the_sync_with_a_clear_message(capped, fake_peer, mode):
+    d, digest = capped
+    fake_peer.mode = mode
+    addr = "%s:%d" % (HOST, fake_peer.server_address[1])
+    t0 = time.monotonic()
+    expect_ok(sync(d, "img", "u1", [addr]))
+    img = wait_failed(d, "img", timeout=60)
+    took = time.monotonic() - t0
+    msg = img["status"]["errorMsg"]
+    assert re.search(PEER_CASES[mode], msg), "%s: error %r" % (mode, msg)
+    if mode not in ("wrong-bytes", "junk-extents"):
+        assert addr in msg, "%s: the error does not name the source: %r" % (mode, msg)
+    assert_no_data(d, "img", "u1")
+    assert_keep(d, digest)
+    print("%s: failed in %.2f s: %s" % (mode, took, msg[:160]))
