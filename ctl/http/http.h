@@ -1,5 +1,5 @@
 /*
- * http.h - what the files of the HTTP server share (ctl/http_*.c; the public
+ * http.h - what the files of the HTTP server share (ctl/http/http_*.c; the public
  * API is in ctl.h, the routes in docs/http.md).
  *
  *   http_server.c   start/stop, per-request context, routing, auth, replies
