@@ -28,9 +28,6 @@
 #include <stdio.h>
 
 #define CTL_DEPTH_MAX 16           /* JSON nesting of a request (the top object is 1) */
-#define CTL_PEERS_MAX 16           /* host:port entries in a sync request's `from` */
-#define CTL_PEER_MAX 261           /* bytes of one host:port */
-#define CTL_URL_MAX 4096           /* bytes of a download URL */
 #define CTL_FDS_MAX 16             /* file descriptors queued per connection */
 #define CTL_REPLY_MAX (256u << 20) /* longest reply line a client accepts */
 
@@ -207,7 +204,7 @@ struct ctl_request {
     enum ctl_source source;               /* create */
     const char *url;                      /* download */
     const char *clone_from;               /* clone */
-    const char *peers[CTL_PEERS_MAX + 1]; /* sync: NULL-terminated */
+    const char *peers[BIM_PEERS_MAX + 1]; /* sync: NULL-terminated */
     size_t peer_count;
     uint64_t size; /* sync: 0 if absent */
 };
@@ -223,7 +220,7 @@ void ctl_request_clear(struct ctl_request *req);
 /* "version", "list", ... */
 const char *ctl_op_name(enum ctl_op op);
 
-/* http or https with a host, at most CTL_URL_MAX bytes, no spaces or control
+/* http or https with a host, at most BIM_URL_MAX bytes, no spaces or control
  * characters; else -EINVAL with a cause (never echoing the URL). */
 int ctl_url_check(const char *url, struct bim_error *err);
 

@@ -65,8 +65,8 @@ int ctl_url_check(const char *url, struct bim_error *err)
 
     if (len == 0)
         return bim_error_set(err, -EINVAL, "the URL is empty");
-    if (len > CTL_URL_MAX)
-        return bim_error_set(err, -EINVAL, "the URL is longer than %d bytes", CTL_URL_MAX);
+    if (len > BIM_URL_MAX)
+        return bim_error_set(err, -EINVAL, "the URL is longer than %d bytes", BIM_URL_MAX);
     for (size_t i = 0; i < len; i++) {
         if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
             return bim_error_set(err, -EINVAL, "the URL contains spaces or control characters");
@@ -111,7 +111,7 @@ bool ctl_peer_valid(const char *peer)
     size_t len = strlen(peer);
     const char *colon;
 
-    if (len == 0 || len > CTL_PEER_MAX)
+    if (len == 0 || len > BIM_PEER_ADDR_MAX)
         return false;
     if (peer[0] == '[') {
         const char *close = strchr(peer, ']');
@@ -300,9 +300,9 @@ static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_err
     if (json_is_string(from)) {
         req->peers[req->peer_count++] = json_string_value(from);
     } else if (json_is_array(from) && json_array_size(from) > 0) {
-        if (json_array_size(from) > CTL_PEERS_MAX)
+        if (json_array_size(from) > BIM_PEERS_MAX)
             return bim_error_set(err, -EINVAL, "%s: more than %d peers in \"from\"", name,
-                                 CTL_PEERS_MAX);
+                                 BIM_PEERS_MAX);
         json_array_foreach(from, i, item)
         {
             if (!json_is_string(item))

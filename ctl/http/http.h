@@ -33,7 +33,6 @@
 #define CTL_HTTP_HEAD_TIMEOUT_S 10           /* to send a complete request head */
 #define CTL_HTTP_TIMEOUT_S 60                /* an idle connection (head received) is closed */
 #define CTL_HTTP_MEMORY (64u << 10)          /* per connection: request line + headers */
-#define CTL_HTTP_EXTENTS_MAX 65536           /* extents listed; the rest is one extent */
 #define CTL_HTTP_TOKEN_HASH 32               /* SHA-256 */
 #define CTL_HTTP_METRICS_MAX (64u << 20)     /* /metrics body */
 #define CTL_HTTP_EXTENTS_TEXT_MAX (8u << 20) /* /extents body (65536 extents fit) */

@@ -73,7 +73,7 @@ static void fuzz_request_check(const char *line, size_t len)
             abort();
         if (req.name && !store_name_valid(req.name))
             abort();
-        if (req.op == CTL_OP_SYNC && (req.peer_count == 0 || req.peer_count > CTL_PEERS_MAX ||
+        if (req.op == CTL_OP_SYNC && (req.peer_count == 0 || req.peer_count > BIM_PEERS_MAX ||
                                       req.peers[req.peer_count] != NULL))
             abort();
         for (size_t i = 0; i < req.peer_count; i++) {
