@@ -94,7 +94,8 @@ struct ctl_http_request {
 enum MHD_Result ctl_http_reply_json(struct ctl_http_request *req, struct MHD_Connection *conn,
                                     unsigned status, json_t *body);
 
-/* {"error": {"code": ..., "message": ...}}; code from the status. */
+/* {"error": {"code": ..., "message": ...}}; code from the status
+ * (wire_error_http_code()). */
 enum MHD_Result ctl_http_reply_error(struct ctl_http_request *req, struct MHD_Connection *conn,
                                      unsigned status, const char *message);
 
@@ -103,7 +104,8 @@ enum MHD_Result ctl_http_reply_error_with(struct ctl_http_request *req, struct M
                                           unsigned status, const char *message, const char *header,
                                           const char *value);
 
-/* A sync error as its status: -EINVAL 400, -ENOENT 404, -EEXIST, -EBUSY and
+/* A sync error as its status (wire_error_http_status(), the table the
+ * socket's codes come from): -EINVAL 400, -ENOENT 404, -EEXIST, -EBUSY and
  * -ECANCELED 409, -EFBIG 413, -EAGAIN 503 with Retry-After: 1, others 500
  * (logged). */
 enum MHD_Result ctl_http_reply_sync_error(struct ctl_http_request *req, struct MHD_Connection *conn,

@@ -7,7 +7,7 @@
  * Threads: libmicrohttpd pool threads; each call works on its own request.
  */
 #include "http.h"
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -10,7 +10,7 @@
  * can always be built and read back (the daemon must be able to answer
  * anything); an accepted request has what its op requires.
  */
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * the shown URL has no user info; a message quoting the URL keeps none of
  * the user info as written; a peer ctl accepts is one sync accepts.
  */
-#include "protocol.h"
+#include "request.h"
 #include "http/client.h"
 #include "sync_internal.h"
 
