@@ -71,7 +71,7 @@ struct ctl_http_request {
     char *path;                    /* the request target as sent, up to '?' (malloc'd) */
     bool nul_escape;               /* the target holds %00 */
     bool started;                  /* the head came (the handler was called) */
-    char name[STORE_NAME_MAX + 1]; /* the image the path names, if any */
+    char name[BIM_NAME_MAX + 1];   /* the image the path names, if any */
     bool routed;                   /* the route was chosen (and answered or began) */
     bool defer;                    /* ctl_http_queue() keeps the answer in deferred */
     struct MHD_Response *deferred; /* answered once the body was read and dropped */
@@ -83,8 +83,8 @@ struct ctl_http_request {
     /* a PUT (http_upload.c) */
     bool uploading;
     struct sync_stream *stream;
-    char upload_uuid[STORE_UUID_MAX + 1]; /* the image the stream created */
-    int upload_rc; /* the upload failed: the answer waits for the body's end */
+    char upload_uuid[BIM_UUID_MAX + 1]; /* the image the stream created */
+    int upload_rc;                      /* the upload failed: the answer waits for the body's end */
     struct bim_error upload_err;
 };
 

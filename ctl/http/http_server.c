@@ -204,7 +204,7 @@ static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
                                             struct MHD_Connection *conn, const char *rest,
                                             const char *method)
 {
-    char name[STORE_NAME_MAX + 1];
+    char name[BIM_NAME_MAX + 1];
     const char *slash = strchr(rest, '/');
     const char *suffix = "";
     size_t len = strlen(rest);
