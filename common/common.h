@@ -16,6 +16,22 @@
 #define BIM_ERROR_MAX 512
 
 /*
+ * The limits of what crosses the wire (SPEC §3, §6, §8): the one place they
+ * are defined; store, sync, ctl and the wire codec (common/wire/) take them
+ * from here.
+ */
+#define BIM_NAME_MAX 64       /* bytes of an image name */
+#define BIM_UUID_MAX 64       /* bytes of a uuid */
+#define BIM_CHECKSUM_HEX 128  /* SHA-512 as lowercase hex */
+#define BIM_EXPECTED_MAX 136  /* an expected checksum: "sha256:" + 64 hex, or 128 hex */
+#define BIM_URL_MAX 4096      /* bytes of a download URL */
+#define BIM_PEERS_MAX 16      /* sources of one peer sync */
+#define BIM_PEER_ADDR_MAX 261 /* bytes of one host:port */
+#define BIM_SOURCE_MAX 4200   /* "download:" + URL, "sync:" + peers, ... */
+#define BIM_SENDER_MAX 256    /* senderManagerAddress */
+#define BIM_EXTENTS_MAX 65536 /* extents listed by a server, used by a client; the rest is one */
+
+/*
  * The message that travels with a -errno return. Functions that can fail in
  * a way a user must understand take a `struct bim_error *` (which may be NULL)
  * and fill it with "<cause>" (no trailing newline). Whoever reports it to the

@@ -153,32 +153,44 @@ static void bimctl_json_print(json_t *value)
     putchar('\n');
 }
 
-static const char *bimctl_image_field(json_t *image, const char *key)
+static const char *bimctl_field(json_t *obj, const char *key)
 {
-    const char *s = json_string_value(json_object_get(image, key));
+    const char *s = json_string_value(json_object_get(obj, key));
 
     return s ? s : "";
+}
+
+/* An image object of a reply or an event, read with the wire codec (the
+ * daemon wrote it with the same code); a failure is printed. */
+static int bimctl_image_read(const char *name, json_t *value, struct wire_image *out)
+{
+    struct bim_error err = {{0}};
+
+    if (wire_image_from_json(value, out, &err) == 0)
+        return 0;
+    bimctl_reportf(name, "the daemon sent an image bimctl cannot read: %s", err.message);
+    return EXIT_REFUSED;
 }
 
 /* ---- --wait ---- */
 
 /*
  * Follow the image (created moments ago, after watch was opened on its name)
- * until it is ready or failed. image is the create reply's state.
+ * until it is ready or failed. current is the create reply's state; it is
+ * updated with every event of the image.
  */
-static int bimctl_wait(struct ctl_client *watch, const char *name, json_t *image)
+static int bimctl_wait(struct ctl_client *watch, const char *name, struct wire_image *current)
 {
     bool bar = isatty(STDERR_FILENO);
-    char uuid[STORE_UUID_MAX + 1];
-    json_t *current = json_incref(image);
+    char uuid[BIM_UUID_MAX + 1];
+    struct wire_image next;
     int status;
 
-    str_copy(uuid, sizeof(uuid), bimctl_image_field(image, "uuid"));
+    str_copy(uuid, sizeof(uuid), current->uuid);
     for (;;) {
-        json_t *st = json_object_get(current, "status");
-        const char *state = bimctl_image_field(st, "state");
+        const char *state = current->status.state;
         struct bim_error err = {{0}};
-        json_t *event, *next;
+        json_t *event;
         int rc;
 
         if (strcmp(state, "ready") == 0 || strcmp(state, "failed") == 0) {
@@ -188,7 +200,7 @@ static int bimctl_wait(struct ctl_client *watch, const char *name, json_t *image
                 bimctl_status_line(stdout, NULL, current);
                 status = 0;
             } else {
-                const char *msg = bimctl_image_field(st, "errorMsg");
+                const char *msg = current->status.error;
                 bimctl_report(name, msg[0] ? msg : "the image failed");
                 status = EXIT_REFUSED;
             }
@@ -204,22 +216,23 @@ static int bimctl_wait(struct ctl_client *watch, const char *name, json_t *image
             status = EXIT_REFUSED;
             break;
         }
-        next = json_object_get(event, "image");
-        if (strcmp(bimctl_image_field(next, "uuid"), uuid) == 0) {
-            if (strcmp(bimctl_image_field(event, "event"), "delete") == 0) {
+        rc = bimctl_image_read(name, json_object_get(event, "image"), &next);
+        if (rc == 0 && strcmp(next.uuid, uuid) == 0) {
+            if (strcmp(bimctl_field(event, "event"), "delete") == 0) {
                 if (bar)
                     bimctl_progress_clear(stderr);
                 bimctl_report(name, "the image was deleted while waiting");
-                json_decref(event);
-                status = EXIT_REFUSED;
-                break;
+                rc = EXIT_REFUSED;
+            } else {
+                *current = next;
             }
-            json_decref(current);
-            current = json_incref(next);
         }
         json_decref(event);
+        if (rc) {
+            status = rc;
+            break;
+        }
     }
-    json_decref(current);
     return status;
 }
 
@@ -228,6 +241,7 @@ static int bimctl_create_send(const struct bimctl_args *a, json_t *request, int 
 {
     struct ctl_client client, watch = {.fd = -1};
     json_t *image = NULL, *ignored = NULL;
+    struct wire_image current;
     int rc;
 
     rc = bimctl_connect(a, &client);
@@ -247,12 +261,14 @@ static int bimctl_create_send(const struct bimctl_args *a, json_t *request, int 
         }
     }
     rc = bimctl_call(&client, a->name, request, pass_fd, &image);
+    if (!rc)
+        rc = bimctl_image_read(a->name, image, &current);
     if (rc)
         goto out;
     if (a->seen & OPT_WAIT)
-        rc = bimctl_wait(&watch, a->name, image);
+        rc = bimctl_wait(&watch, a->name, &current);
     else
-        bimctl_status_line(stdout, NULL, image);
+        bimctl_status_line(stdout, NULL, &current);
 out:
     json_decref(image);
     ctl_client_close(&watch);
@@ -264,17 +280,40 @@ out:
 
 static int bimctl_cmd_list(const struct bimctl_args *a)
 {
-    json_t *map;
+    struct wire_image *images = NULL;
+    size_t count = 0;
+    const char *key;
+    json_t *map, *value;
     int rc = bimctl_call_once(a, json_pack("{s:s}", "op", "list"), &map);
 
     if (rc)
         return rc;
-    if (a->seen & OPT_JSON)
+    if (a->seen & OPT_JSON) {
         bimctl_json_print(map);
-    else
-        bimctl_table_print(stdout, map);
+        goto out;
+    }
+    if (!json_is_object(map)) {
+        bimctl_reportf(NULL, "the daemon's list is not a JSON object");
+        rc = EXIT_REFUSED;
+        goto out;
+    }
+    images = calloc(json_object_size(map) + 1, sizeof(*images));
+    if (!images) {
+        bimctl_reportf(NULL, "out of memory");
+        rc = EXIT_REFUSED;
+        goto out;
+    }
+    json_object_foreach(map, key, value)
+    {
+        rc = bimctl_image_read(key, value, &images[count++]);
+        if (rc)
+            goto out;
+    }
+    bimctl_table_print(stdout, images, count);
+out:
+    free(images);
     json_decref(map);
-    return 0;
+    return rc;
 }
 
 static int bimctl_cmd_get(const struct bimctl_args *a)
@@ -284,12 +323,17 @@ static int bimctl_cmd_get(const struct bimctl_args *a)
 
     if (rc)
         return rc;
-    if (a->seen & OPT_JSON)
+    if (a->seen & OPT_JSON) {
         bimctl_json_print(image);
-    else
-        bimctl_image_print(stdout, image);
+    } else {
+        struct wire_image decoded;
+
+        rc = bimctl_image_read(a->name, image, &decoded);
+        if (!rc)
+            bimctl_image_print(stdout, &decoded);
+    }
     json_decref(image);
-    return 0;
+    return rc;
 }
 
 /* Set the optional fields shared by create and sync. */
@@ -401,10 +445,12 @@ static int bimctl_cmd_watch(const struct bimctl_args *a)
     rc = bimctl_call(&client, a->name, request, -1, &ignored);
     json_decref(ignored);
     while (!rc && (rc = ctl_client_event(&client, &event, &err)) > 0) {
-        bimctl_status_line(stdout, bimctl_image_field(event, "event"),
-                           json_object_get(event, "image"));
+        struct wire_image image;
+
+        rc = bimctl_image_read(a->name, json_object_get(event, "image"), &image);
+        if (!rc)
+            bimctl_status_line(stdout, bimctl_field(event, "event"), &image);
         json_decref(event);
-        rc = 0;
     }
     if (rc <= 0 && rc != EXIT_REFUSED) {
         bimctl_reportf(a->name, "%s", rc ? err.message : "the daemon closed the connection");
@@ -424,7 +470,7 @@ static int bimctl_cmd_version(const struct bimctl_args *a)
     rc = bimctl_call_once(a, json_pack("{s:s}", "op", "version"), &result);
     if (rc)
         return rc;
-    printf("bimfs %s (api %lld)\n", bimctl_image_field(result, "version"),
+    printf("bimfs %s (api %lld)\n", bimctl_field(result, "version"),
            (long long)json_integer_value(json_object_get(result, "api")));
     json_decref(result);
     return 0;

@@ -1,7 +1,9 @@
 /*
  * bimctl_print.c - how bimctl shows images (docs/man/bimctl.1): the `list`
  * table, the `get` view, the one-line status of `watch` and `create`,
- * human-readable sizes, the --wait progress bar, and error lines.
+ * human-readable sizes, the --wait progress bar, and error lines. Images
+ * come decoded by the wire codec (common/wire/wire.h), as the daemon sent
+ * them.
  *
  * Threads: bimctl is single-threaded.
  */
@@ -12,20 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *bimctl_str(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-
-    return s ? s : "";
-}
-
-static uint64_t bimctl_u64(json_t *obj, const char *key)
-{
-    json_int_t v = json_integer_value(json_object_get(obj, key));
-
-    return v > 0 ? (uint64_t)v : 0;
-}
 
 /* An empty value shows as "-". */
 static const char *bimctl_or_dash(const char *s)
@@ -50,17 +38,15 @@ void bimctl_size_format(uint64_t bytes, char *out, size_t outlen)
     snprintf(out, outlen, "%.1f%c", v, units[u]);
 }
 
-void bimctl_status_line(FILE *out, const char *event, json_t *image)
+void bimctl_status_line(FILE *out, const char *event, const struct wire_image *image)
 {
-    json_t *status = json_object_get(image, "status");
-    const char *error = bimctl_str(status, "errorMsg");
+    const struct wire_status *st = &image->status;
 
     if (event)
         fprintf(out, "%s ", event);
-    fprintf(out, "%s %s %d%% uuid=%s", bimctl_str(image, "name"), bimctl_str(status, "state"),
-            (int)bimctl_u64(status, "progress"), bimctl_str(image, "uuid"));
-    if (error[0])
-        fprintf(out, " error: %s", error);
+    fprintf(out, "%s %s %d%% uuid=%s", image->name, st->state, st->progress, image->uuid);
+    if (st->error[0])
+        fprintf(out, " error: %s", st->error);
     fputc('\n', out);
     fflush(out);
 }
@@ -69,40 +55,35 @@ void bimctl_status_line(FILE *out, const char *event, json_t *image)
 
 enum { BIMCTL_COLUMNS = 7 };
 
-static void bimctl_row_fill(json_t *image, char cells[BIMCTL_COLUMNS][64], const char *text[])
+static void bimctl_row_fill(const struct wire_image *image, char cells[BIMCTL_COLUMNS][64],
+                            const char *text[])
 {
-    json_t *status = json_object_get(image, "status");
-    uint64_t size = bimctl_u64(image, "size");
-
-    text[0] = bimctl_str(image, "name");
-    text[1] = bimctl_str(image, "uuid");
-    text[2] = bimctl_or_dash(bimctl_str(status, "state"));
-    snprintf(cells[3], sizeof(cells[3]), "%d%%", (int)bimctl_u64(status, "progress"));
+    text[0] = image->name;
+    text[1] = image->uuid;
+    text[2] = bimctl_or_dash(image->status.state);
+    snprintf(cells[3], sizeof(cells[3]), "%d%%", image->status.progress);
     text[3] = cells[3];
-    if (size)
-        bimctl_size_format(size, cells[4], sizeof(cells[4]));
+    if (image->size)
+        bimctl_size_format(image->size, cells[4], sizeof(cells[4]));
     else
         snprintf(cells[4], sizeof(cells[4]), "-");
     text[4] = cells[4];
-    text[5] = bimctl_or_dash(bimctl_str(image, "format"));
-    text[6] = bimctl_or_dash(bimctl_str(image, "source"));
+    text[5] = bimctl_or_dash(image->format);
+    text[6] = bimctl_or_dash(image->source);
 }
 
-void bimctl_table_print(FILE *out, json_t *map)
+void bimctl_table_print(FILE *out, const struct wire_image *images, size_t count)
 {
     static const char *const header[BIMCTL_COLUMNS] = {"NAME", "UUID",   "STATE", "PROGRESS",
                                                        "SIZE", "FORMAT", "SOURCE"};
     size_t width[BIMCTL_COLUMNS];
     char cells[BIMCTL_COLUMNS][64];
     const char *text[BIMCTL_COLUMNS];
-    const char *key;
-    json_t *image;
 
     for (int c = 0; c < BIMCTL_COLUMNS; c++)
         width[c] = strlen(header[c]);
-    json_object_foreach(map, key, image)
-    {
-        bimctl_row_fill(image, cells, text);
+    for (size_t i = 0; i < count; i++) {
+        bimctl_row_fill(&images[i], cells, text);
         for (int c = 0; c < BIMCTL_COLUMNS; c++) {
             if (strlen(text[c]) > width[c])
                 width[c] = strlen(text[c]);
@@ -111,9 +92,8 @@ void bimctl_table_print(FILE *out, json_t *map)
     for (int c = 0; c < BIMCTL_COLUMNS - 1; c++)
         fprintf(out, "%-*s  ", (int)width[c], header[c]);
     fprintf(out, "%s\n", header[BIMCTL_COLUMNS - 1]);
-    json_object_foreach(map, key, image)
-    {
-        bimctl_row_fill(image, cells, text);
+    for (size_t i = 0; i < count; i++) {
+        bimctl_row_fill(&images[i], cells, text);
         for (int c = 0; c < BIMCTL_COLUMNS - 1; c++)
             fprintf(out, "%-*s  ", (int)width[c], text[c]);
         fprintf(out, "%s\n", text[BIMCTL_COLUMNS - 1]);
@@ -133,51 +113,45 @@ static void bimctl_size_field(FILE *out, const char *label, uint64_t bytes)
         fprintf(out, "%-19s%" PRIu64 "\n", label, bytes);
 }
 
-void bimctl_image_print(FILE *out, json_t *image)
+void bimctl_image_print(FILE *out, const struct wire_image *image)
 {
-    json_t *status = json_object_get(image, "status");
+    const struct wire_status *st = &image->status;
 
-    fprintf(out, "%-19s%s\n", "name:", bimctl_str(image, "name"));
-    fprintf(out, "%-19s%s\n", "uuid:", bimctl_str(image, "uuid"));
-    fprintf(out, "%-19s%s\n", "state:", bimctl_str(status, "state"));
-    fprintf(out, "%-19s%d%%\n", "progress:", (int)bimctl_u64(status, "progress"));
-    bimctl_size_field(out, "size:", bimctl_u64(image, "size"));
-    bimctl_size_field(out, "virtual size:", bimctl_u64(image, "virtualSize"));
-    bimctl_size_field(out, "real size:", bimctl_u64(image, "realSize"));
-    fprintf(out, "%-19s%s\n", "format:", bimctl_or_dash(bimctl_str(image, "format")));
-    fprintf(out, "%-19s%s\n", "source:", bimctl_or_dash(bimctl_str(image, "source")));
-    fprintf(out, "%-19s%s\n",
-            "expected checksum:", bimctl_or_dash(bimctl_str(image, "expectedChecksum")));
-    fprintf(out, "%-19s%s\n", "checksum:", bimctl_or_dash(bimctl_str(status, "currentChecksum")));
-    fprintf(out, "%-19s%s\n", "error:", bimctl_or_dash(bimctl_str(status, "errorMsg")));
-    fprintf(out, "%-19s%" PRIu64 "\n",
-            "sending reference:", bimctl_u64(status, "sendingReference"));
-    fprintf(out, "%-19s%s\n",
-            "sender:", bimctl_or_dash(bimctl_str(status, "senderManagerAddress")));
+    fprintf(out, "%-19s%s\n", "name:", image->name);
+    fprintf(out, "%-19s%s\n", "uuid:", image->uuid);
+    fprintf(out, "%-19s%s\n", "state:", st->state);
+    fprintf(out, "%-19s%d%%\n", "progress:", st->progress);
+    bimctl_size_field(out, "size:", image->size);
+    bimctl_size_field(out, "virtual size:", image->virtual_size);
+    bimctl_size_field(out, "real size:", image->real_size);
+    fprintf(out, "%-19s%s\n", "format:", bimctl_or_dash(image->format));
+    fprintf(out, "%-19s%s\n", "source:", bimctl_or_dash(image->source));
+    fprintf(out, "%-19s%s\n", "expected checksum:", bimctl_or_dash(image->expected_checksum));
+    fprintf(out, "%-19s%s\n", "checksum:", bimctl_or_dash(st->current_checksum));
+    fprintf(out, "%-19s%s\n", "error:", bimctl_or_dash(st->error));
+    fprintf(out, "%-19s%" PRIu64 "\n", "sending reference:", st->sending_reference);
+    fprintf(out, "%-19s%s\n", "sender:", bimctl_or_dash(st->sender));
 }
 
 /* ---- progress bar (a terminal on stderr only) ---- */
 
-void bimctl_progress_draw(FILE *out, json_t *image)
+void bimctl_progress_draw(FILE *out, const struct wire_image *image)
 {
     enum { BAR = 30 };
-    json_t *status = json_object_get(image, "status");
-    int progress = (int)bimctl_u64(status, "progress");
-    uint64_t done = bimctl_u64(status, "bytesDone"), total = bimctl_u64(status, "bytesTotal");
+    const struct wire_status *st = &image->status;
     char bar[BAR + 1], d[32], t[32], r[32];
-    int filled = (progress > 100 ? 100 : progress) * BAR / 100;
+    int filled = st->progress * BAR / 100;
 
     memset(bar, '#', (size_t)filled);
     memset(bar + filled, '-', (size_t)(BAR - filled));
     bar[BAR] = '\0';
-    bimctl_size_format(done, d, sizeof(d));
-    bimctl_size_format(total, t, sizeof(t));
-    bimctl_size_format(bimctl_u64(status, "rate"), r, sizeof(r));
-    fprintf(out, "\r\033[K%s %-11s [%s] %3d%%", bimctl_str(image, "name"),
-            bimctl_str(status, "state"), bar, progress);
-    if (total)
+    bimctl_size_format(st->bytes_done, d, sizeof(d));
+    bimctl_size_format(st->bytes_total, t, sizeof(t));
+    bimctl_size_format(st->rate, r, sizeof(r));
+    fprintf(out, "\r\033[K%s %-11s [%s] %3d%%", image->name, st->state, bar, st->progress);
+    if (st->bytes_total)
         fprintf(out, " %s/%s", d, t);
-    if (bimctl_u64(status, "rate"))
+    if (st->rate)
         fprintf(out, " %s/s", r);
     fflush(out);
 }

@@ -1,40 +1,50 @@
 /*
- * image.c - sync's image records as the control socket's JSON (SPEC §6):
- * the field names of Longhorn's `backing-image-manager backing-image list`,
- * plus bimfs's progress details (bytesDone, bytesTotal, rate) in status.
+ * image.c - sync's image records as the wire codec's image objects (SPEC
+ * §6; common/wire/wire.h holds the JSON, which the HTTP API, bimctl and the
+ * peer client read with the same code).
  *
- * Threads: no shared state; called from connection threads.
+ * Threads: no shared state; called from connection and HTTP threads.
  */
-#include "protocol.h"
+#include "request.h"
 
-#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
-/* JSON integers are signed 64-bit; no size reaches this, but never wrap. */
-static json_t *ctl_json_u64(uint64_t value)
+void ctl_image_from_info(const struct sync_image_info *info, struct wire_image *out)
 {
-    return json_integer(value > INT64_MAX ? INT64_MAX : (json_int_t)value);
+    struct wire_status *st = &out->status;
+
+    memset(out, 0, sizeof(*out));
+    str_copy(out->name, sizeof(out->name), info->name);
+    str_copy(out->uuid, sizeof(out->uuid), info->uuid);
+    out->size = info->size;
+    out->virtual_size = info->virtual_size;
+    out->real_size = info->real_size;
+    str_copy(out->format, sizeof(out->format), store_format_name(info->format));
+    str_copy(out->expected_checksum, sizeof(out->expected_checksum), info->expected_checksum);
+    str_copy(out->source, sizeof(out->source), info->source);
+    str_copy(st->state, sizeof(st->state), sync_state_name(info->state));
+    str_copy(st->current_checksum, sizeof(st->current_checksum), info->current_checksum);
+    st->sending_reference = info->sending_reference > 0 ? (uint64_t)info->sending_reference : 0;
+    str_copy(st->error, sizeof(st->error), info->error);
+    str_copy(st->sender, sizeof(st->sender), info->sender);
+    st->progress = info->progress;
+    st->bytes_done = info->bytes_done;
+    st->bytes_total = info->bytes_total;
+    st->rate = info->rate;
 }
 
 json_t *ctl_image_to_json(const struct sync_image_info *info)
 {
-    json_t *status, *image;
+    struct wire_image *image = malloc(sizeof(*image)); /* ~5 KiB: not on a pool thread's stack */
+    json_t *value = NULL;
 
-    status = json_pack("{s:s, s:o, s:i, s:o, s:o, s:i, s:o, s:o, s:o}", "state",
-                       sync_state_name(info->state), "currentChecksum",
-                       ctl_json_text(info->current_checksum), "sendingReference",
-                       info->sending_reference, "errorMsg", ctl_json_text(info->error),
-                       "senderManagerAddress", ctl_json_text(info->sender), "progress",
-                       info->progress, "bytesDone", ctl_json_u64(info->bytes_done), "bytesTotal",
-                       ctl_json_u64(info->bytes_total), "rate", ctl_json_u64(info->rate));
-    if (!status)
-        return NULL;
-    image = json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}", "name", ctl_json_text(info->name), "uuid",
-        ctl_json_text(info->uuid), "size", ctl_json_u64(info->size), "virtualSize",
-        ctl_json_u64(info->virtual_size), "realSize", ctl_json_u64(info->real_size), "format",
-        store_format_name(info->format), "expectedChecksum", ctl_json_text(info->expected_checksum),
-        "source", ctl_json_text(info->source), "status", status);
-    return image;
+    if (image) {
+        ctl_image_from_info(info, image);
+        value = wire_image_to_json(image);
+        free(image);
+    }
+    return value;
 }
 
 json_t *ctl_event_to_json(const struct sync_event *ev)

@@ -1,8 +1,9 @@
 /*
  * protocol.c - the control socket's wire format, shared by the daemon and
- * bimctl: error code names, line framing over a stream socket (with
+ * bimctl: line framing over a stream socket (with
  * SCM_RIGHTS descriptors), sending one JSON value per line, building and
- * reading replies. Needs only common and jansson.
+ * reading replies (codes from the wire codec). Needs only common, jansson
+ * and common/wire.
  *
  * Threads: no shared state; a struct ctl_reader belongs to one thread.
  */
@@ -16,83 +17,6 @@
 
 #define CTL_READ_CHUNK 4096
 #define CTL_READ_KEEP (64 * 1024) /* a larger idle buffer is freed */
-
-const char *ctl_error_code_name(int rc)
-{
-    switch (rc) {
-    case -EINVAL:
-        return "invalid_argument";
-    case -ENOENT:
-        return "not_found";
-    case -EEXIST:
-        return "already_exists";
-    case -EBUSY:
-        return "busy";
-    case -EAGAIN:
-        return "unavailable";
-    default:
-        return "internal";
-    }
-}
-
-/* ---- strings ---- */
-
-/* Length of the well-formed UTF-8 sequence at s (Unicode table 3-7), or 0. */
-static size_t ctl_utf8_sequence(const unsigned char *s, size_t left)
-{
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (s[0] == 0xe0)
-        lo = 0xa0;
-    else if (s[0] == 0xed)
-        hi = 0x9f;
-    else if (s[0] == 0xf0)
-        lo = 0x90;
-    else if (s[0] == 0xf4)
-        hi = 0x8f;
-    if (left < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    }
-    return n;
-}
-
-json_t *ctl_json_text(const char *text)
-{
-    size_t len = strlen(text);
-    json_t *value = json_stringn(text, len);
-    char *copy;
-
-    if (value)
-        return value;
-    copy = strdup(text);
-    if (!copy)
-        return NULL;
-    for (size_t i = 0; i < len;) {
-        size_t n = ctl_utf8_sequence((unsigned char *)copy + i, len - i);
-        if (n == 0) {
-            copy[i] = '?';
-            n = 1;
-        }
-        i += n;
-    }
-    value = json_stringn(copy, len);
-    free(copy);
-    return value;
-}
 
 /* ---- line framing ---- */
 
@@ -382,7 +306,7 @@ json_t *ctl_reply_error(json_t *id, int rc, const char *message)
     if (!reply)
         return NULL;
     error =
-        json_pack("{s:s, s:o}", "code", ctl_error_code_name(rc), "message", ctl_json_text(message));
+        json_pack("{s:s, s:o}", "code", wire_error_code(rc), "message", wire_json_text(message));
     if (!error || json_object_set_new(reply, "error", error)) {
         json_decref(reply);
         return NULL;

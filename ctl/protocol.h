@@ -2,16 +2,15 @@
  * protocol.h - ctl's private header: the control socket's wire protocol
  * (docs/protocol.md), shared by the server, bimctl and the unit tests.
  *
- * Three parts:
- *  - the wire (protocol.c; links only common + jansson, so bimctl needs no
- *    store/sync): line framing with a bounded buffer and SCM_RIGHTS fds,
- *    sending a JSON value as one line, building and reading replies, error
- *    code names;
+ Two parts, both linking only common, jansson and the wire codec
+ * (common/wire/wire.h: the image object, error codes, name syntax), so
+ * bimctl needs neither store nor sync:
+ *  - the wire (protocol.c): line framing with a bounded buffer and SCM_RIGHTS
+ *    fds, sending a JSON value as one line, building and reading replies;
  *  - the client (client.c, bimctl_print.c, in bimctl): calls, watch events,
- *    how bimctl prints images;
- *  - the server side (request.c, image.c, session.c; link sync): parsing and
- *    validating a request, converting sync's records to JSON, serving one
- *    connection.
+ *    how bimctl prints images.
+ * The server side (requests, records as JSON, one connection) is in
+ * request.h.
  *
  * Threads: nothing here has shared state; a struct ctl_reader or
  * ctl_request belongs to one thread.
@@ -19,7 +18,8 @@
 #ifndef BIMFS_CTL_PROTOCOL_H
 #define BIMFS_CTL_PROTOCOL_H
 
-#include "ctl.h"
+#include "common.h"
+#include "wire.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -28,21 +28,8 @@
 #include <stdio.h>
 
 #define CTL_DEPTH_MAX 16           /* JSON nesting of a request (the top object is 1) */
-#define CTL_PEERS_MAX 16           /* host:port entries in a sync request's `from` */
-#define CTL_PEER_MAX 261           /* bytes of one host:port */
-#define CTL_URL_MAX 4096           /* bytes of a download URL */
 #define CTL_FDS_MAX 16             /* file descriptors queued per connection */
 #define CTL_REPLY_MAX (256u << 20) /* longest reply line a client accepts */
-
-/* ---- error codes (SPEC §6) ---- */
-
-/* -errno -> "invalid_argument", "not_found", "already_exists", "busy",
- * "unavailable" or "internal". */
-const char *ctl_error_code_name(int rc);
-
-/* A JSON string of text; bytes that are not well-formed UTF-8 become '?'
- * (a message may quote a truncated or foreign string). NULL only on ENOMEM. */
-json_t *ctl_json_text(const char *text);
 
 /* ---- line framing ---- */
 
@@ -157,16 +144,16 @@ int ctl_client_event(struct ctl_client *client, json_t **event, struct bim_error
 void bimctl_size_format(uint64_t bytes, char *out, size_t outlen);
 
 /* "[EVENT ]NAME STATE PROGRESS% uuid=UUID[ error: MESSAGE]", flushed. */
-void bimctl_status_line(FILE *out, const char *event, json_t *image);
+void bimctl_status_line(FILE *out, const char *event, const struct wire_image *image);
 
 /* The `list` table: NAME UUID STATE PROGRESS SIZE FORMAT SOURCE. */
-void bimctl_table_print(FILE *out, json_t *map);
+void bimctl_table_print(FILE *out, const struct wire_image *images, size_t count);
 
 /* The `get` view: one "label: value" line per field. */
-void bimctl_image_print(FILE *out, json_t *image);
+void bimctl_image_print(FILE *out, const struct wire_image *image);
 
 /* Redraw / erase the --wait progress bar (on a terminal). */
-void bimctl_progress_draw(FILE *out, json_t *image);
+void bimctl_progress_draw(FILE *out, const struct wire_image *image);
 void bimctl_progress_clear(FILE *out);
 
 /* "bimctl: <name>: <message>" on stderr, or "bimctl: <message>" when name
@@ -176,78 +163,5 @@ void bimctl_reportf(const char *name, const char *fmt, ...) __attribute__((forma
 /* A daemon's message: its leading name (or the daemon's shortened form of
  * a too-long name) is dropped so that the name appears once. */
 void bimctl_report(const char *name, const char *message);
-
-/* ---- server side: requests ---- */
-
-enum ctl_op {
-    CTL_OP_VERSION,
-    CTL_OP_LIST,
-    CTL_OP_GET,
-    CTL_OP_CREATE,
-    CTL_OP_SYNC,
-    CTL_OP_DELETE,
-    CTL_OP_WATCH,
-};
-
-enum ctl_source {
-    CTL_SOURCE_NONE,
-    CTL_SOURCE_DOWNLOAD,
-    CTL_SOURCE_UPLOAD,
-    CTL_SOURCE_CLONE,
-};
-
-/* A validated request; the strings borrow from root. */
-struct ctl_request {
-    json_t *root;
-    json_t *id; /* NULL if the request had none */
-    enum ctl_op op;
-    const char *name; /* NULL when absent (list, version, watch of all) */
-    const char *uuid; /* NULL when absent */
-    const char *checksum;
-    enum ctl_source source;               /* create */
-    const char *url;                      /* download */
-    const char *clone_from;               /* clone */
-    const char *peers[CTL_PEERS_MAX + 1]; /* sync: NULL-terminated */
-    size_t peer_count;
-    uint64_t size; /* sync: 0 if absent */
-};
-
-/*
- * Parse and validate one request line. On -EINVAL the message says why
- * ("<name>: <cause>" when the name is known) and req->id is still set when
- * the line was an object with an id. Always call ctl_request_clear().
- */
-int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, struct bim_error *err);
-void ctl_request_clear(struct ctl_request *req);
-
-/* "version", "list", ... */
-const char *ctl_op_name(enum ctl_op op);
-
-/* http or https with a host, at most CTL_URL_MAX bytes, no spaces or control
- * characters; else -EINVAL with a cause (never echoing the URL). */
-int ctl_url_check(const char *url, struct bim_error *err);
-
-/* "host:port" (host a DNS name, IPv4 or [IPv6]; port 1-65535). */
-bool ctl_peer_valid(const char *peer);
-
-/* ---- server side: records as JSON (SPEC §6, Longhorn's field names) ---- */
-
-struct sync_image_info;
-struct sync_event;
-struct sync;
-
-json_t *ctl_image_to_json(const struct sync_image_info *info);
-
-/* {"event": "update"|"delete", "image": {...}} */
-json_t *ctl_event_to_json(const struct sync_event *ev);
-
-/* The `list` result: an object name -> image. NULL on allocation failure. */
-json_t *ctl_images_to_json(const struct sync_image_info *images, size_t count);
-
-/* ---- server side: one connection (session.c) ---- */
-
-/* Serve one connection until the client closes it, a line is too long, or
- * the fd is shut down by ctl_server_stop(). Does not close fd. */
-void ctl_session_run(struct sync *sync, const char *version, int fd);
 
 #endif

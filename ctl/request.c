@@ -1,18 +1,17 @@
 /*
  * request.c - parse and validate one control socket request (SPEC §6):
  * JSON shape, nesting depth, op, the fields each op allows and their types,
- * names and uuids (SPEC §3), download URLs and peer addresses. What passes
- * here is a well-formed request; sync decides the rest (checksum syntax,
- * whether a source is supported, existence).
+ * names, uuids and peer addresses (with the wire codec's checks, the ones
+ * sync uses). What passes here is a well-formed request; sync decides the
+ * rest (URL and checksum syntax, whether a source is supported, existence).
  *
  * Threads: no shared state; called from connection threads.
  */
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 struct ctl_op_spec {
     const char *name;
@@ -38,100 +37,6 @@ const char *ctl_op_name(enum ctl_op op)
             return ctl_ops[i].name;
     }
     return "?";
-}
-
-/* ---- URL and peer syntax ---- */
-
-static bool ctl_port_valid(const char *p, size_t len)
-{
-    unsigned long port = 0;
-
-    if (len == 0 || len > 5)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        port = port * 10 + (unsigned long)(p[i] - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
-int ctl_url_check(const char *url, struct bim_error *err)
-{
-    size_t len = strlen(url);
-    const char *sep = strstr(url, "://");
-    const char *auth, *end, *at, *host, *port = NULL;
-    size_t scheme_len;
-
-    if (len == 0)
-        return bim_error_set(err, -EINVAL, "the URL is empty");
-    if (len > CTL_URL_MAX)
-        return bim_error_set(err, -EINVAL, "the URL is longer than %d bytes", CTL_URL_MAX);
-    for (size_t i = 0; i < len; i++) {
-        if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
-            return bim_error_set(err, -EINVAL, "the URL contains spaces or control characters");
-    }
-    if (!sep)
-        return bim_error_set(err, -EINVAL,
-                             "the URL has no scheme: only http:// and https:// "
-                             "are supported");
-    scheme_len = (size_t)(sep - url);
-    if (!((scheme_len == 4 && strncasecmp(url, "http", 4) == 0) ||
-          (scheme_len == 5 && strncasecmp(url, "https", 5) == 0)))
-        return bim_error_set(err, -EINVAL,
-                             "unsupported URL scheme \"%.*s\": only http and https are supported",
-                             scheme_len > 16 ? 16 : (int)scheme_len, url);
-    auth = sep + 3;
-    end = auth + strcspn(auth, "/?#");
-    at = memrchr(auth, '@', (size_t)(end - auth));
-    host = at ? at + 1 : auth;
-    if (host < end && *host == '[') {
-        const char *close = memchr(host, ']', (size_t)(end - host));
-        if (!close || close == host + 1)
-            return bim_error_set(err, -EINVAL, "the URL has an invalid IPv6 host");
-        if (close + 1 < end) {
-            if (close[1] != ':')
-                return bim_error_set(err, -EINVAL, "the URL has an invalid IPv6 host");
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(host, ':', (size_t)(end - host));
-        if (colon)
-            port = colon + 1;
-        if ((colon ? colon : end) == host)
-            return bim_error_set(err, -EINVAL, "the URL has no host");
-    }
-    if (port && port < end && !ctl_port_valid(port, (size_t)(end - port)))
-        return bim_error_set(err, -EINVAL, "the URL has an invalid port");
-    return 0;
-}
-
-bool ctl_peer_valid(const char *peer)
-{
-    size_t len = strlen(peer);
-    const char *colon;
-
-    if (len == 0 || len > CTL_PEER_MAX)
-        return false;
-    if (peer[0] == '[') {
-        const char *close = strchr(peer, ']');
-        if (!close || close == peer + 1 || close[1] != ':')
-            return false;
-        for (const char *p = peer + 1; p < close; p++) {
-            if (!strchr("0123456789abcdefABCDEF:.", *p))
-                return false;
-        }
-        colon = close + 1;
-    } else {
-        colon = strrchr(peer, ':');
-        if (!colon || colon == peer)
-            return false;
-        for (const char *p = peer; p < colon; p++) {
-            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", *p))
-                return false;
-        }
-    }
-    return ctl_port_valid(colon + 1, strlen(colon + 1));
 }
 
 /* ---- helpers ---- */
@@ -232,15 +137,14 @@ static int ctl_name_field(json_t *obj, const char *key, bool required, const cha
 {
     int rc = ctl_string_field(obj, key, required, prefix, out, err);
 
-    if (rc || !*out || store_name_valid(*out))
+    struct bim_error cause = {{0}};
+
+    if (rc || !*out)
         return rc;
-    if (strlen(*out) > STORE_NAME_MAX)
-        return bim_error_set(err, -EINVAL, "%s%.64s...: invalid name: longer than %d bytes", prefix,
-                             *out, STORE_NAME_MAX);
-    return bim_error_set(err, -EINVAL,
-                         "%s%s: invalid name: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ "
-                         "(at most %d bytes)",
-                         prefix, *out, STORE_NAME_MAX);
+    rc = wire_name_check(*out, &cause);
+    if (rc)
+        return bim_error_set(err, rc, "%s%s", prefix, cause.message);
+    return 0;
 }
 
 /* ---- per-op fields ---- */
@@ -252,7 +156,7 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
     static const char *const clone_fields[] = {"type", "from", NULL};
     const char *name = req->name;
     struct bim_error cause = {{0}};
-    char prefix[STORE_NAME_MAX + 3];
+    char prefix[BIM_NAME_MAX + 3];
     const char *type;
     int rc;
 
@@ -266,10 +170,8 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
     if (strcmp(type, "download") == 0) {
         req->source = CTL_SOURCE_DOWNLOAD;
         rc = ctl_fields_check(source, download_fields, "a download source", &cause);
-        if (!rc)
+        if (!rc) /* its syntax is sync's (the parser that fetches it judges it) */
             rc = ctl_string_field(source, "url", true, "", &req->url, &cause);
-        if (!rc)
-            rc = ctl_url_check(req->url, &cause);
     } else if (strcmp(type, "upload") == 0) {
         req->source = CTL_SOURCE_UPLOAD;
         rc = ctl_fields_check(source, upload_fields, "an upload source", &cause);
@@ -300,9 +202,9 @@ static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_err
     if (json_is_string(from)) {
         req->peers[req->peer_count++] = json_string_value(from);
     } else if (json_is_array(from) && json_array_size(from) > 0) {
-        if (json_array_size(from) > CTL_PEERS_MAX)
+        if (json_array_size(from) > BIM_PEERS_MAX)
             return bim_error_set(err, -EINVAL, "%s: more than %d peers in \"from\"", name,
-                                 CTL_PEERS_MAX);
+                                 BIM_PEERS_MAX);
         json_array_foreach(from, i, item)
         {
             if (!json_is_string(item))
@@ -317,10 +219,11 @@ static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_err
     }
     req->peers[req->peer_count] = NULL;
     for (i = 0; i < req->peer_count; i++) {
-        if (!ctl_peer_valid(req->peers[i]))
-            return bim_error_set(err, -EINVAL,
-                                 "%s: invalid peer address \"%.64s\": expected host:port", name,
-                                 req->peers[i]);
+        struct bim_error cause = {{0}};
+        int rc = wire_peer_check(req->peers[i], &cause);
+
+        if (rc)
+            return bim_error_set(err, rc, "%s: %s", name, cause.message);
     }
     return 0;
 }
@@ -328,13 +231,15 @@ static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_err
 static int ctl_uuid_parse(struct ctl_request *req, bool required, const char *prefix,
                           struct bim_error *err)
 {
+    struct bim_error cause = {{0}};
     int rc = ctl_string_field(req->root, "uuid", required, prefix, &req->uuid, err);
 
-    if (rc || !req->uuid || store_uuid_valid(req->uuid))
+    if (rc || !req->uuid)
         return rc;
-    return bim_error_set(err, -EINVAL,
-                         "%sinvalid uuid \"%.64s%s\": must match ^[a-zA-Z0-9-]{1,64}$", prefix,
-                         req->uuid, strlen(req->uuid) > STORE_UUID_MAX ? "..." : "");
+    rc = wire_uuid_check(req->uuid, &cause);
+    if (rc)
+        return bim_error_set(err, rc, "%s%s", prefix, cause.message);
+    return 0;
 }
 
 static int ctl_size_parse(struct ctl_request *req, const char *prefix, struct bim_error *err)
@@ -381,7 +286,7 @@ static int ctl_op_fields_parse(struct ctl_request *req, const char *prefix, stru
 int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, struct bim_error *err)
 {
     const struct ctl_op_spec *spec = NULL;
-    char prefix[STORE_NAME_MAX + 3] = "";
+    char prefix[BIM_NAME_MAX + 3] = "";
     char where[32];
     const char *op;
     json_error_t jerr;

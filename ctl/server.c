@@ -16,7 +16,7 @@
  * woken by shutdown(fd) (blocked reads see end of stream, sends fail, a
  * watch's poll sees POLLHUP) and joined.
  */
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <fcntl.h>

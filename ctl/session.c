@@ -7,7 +7,7 @@
  * a session by shutting its socket down: a blocked read returns end of
  * stream, a blocked send fails, a watch's poll sees POLLHUP.
  */
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <fcntl.h>

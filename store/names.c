@@ -1,11 +1,12 @@
 /*
  * names.c - image names, uuids and checksums as SPEC §3 defines them:
- * validation, uuid generation, parsing and canonical text of expected
+ * validation (the wire codec's), uuid generation, parsing and canonical text of expected
  * checksums, and the "<name>-<uuid>" directory name.
  *
  * Threads: any; no shared state.
  */
 #include "store_internal.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,43 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-static bool char_alnum(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
+/* The syntax is the wire codec's (common/wire/check.c), so the store
+ * adopts exactly the names that requests may use. */
 bool store_name_valid(const char *name)
 {
-    size_t len;
-
-    if (!name)
-        return false;
-    len = strnlen(name, STORE_NAME_MAX + 1);
-    /* the regex needs the first character and at least one more */
-    if (len < 2 || len > STORE_NAME_MAX || !char_alnum(name[0]))
-        return false;
-    for (size_t i = 1; i < len; i++) {
-        char c = name[i];
-        if (!char_alnum(c) && c != '_' && c != '.' && c != '-')
-            return false;
-    }
-    return true;
+    return wire_name_valid(name);
 }
 
 bool store_uuid_valid(const char *uuid)
 {
-    size_t len;
-
-    if (!uuid)
-        return false;
-    len = strnlen(uuid, STORE_UUID_MAX + 1);
-    if (len < 1 || len > STORE_UUID_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!char_alnum(uuid[i]) && uuid[i] != '-')
-            return false;
-    }
-    return true;
+    return wire_uuid_valid(uuid);
 }
 
 static void random_fill(unsigned char *buf, size_t len)

@@ -30,12 +30,13 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define STORE_NAME_MAX 64
-#define STORE_UUID_MAX 64
-#define STORE_CHECKSUM_HEX 128 /* SHA-512 as lowercase hex */
-#define STORE_EXPECTED_MAX 136 /* "sha256:" + 64 hex, or 128 hex */
-#define STORE_TIME_MAX 64      /* Go time.Time.UTC().String() */
-#define STORE_SOURCE_MAX 4200  /* "download:" + URL, "sync:" + peers, ... */
+/* the wire's limits (common.h) */
+#define STORE_NAME_MAX BIM_NAME_MAX
+#define STORE_UUID_MAX BIM_UUID_MAX
+#define STORE_CHECKSUM_HEX BIM_CHECKSUM_HEX
+#define STORE_EXPECTED_MAX BIM_EXPECTED_MAX
+#define STORE_SOURCE_MAX BIM_SOURCE_MAX
+#define STORE_TIME_MAX 64                                     /* Go time.Time.UTC().String() */
 #define STORE_MAX_SIZE_DEFAULT (1024ull * 1024 * 1024 * 1024) /* 1 TiB (--max-size) */
 #define STORE_REFUSED_MAX 96                                  /* store_backing_check's why */
 

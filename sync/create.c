@@ -17,6 +17,7 @@
  * Threads: any caller; sync->lock is held only between the disk steps.
  */
 #include "sync_internal.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -24,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define SYNC_NAME_RULE "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, at most 64 bytes"
 
 /* What create knows once the request is validated. */
 struct sync_create_plan {
@@ -79,12 +78,12 @@ static int sync_create_validate(const struct sync_create_request *req,
     const char *name = req->name ? req->name : "";
     int rc;
 
-    if (!store_name_valid(name))
-        return bim_error_set(err, -EINVAL, "%.80s: invalid name (%s)", name, SYNC_NAME_RULE);
+    rc = wire_name_check(name, err);
+    if (rc < 0)
+        return rc;
     plan->name = name;
-    if (req->uuid && !store_uuid_valid(req->uuid))
-        return bim_error_set(err, -EINVAL, "%s: invalid uuid (must match ^[a-zA-Z0-9-]{1,64}$)",
-                             name);
+    if (req->uuid && wire_uuid_check(req->uuid, &sum_err) < 0)
+        return bim_error_set(err, -EINVAL, "%s: %s", name, sum_err.message);
     if (req->uuid)
         str_copy(plan->uuid, sizeof(plan->uuid), req->uuid);
     else
@@ -99,9 +98,8 @@ static int sync_create_validate(const struct sync_create_request *req,
         str_copy(plan->source, sizeof(plan->source), "upload");
         return 0;
     case SYNC_SOURCE_CLONE:
-        if (!req->from || !store_name_valid(req->from))
-            return bim_error_set(err, -EINVAL, "%s: invalid clone source name (%s)", name,
-                                 SYNC_NAME_RULE);
+        if (wire_name_check(req->from, &sum_err) < 0)
+            return bim_error_set(err, -EINVAL, "%s: clone source %s", name, sum_err.message);
         if (strcmp(req->from, name) == 0)
             return bim_error_set(err, -EINVAL, "%s: cannot clone an image from itself", name);
         snprintf(plan->source, sizeof(plan->source), "clone:%s", req->from);
@@ -111,6 +109,10 @@ static int sync_create_validate(const struct sync_create_request *req,
     case SYNC_SOURCE_PEER:
         if (!req->uuid)
             return bim_error_set(err, -EINVAL, "%s: sync needs the image's uuid", name);
+        for (size_t i = 0; req->peers && req->peers[i]; i++) {
+            if (wire_peer_check(req->peers[i], &sum_err) < 0)
+                return bim_error_set(err, -EINVAL, "%s: %s", name, sum_err.message);
+        }
         return sync_peer_source_text(name, req->peers, plan->source, sizeof(plan->source), err);
     case SYNC_SOURCE_STREAM:
         if (!req->stream)
@@ -331,9 +333,9 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
     struct sync_job *dropped;
     int rc;
 
-    if (!name || !store_name_valid(name))
-        return bim_error_set(err, -EINVAL, "%.80s: invalid name (%s)", name ? name : "",
-                             SYNC_NAME_RULE);
+    rc = wire_name_check(name, err);
+    if (rc < 0)
+        return rc;
     pthread_mutex_lock(&sync->lock);
     rec = sync_record_find(sync, name);
     if (!rec || rec->hidden) {

@@ -22,6 +22,7 @@
  * which share only the transfer). sync->lock is taken only to publish.
  */
 #include "sync_internal.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -209,19 +210,21 @@ static bool sync_peer_hex128(const char *s)
 /* Judge the image a source described: 0, or -EAGAIN (not yet) / -ENOENT
  * (never) / -EBADMSG (never: not the expected checksum) with s->error set. */
 static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_source *s,
-                                 json_t *img)
+                                 json_t *value)
 {
     const struct sync_job *job = t->job;
-    const char *uuid = NULL, *state = NULL, *sum = NULL;
     char expected[STORE_EXPECTED_MAX + 1];
-    json_int_t size = -1;
+    struct bim_error why = {{0}};
+    struct wire_image img; /* the wire codec reads what ctl/image.c wrote */
+    const char *uuid = img.uuid, *state = img.status.state, *sum = img.status.current_checksum;
+    uint64_t size;
 
-    if (json_unpack(img, "{s:s, s:I, s:{s:s, s:s}}", "uuid", &uuid, "size", &size, "status",
-                    "state", &state, "currentChecksum", &sum) < 0 ||
-        size < 0) {
-        snprintf(s->error, sizeof(s->error), "described the image in an unknown way");
+    if (wire_image_from_json(value, &img, &why) < 0) {
+        snprintf(s->error, sizeof(s->error), "described the image in an unknown way: %.400s",
+                 why.message);
         return -ENOENT;
     }
+    size = img.size;
     if (strcmp(uuid, job->uuid) != 0) {
         snprintf(s->error, sizeof(s->error), "has %s with uuid %.64s, not %s", job->name, uuid,
                  job->uuid);
@@ -235,15 +238,15 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
         snprintf(s->error, sizeof(s->error), "gave no valid checksum");
         return -ENOENT;
     }
-    if ((uint64_t)size > SYNC_PEER_SIZE_MAX) {
+    if (size > SYNC_PEER_SIZE_MAX) {
         snprintf(s->error, sizeof(s->error),
-                 "has %" PRIu64 " bytes, more than the %" PRIu64 " a sync can take", (uint64_t)size,
+                 "has %" PRIu64 " bytes, more than the %" PRIu64 " a sync can take", size,
                  SYNC_PEER_SIZE_MAX);
         return -ENOENT;
     }
-    if (job->size && (uint64_t)size != job->size) {
+    if (job->size && size != job->size) {
         snprintf(s->error, sizeof(s->error), "has %" PRIu64 " bytes, not the %" PRIu64 " asked for",
-                 (uint64_t)size, job->size);
+                 size, job->size);
         return -ENOENT;
     }
     if (job->expected.algo == STORE_DIGEST_SHA512 && strcmp(job->expected.hex, sum) != 0) {
@@ -252,7 +255,7 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
                  sum);
         return -EBADMSG;
     }
-    t->size = (uint64_t)size;
+    t->size = size;
     str_copy(t->checksum, sizeof(t->checksum), sum);
     return 0;
 }

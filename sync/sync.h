@@ -64,7 +64,7 @@ struct sync_image_info {
     char error[BIM_ERROR_MAX];     /* errorMsg: the cause, without the name */
     char source[STORE_SOURCE_MAX]; /* user.bim.source */
     int sending_reference;         /* HTTP GETs of backing in flight */
-    char sender[256];              /* senderManagerAddress */
+    char sender[BIM_SENDER_MAX];   /* senderManagerAddress */
     uint64_t bytes_sent;           /* bytes of backing served to peers since start */
     struct timespec mtime;         /* of backing while ready (stable) */
     uint64_t generation;           /* bumped on every change */

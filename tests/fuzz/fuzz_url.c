@@ -1,16 +1,16 @@
 /*
  * fuzz_url.c - download URLs and peer addresses, as requests bring them:
- * ctl's syntax check (ctl_url_check), sync's (http_url_check, libcurl's
- * parser) with the URL shown to users, the redaction of its credentials
- * from messages (http_url_redact), and "host:port" peers as ctl accepts them
- * (ctl_peer_valid) and sync turns them into a source list
+ * the one URL syntax check (sync's http_url_check, libcurl's parser) with
+ * the URL shown to users, the redaction of its credentials from messages
+ * (http_url_redact), and "host:port" peers as the wire codec accepts them
+ * (wire_peer_valid) and sync turns them into a source list
  * (sync_peer_source_text).
  *
  * Input: the URL or address (a NUL ends it). Checks beyond the sanitizers:
  * the shown URL has no user info; a message quoting the URL keeps none of
- * the user info as written; a peer ctl accepts is one sync accepts.
+ * the user info as written; a peer the wire accepts is one sync accepts.
  */
-#include "protocol.h"
+#include "request.h"
 #include "http/client.h"
 #include "sync_internal.h"
 
@@ -40,8 +40,6 @@ static void fuzz_url_check(const char *url)
     char *info;
     int rc;
 
-    if (ctl_url_check(url, &err) < 0 && err.message[0] == '\0')
-        abort();
     rc = http_url_check(url, shown, sizeof(shown), &credentials, &err);
     if (rc < 0 && err.message[0] == '\0')
         abort();
@@ -61,8 +59,8 @@ static void fuzz_peer_check(const char *peer)
     char out[STORE_SOURCE_MAX];
     struct bim_error err = {{0}};
 
-    if (ctl_peer_valid(peer) && sync_peer_source_text("img", peers, out, sizeof(out), &err) != 0)
-        abort(); /* ctl accepts a peer that sync refuses */
+    if (wire_peer_valid(peer) && sync_peer_source_text("img", peers, out, sizeof(out), &err) != 0)
+        abort(); /* the wire accepts a peer that the peer sync refuses */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -133,7 +133,7 @@ def test_endless_chunked_put_fails_and_the_connection_ends(capped, case):
         assert d.list().keys() == {"keep"}, "a refused PUT created %r" % sorted(d.list())
     if reply[0]:
         assert re.match(rb"HTTP/1\.1 4\d\d", reply[0]), "the PUT answered %r" % reply[0][:200]
-    # MAX, then at most 16 MiB dropped (ctl/http_upload.c), and what socket buffers hold
+    # MAX, then at most 16 MiB dropped (ctl/http/http_upload.c), and what socket buffers hold
     assert sent[0] <= MAX + 32 * MiB, "%d bytes taken for a %d limit" % (sent[0], MAX)
     assert_keep(d, digest)
 

@@ -44,9 +44,21 @@ static void test_url_accepts_http_and_https_and_strips_credentials(void)
 static void test_url_refuses_other_schemes_and_no_host(void)
 {
     static const char *const bad[] = {
-        "file:///etc/passwd",  "ftp://h/x", "gopher://h/x", "http://",
-        "http:///x.img",       "https://",  "h/x.img",      "",
+        "file:///etc/passwd",
+        "ftp://h/x",
+        "gopher://h/x",
+        "http://",
+        "http:///x.img",
+        "https://",
+        "h/x.img",
+        "",
         "javascript:alert(1)",
+        "http://user:secret@/x",
+        "http://:8080/x",
+        "http://h:99999/",
+        "http://exa mple.com/",
+        "http://h/a\x01b",
+        "HTTPS:///path",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char shown[SYNC_URL_MAX + 1];
@@ -55,6 +67,8 @@ static void test_url_refuses_other_schemes_and_no_host(void)
         int rc = http_url_check(bad[i], shown, sizeof(shown), &creds, &err);
         CHECK(rc == -EINVAL, "\"%s\" accepted (rc %d)", bad[i], rc);
         CHECK(err.message[0] != '\0', "\"%s\" refused without a message", bad[i]);
+        CHECK(strstr(err.message, "secret") == NULL, "\"%s\": the message leaks credentials: %s",
+              bad[i], err.message);
     }
 }
 

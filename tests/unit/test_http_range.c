@@ -1,5 +1,5 @@
 /*
- * test_http_range.c - the HTTP server's Range header parser (ctl/http_range.c)
+ * test_http_range.c - the HTTP server's Range header parser (ctl/http/http_range.c)
  * against RFC 9110 14.2: single byte ranges, suffixes, clipping at the end,
  * unsatisfiable ranges, and headers that must be ignored.
  */

@@ -7,7 +7,7 @@
  * Threads: libmicrohttpd pool threads; each call works on its own request.
  */
 #include "http.h"
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -150,7 +150,7 @@ static int ctl_http_extent_add(struct ctl_http_text *t, uint64_t off, uint64_t l
 }
 
 /* The data extents of fd (size bytes) as JSON. Without SEEK_DATA support
- * the whole file is one extent; past CTL_HTTP_EXTENTS_MAX extents, the rest
+ * the whole file is one extent; past BIM_EXTENTS_MAX extents, the rest
  * of the file is one. */
 static int ctl_http_extents_json(int fd, uint64_t size, struct ctl_http_text *t)
 {
@@ -170,7 +170,7 @@ static int ctl_http_extents_json(int fd, uint64_t size, struct ctl_http_text *t)
         if ((uint64_t)data >= size)
             break;
         hole = lseek(fd, data, SEEK_HOLE);
-        if (hole < 0 || (uint64_t)hole > size || ++count == CTL_HTTP_EXTENTS_MAX)
+        if (hole < 0 || (uint64_t)hole > size || ++count == BIM_EXTENTS_MAX)
             hole = (off_t)size;
         rc = ctl_http_extent_add(t, (uint64_t)data, (uint64_t)(hole - data), count <= 1);
         off = (uint64_t)hole;

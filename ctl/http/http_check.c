@@ -8,6 +8,7 @@
  * is shared but the read-only token digest.
  */
 #include "http.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -103,7 +104,7 @@ int ctl_http_decode_name(const char *segment, size_t len, char *out, size_t outl
         out[n++] = (char)c;
     }
     out[n] = '\0';
-    return store_name_valid(out) ? 0 : -EINVAL;
+    return wire_name_valid(out) ? 0 : -EINVAL;
 }
 
 /* ---- the token ---- */

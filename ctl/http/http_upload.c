@@ -22,7 +22,7 @@
  * stream belongs to the request.
  */
 #include "http.h"
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <string.h>

@@ -17,7 +17,7 @@
  * take sync->lock briefly.
  */
 #include "http.h"
-#include "protocol.h"
+#include "request.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,36 +143,12 @@ enum MHD_Result ctl_http_reply_json(struct ctl_http_request *req, struct MHD_Con
     return ctl_http_reply_json_with(req, conn, status, body, NULL, NULL);
 }
 
-static const char *ctl_http_error_code(unsigned status)
-{
-    switch (status) {
-    case MHD_HTTP_BAD_REQUEST:
-        return "invalid_argument";
-    case MHD_HTTP_UNAUTHORIZED:
-        return "unauthorized";
-    case MHD_HTTP_NOT_FOUND:
-        return "not_found";
-    case MHD_HTTP_METHOD_NOT_ALLOWED:
-        return "method_not_allowed";
-    case MHD_HTTP_CONFLICT:
-        return "conflict";
-    case MHD_HTTP_CONTENT_TOO_LARGE:
-        return "too_large";
-    case MHD_HTTP_RANGE_NOT_SATISFIABLE:
-        return "range_not_satisfiable";
-    case MHD_HTTP_SERVICE_UNAVAILABLE:
-        return "unavailable";
-    default:
-        return "internal";
-    }
-}
-
 enum MHD_Result ctl_http_reply_error_with(struct ctl_http_request *req, struct MHD_Connection *conn,
                                           unsigned status, const char *message, const char *header,
                                           const char *value)
 {
-    json_t *body = json_pack("{s:{s:s, s:o}}", "error", "code", ctl_http_error_code(status),
-                             "message", ctl_json_text(message));
+    json_t *body = json_pack("{s:{s:s, s:o}}", "error", "code", wire_error_http_code(status),
+                             "message", wire_json_text(message));
 
     return ctl_http_reply_json_with(req, conn, status, body, header, value);
 }
@@ -187,26 +163,14 @@ enum MHD_Result ctl_http_reply_sync_error(struct ctl_http_request *req, struct M
                                           int rc, const struct bim_error *err)
 {
     const char *message = err->message[0] ? err->message : strerror(-rc);
+    unsigned status = wire_error_http_status(rc); /* the socket's code comes from the same row */
 
-    switch (rc) {
-    case -EINVAL:
-        return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST, message);
-    case -ENOENT:
-        return ctl_http_reply_error(req, conn, MHD_HTTP_NOT_FOUND, message);
-    case -EEXIST:
-    case -EBUSY:
-    case -ECANCELED:
-        return ctl_http_reply_error(req, conn, MHD_HTTP_CONFLICT, message);
-    case -EFBIG:
-        return ctl_http_reply_error(req, conn, MHD_HTTP_CONTENT_TOO_LARGE, message);
-    case -EAGAIN:
-        /* a peer waits this long and asks again */
-        return ctl_http_reply_error_with(req, conn, MHD_HTTP_SERVICE_UNAVAILABLE, message,
-                                         MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    default:
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) /* a peer waits this long and asks again */
+        return ctl_http_reply_error_with(req, conn, status, message, MHD_HTTP_HEADER_RETRY_AFTER,
+                                         "1");
+    if (status == MHD_HTTP_INTERNAL_SERVER_ERROR)
         log_warn("http: %s", message);
-        return ctl_http_reply_error(req, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, message);
-    }
+    return ctl_http_reply_error(req, conn, status, message);
 }
 
 static enum MHD_Result ctl_http_reply_method(struct ctl_http_request *req,
@@ -240,7 +204,7 @@ static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
                                             struct MHD_Connection *conn, const char *rest,
                                             const char *method)
 {
-    char name[STORE_NAME_MAX + 1];
+    char name[BIM_NAME_MAX + 1];
     const char *slash = strchr(rest, '/');
     const char *suffix = "";
     size_t len = strlen(rest);

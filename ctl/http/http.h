@@ -1,5 +1,5 @@
 /*
- * http.h - what the files of the HTTP server share (ctl/http_*.c; the public
+ * http.h - what the files of the HTTP server share (ctl/http/http_*.c; the public
  * API is in ctl.h, the routes in docs/http.md).
  *
  *   http_server.c   start/stop, per-request context, routing, auth, replies
@@ -33,7 +33,6 @@
 #define CTL_HTTP_HEAD_TIMEOUT_S 10           /* to send a complete request head */
 #define CTL_HTTP_TIMEOUT_S 60                /* an idle connection (head received) is closed */
 #define CTL_HTTP_MEMORY (64u << 10)          /* per connection: request line + headers */
-#define CTL_HTTP_EXTENTS_MAX 65536           /* extents listed; the rest is one extent */
 #define CTL_HTTP_TOKEN_HASH 32               /* SHA-256 */
 #define CTL_HTTP_METRICS_MAX (64u << 20)     /* /metrics body */
 #define CTL_HTTP_EXTENTS_TEXT_MAX (8u << 20) /* /extents body (65536 extents fit) */
@@ -79,7 +78,7 @@ struct ctl_http_request {
     char *path;                    /* the request target as sent, up to '?' (malloc'd) */
     bool nul_escape;               /* the target holds %00 */
     bool started;                  /* the head came (the handler was called) */
-    char name[STORE_NAME_MAX + 1]; /* the image the path names, if any */
+    char name[BIM_NAME_MAX + 1];   /* the image the path names, if any */
     bool routed;                   /* the route was chosen (and answered or began) */
     bool defer;                    /* ctl_http_queue() keeps the answer in deferred */
     struct MHD_Response *deferred; /* answered once the body was read and dropped */
@@ -91,7 +90,7 @@ struct ctl_http_request {
     /* a PUT (http_upload.c) */
     bool uploading;
     struct sync_stream *stream;
-    char upload_uuid[STORE_UUID_MAX + 1]; /* the image the stream created */
+    char upload_uuid[BIM_UUID_MAX + 1]; /* the image the stream created */
     int upload_rc;    /* the upload failed: the answer waits for the body's end */
     uint64_t dropped; /* body bytes dropped while the answer waits (CTL_HTTP_DRAIN_MAX) */
     struct bim_error upload_err;
@@ -103,7 +102,8 @@ struct ctl_http_request {
 enum MHD_Result ctl_http_reply_json(struct ctl_http_request *req, struct MHD_Connection *conn,
                                     unsigned status, json_t *body);
 
-/* {"error": {"code": ..., "message": ...}}; code from the status. */
+/* {"error": {"code": ..., "message": ...}}; code from the status
+ * (wire_error_http_code()). */
 enum MHD_Result ctl_http_reply_error(struct ctl_http_request *req, struct MHD_Connection *conn,
                                      unsigned status, const char *message);
 
@@ -112,7 +112,8 @@ enum MHD_Result ctl_http_reply_error_with(struct ctl_http_request *req, struct M
                                           unsigned status, const char *message, const char *header,
                                           const char *value);
 
-/* A sync error as its status: -EINVAL 400, -ENOENT 404, -EEXIST, -EBUSY and
+/* A sync error as its status (wire_error_http_status(), the table the
+ * socket's codes come from): -EINVAL 400, -ENOENT 404, -EEXIST, -EBUSY and
  * -ECANCELED 409, -EFBIG 413, -EAGAIN 503 with Retry-After: 1, others 500
  * (logged). */
 enum MHD_Result ctl_http_reply_sync_error(struct ctl_http_request *req, struct MHD_Connection *conn,
