@@ -6,7 +6,7 @@
  * extents of GET .../extents as sync_peer_extents_usable() checks them and
  * sync_peer_plan() cuts them into pieces.
  *
- * Those functions are static in sync/peer.c, so this file compiles peer.c
+ * Those functions are static in sync/peer.c, so this file compiles sync/peer/peer.c
  * itself (its public functions then come from here, not from libsync.a).
  *
  * Input: the source text, "\n", the image JSON, "\n", the extents JSON.
@@ -15,7 +15,7 @@
  * pieces, data pieces at most SYNC_CHUNK_MAX, and data wherever an extent
  * says there is data.
  */
-#include "../../sync/peer.c"
+#include "../../sync/peer/peer.c"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

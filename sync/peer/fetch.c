@@ -22,7 +22,7 @@
  * the fetcher holding it (its `done` is written only by that fetcher);
  * t->bytes is atomic. No lock is held across network or disk I/O.
  */
-#include "sync_internal.h"
+#include "../sync_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -36,7 +36,7 @@
  * held while transferring; sync->lock only inside sync_job_progress() and to
  * read sync->stopping.
  */
-#include "sync_internal.h"
+#include "../sync_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

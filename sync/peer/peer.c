@@ -21,7 +21,7 @@
  * Threads: the worker thread running the job (and peer_fetch.c's fetchers,
  * which share only the transfer). sync->lock is taken only to publish.
  */
-#include "sync_internal.h"
+#include "../sync_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
