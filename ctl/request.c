@@ -264,17 +264,17 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
                              "%s: field \"source\" must be an object with a string \"type\"", name);
     type = json_string_value(json_object_get(source, "type"));
     if (strcmp(type, "download") == 0) {
-        req->source = CTL_SOURCE_DOWNLOAD;
+        req->source = SYNC_SOURCE_DOWNLOAD;
         rc = ctl_fields_check(source, download_fields, "a download source", &cause);
         if (!rc)
             rc = ctl_string_field(source, "url", true, "", &req->url, &cause);
         if (!rc)
             rc = ctl_url_check(req->url, &cause);
     } else if (strcmp(type, "upload") == 0) {
-        req->source = CTL_SOURCE_UPLOAD;
+        req->source = SYNC_SOURCE_UPLOAD;
         rc = ctl_fields_check(source, upload_fields, "an upload source", &cause);
     } else if (strcmp(type, "clone") == 0) {
-        req->source = CTL_SOURCE_CLONE;
+        req->source = SYNC_SOURCE_CLONE;
         rc = ctl_fields_check(source, clone_fields, "a clone source", &cause);
         if (!rc)
             return ctl_name_field(source, "from", true, prefix, &req->clone_from, err);
@@ -364,6 +364,7 @@ static int ctl_op_fields_parse(struct ctl_request *req, const char *prefix, stru
             rc = ctl_source_parse(json_object_get(req->root, "source"), req, err);
         break;
     case CTL_OP_SYNC:
+        req->source = SYNC_SOURCE_PEER;
         rc = ctl_uuid_parse(req, true, prefix, err);
         if (!rc)
             rc = ctl_peers_parse(json_object_get(req->root, "from"), req, err);

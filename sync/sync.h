@@ -108,6 +108,8 @@ int sync_get(struct sync *sync, const char *name, struct sync_image_info *out,
              struct bim_error *err);
 int sync_get_by_id(struct sync *sync, uint64_t id, struct sync_image_info *out);
 
+/* Where the bytes come from: one operations table per type (sync/source.h,
+ * sync/sources.c). The values are 0, 1, ... with no gap. */
 enum sync_source_type {
     SYNC_SOURCE_UPLOAD,
     SYNC_SOURCE_CLONE,

@@ -16,7 +16,7 @@
  * Threads: the worker running the download, create (before the job exists)
  * and adoption (before any worker runs); no shared state.
  */
-#include "../sync_internal.h"
+#include "download.h"
 
 #include <errno.h>
 #include <jansson.h>

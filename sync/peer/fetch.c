@@ -22,7 +22,7 @@
  * the fetcher holding it (its `done` is written only by that fetcher);
  * t->bytes is atomic. No lock is held across network or disk I/O.
  */
-#include "../sync_internal.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +45,7 @@ struct sync_peer_fetcher {
     unsigned index;
     pthread_t thread;
     struct http_client *http;
-    char *buf; /* SYNC_DOWNLOAD_BUFFER bytes not yet written */
+    char *buf; /* SYNC_PEER_BUFFER bytes not yet written */
     size_t fill;
     /* the GET in flight */
     struct sync_peer_piece *piece;
@@ -128,7 +128,7 @@ static int sync_peer_on_data(void *ctx, const void *data, size_t len)
     if (f->fill == 0 && len >= SYNC_PEER_DIRECT_MIN)
         return sync_peer_write(f, data, len) < 0 ? -EIO : 0;
     while (len > 0) {
-        size_t n = SYNC_DOWNLOAD_BUFFER - f->fill;
+        size_t n = SYNC_PEER_BUFFER - f->fill;
 
         if (n > len)
             n = len;
@@ -136,7 +136,7 @@ static int sync_peer_on_data(void *ctx, const void *data, size_t len)
         f->fill += n;
         data = (const char *)data + n;
         len -= n;
-        if (f->fill == SYNC_DOWNLOAD_BUFFER && sync_peer_flush(f) < 0)
+        if (f->fill == SYNC_PEER_BUFFER && sync_peer_flush(f) < 0)
             return -EIO;
     }
     return 0;
@@ -462,7 +462,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
 
         f->t = t;
         f->index = (unsigned)started;
-        f->buf = malloc(SYNC_DOWNLOAD_BUFFER);
+        f->buf = malloc(SYNC_PEER_BUFFER);
         rc = f->buf ? sync_peer_client_open(t, &f->http) : -ENOMEM;
         if (rc == 0)
             rc = -pthread_create(&f->thread, NULL, sync_peer_fetcher_main, f);

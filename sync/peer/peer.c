@@ -21,7 +21,7 @@
  * Threads: the worker thread running the job (and peer_fetch.c's fetchers,
  * which share only the transfer). sync->lock is taken only to publish.
  */
-#include "../sync_internal.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -47,24 +47,27 @@ static bool sync_peer_addr_valid(const char *addr)
     return true;
 }
 
-int sync_peer_source_text(const char *name, const char *const *peers, char *out, size_t outlen,
-                          struct bim_error *err)
+int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, char *text,
+                         size_t textlen, struct bim_error *err)
 {
-    size_t count = 0, len;
+    size_t len;
 
+    out->count = 0;
     if (!peers || !peers[0])
-        return bim_error_set(err, -EINVAL, "%s: sync needs at least one peer (host:port)", name);
-    len = (size_t)snprintf(out, outlen, "sync:");
-    for (; peers[count]; count++) {
-        if (count == SYNC_PEER_MAX)
-            return bim_error_set(err, -EINVAL, "%s: more than %d peers", name, SYNC_PEER_MAX);
-        if (!sync_peer_addr_valid(peers[count]))
-            return bim_error_set(err, -EINVAL,
-                                 "%s: invalid peer address \"%.64s\": expected host:port", name,
-                                 peers[count]);
-        len += (size_t)snprintf(out + len, outlen - len, "%s%s", count ? "," : "", peers[count]);
-        if (len >= outlen)
-            return bim_error_set(err, -EINVAL, "%s: the peer list is too long", name);
+        return bim_error_set(err, -EINVAL, "sync needs at least one peer (host:port)");
+    len = (size_t)snprintf(text, textlen, "sync:");
+    for (; peers[out->count]; out->count++) {
+        const char *peer = peers[out->count];
+
+        if (out->count == SYNC_PEER_MAX)
+            return bim_error_set(err, -EINVAL, "more than %d peers", SYNC_PEER_MAX);
+        if (!sync_peer_addr_valid(peer))
+            return bim_error_set(err, -EINVAL, "invalid peer address \"%.64s\": expected host:port",
+                                 peer);
+        str_copy(out->addrs[out->count], sizeof(out->addrs[out->count]), peer);
+        len += (size_t)snprintf(text + len, textlen - len, "%s%s", out->count ? "," : "", peer);
+        if (len >= textlen)
+            return bim_error_set(err, -EINVAL, "the peer list is too long");
     }
     return 0;
 }
@@ -76,26 +79,18 @@ void sync_set_peer_token(struct sync *sync, const char *token)
     pthread_mutex_unlock(&sync->lock);
 }
 
-/* Sources from job->source ("sync:a:1,b:2"). */
-static int sync_peer_sources_parse(struct sync_peer_transfer *t, struct bim_error *err)
+/* The transfer's sources, from the job's typed list. */
+static int sync_peer_sources_init(struct sync_peer_transfer *t, const struct sync_peer_job *pj,
+                                  struct bim_error *err)
 {
-    const char *p = t->job->source + strlen("sync:");
-
-    if (strncmp(t->job->source, "sync:", 5) != 0)
-        return bim_error_set(err, -EINVAL, "not a peer sync source: %.64s", t->job->source);
-    while (*p && t->nsources < SYNC_PEER_MAX) {
+    for (size_t i = 0; i < pj->count && t->nsources < SYNC_PEER_MAX; i++) {
         struct sync_peer_source *s = &t->sources[t->nsources];
-        size_t n = strcspn(p, ",");
 
-        if (n == 0 || n > SYNC_PEER_ADDR_MAX)
-            return bim_error_set(err, -EINVAL, "invalid peer list");
-        memcpy(s->addr, p, n);
-        s->addr[n] = '\0';
+        str_copy(s->addr, sizeof(s->addr), pj->addrs[i]);
         /* built in two steps: GCC cannot tell that job->name and s are apart */
-        snprintf(s->url, sizeof(s->url), "http://%.*s/v1/images/", (int)n, p);
+        snprintf(s->url, sizeof(s->url), "http://%s/v1/images/", pj->addrs[i]);
         strncat(s->url, t->job->name, sizeof(s->url) - strlen(s->url) - 1);
         t->nsources++;
-        p += n + (p[n] == ',');
     }
     return t->nsources ? 0 : bim_error_set(err, -EINVAL, "no peer to sync from");
 }
@@ -241,9 +236,9 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
                  SYNC_PEER_SIZE_MAX);
         return -ENOENT;
     }
-    if (job->size && (uint64_t)size != job->size) {
+    if (t->want_size && (uint64_t)size != t->want_size) {
         snprintf(s->error, sizeof(s->error), "has %" PRIu64 " bytes, not the %" PRIu64 " asked for",
-                 (uint64_t)size, job->size);
+                 (uint64_t)size, t->want_size);
         return -ENOENT;
     }
     if (job->expected.algo == STORE_DIGEST_SHA512 && strcmp(job->expected.hex, sum) != 0) {
@@ -522,7 +517,8 @@ static int sync_peer_transfer_init(struct sync_peer_transfer *t, struct sync_job
     pthread_mutex_lock(&job->sync->lock);
     str_copy(t->token, sizeof(t->token), job->sync->peer_token);
     pthread_mutex_unlock(&job->sync->lock);
-    rc = sync_peer_sources_parse(t, err);
+    t->want_size = ((const struct sync_peer_job *)job->state)->size;
+    rc = sync_peer_sources_init(t, job->state, err);
     if (rc < 0)
         return rc;
     pthread_condattr_init(&attr);
@@ -544,7 +540,7 @@ static void sync_peer_transfer_free(struct sync_peer_transfer *t)
     free(t);
 }
 
-void sync_peer_run(struct sync_job *job)
+static void sync_peer_run(struct sync_job *job)
 {
     struct sync_peer_transfer *t = calloc(1, sizeof(*t));
     struct bim_error err = {{0}};
@@ -580,8 +576,8 @@ void sync_peer_run(struct sync_job *job)
         sync_transfer_fail(job, rc, &err);
         goto out;
     }
-    log_info("image=%s uuid=%s sync from %s: %" PRIu64 " bytes in %zu pieces", job->name, job->uuid,
-             job->source + 5, t->size, t->npieces);
+    log_info("image=%s uuid=%s %s: %" PRIu64 " bytes in %zu pieces", job->name, job->uuid,
+             job->source, t->size, t->npieces);
     sync_peer_expect(t, &expected);
     rc = store_writer_open(job->sync->store, job->name, job->uuid, &expected, false, &w, &err);
     if (rc == 0) {
@@ -605,3 +601,35 @@ void sync_peer_run(struct sync_job *job)
 out:
     sync_peer_transfer_free(t);
 }
+
+/* ---- the source's operations (source.h) ---- */
+
+static int sync_peer_prepare(struct sync *sync, const struct sync_create_request *req,
+                             struct sync_source_plan *plan, struct bim_error *err)
+{
+    struct sync_peer_job *pj;
+    int rc;
+
+    (void)sync;
+    if (!req->uuid)
+        return bim_error_set(err, -EINVAL, "sync needs the image's uuid");
+    pj = calloc(1, sizeof(*pj));
+    if (!pj)
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    rc = sync_peer_list_parse(req->peers, pj, plan->source, sizeof(plan->source), err);
+    if (rc < 0) {
+        free(pj);
+        return rc;
+    }
+    pj->size = req->size;
+    plan->state = pj;
+    return 0;
+}
+
+const struct sync_source_ops sync_peer_ops = {
+    .kind = "sync",
+    .transfer = true,
+    .prepare = sync_peer_prepare,
+    .run = sync_peer_run,
+    .free_state = free,
+};

@@ -9,7 +9,7 @@
  * rewrite of the cfg loses nothing and converges); an error has a message.
  */
 #include "store.h"
-#include "sync_internal.h"
+#include "download/download.h"
 
 #include <stdlib.h>
 #include <string.h>

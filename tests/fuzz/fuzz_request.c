@@ -80,7 +80,7 @@ static void fuzz_request_check(const char *line, size_t len)
             if (!ctl_peer_valid(req.peers[i]))
                 abort();
         }
-        if (req.source == CTL_SOURCE_DOWNLOAD && (!req.url || ctl_url_check(req.url, NULL) != 0))
+        if (req.source == SYNC_SOURCE_DOWNLOAD && (!req.url || ctl_url_check(req.url, NULL) != 0))
             abort();
     }
     fuzz_reply_check(&req, rc, &err);

@@ -4,7 +4,7 @@
  * parser) with the URL shown to users, the redaction of its credentials
  * from messages (http_url_redact), and "host:port" peers as ctl accepts them
  * (ctl_peer_valid) and sync turns them into a source list
- * (sync_peer_source_text).
+ * (sync_peer_list_parse).
  *
  * Input: the URL or address (a NUL ends it). Checks beyond the sanitizers:
  * the shown URL has no user info; a message quoting the URL keeps none of
@@ -12,7 +12,7 @@
  */
 #include "protocol.h"
 #include "http/client.h"
-#include "sync_internal.h"
+#include "peer/peer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,10 +58,11 @@ static void fuzz_url_check(const char *url)
 static void fuzz_peer_check(const char *peer)
 {
     const char *peers[] = {peer, NULL};
+    static struct sync_peer_job list;
     char out[STORE_SOURCE_MAX];
     struct bim_error err = {{0}};
 
-    if (ctl_peer_valid(peer) && sync_peer_source_text("img", peers, out, sizeof(out), &err) != 0)
+    if (ctl_peer_valid(peer) && sync_peer_list_parse(peers, &list, out, sizeof(out), &err) != 0)
         abort(); /* ctl accepts a peer that sync refuses */
 }
 

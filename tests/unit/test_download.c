@@ -6,7 +6,7 @@
  * server in tests/integration/test_download.py.
  */
 #include "check.h"
-#include "sync_internal.h"
+#include "download/download.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -79,7 +79,7 @@ static void test_create_fields_parse(void)
         CHECK_STR(req.name, "ubuntu");
         CHECK_STR(req.uuid, "1a2b");
         CHECK_STR(req.url, "https://example.com/u.img");
-        CHECK_INT(req.source, CTL_SOURCE_DOWNLOAD);
+        CHECK_INT(req.source, SYNC_SOURCE_DOWNLOAD);
     }
     ctl_request_clear(&req);
 
