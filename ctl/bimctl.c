@@ -107,7 +107,7 @@ static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client
 static int bimctl_call(struct ctl_client *client, const char *name, json_t *request, int pass_fd,
                        json_t **result)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct ctl_reply reply;
     int rc;
 
@@ -177,7 +177,7 @@ static int bimctl_wait(struct ctl_client *watch, const char *name, json_t *image
     for (;;) {
         json_t *st = json_object_get(current, "status");
         const char *state = bimctl_image_field(st, "state");
-        struct bim_error err = {{0}};
+        struct bim_error err = {0};
         json_t *event, *next;
         int rc;
 
@@ -387,7 +387,7 @@ static int bimctl_cmd_watch(const struct bimctl_args *a)
 {
     struct ctl_client client;
     json_t *request = json_pack("{s:s}", "op", "watch"), *ignored = NULL;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     json_t *event;
     int rc;
 

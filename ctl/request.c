@@ -251,7 +251,7 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
     static const char *const upload_fields[] = {"type", NULL};
     static const char *const clone_fields[] = {"type", "from", NULL};
     const char *name = req->name;
-    struct bim_error cause = {{0}};
+    struct bim_error cause = {0};
     char prefix[STORE_NAME_MAX + 3];
     const char *type;
     int rc;

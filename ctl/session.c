@@ -200,7 +200,7 @@ out:
 /* Answer one line. Returns nonzero when the connection must end. */
 static int ctl_session_line(struct ctl_session *s, const char *line, size_t len)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_watch *watch = NULL;
     struct ctl_request req;
     json_t *result = NULL, *reply;

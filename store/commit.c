@@ -38,7 +38,8 @@ static int commit_digest(struct store_writer *w, uint64_t size, char *sha512, ch
     rc = store_hasher_wait(w, size);
     store_hasher_stop(w);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot read back backing.tmp: %s", strerror(-rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot read back backing.tmp: %s",
+                               strerror(-rc));
     rc = store_digest_final(&w->digest, sha512, sha256);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot compute the checksum");
@@ -64,7 +65,8 @@ static int commit_compare(struct store_writer *w, const char *sha512, const char
     if (strcmp(w->expected.hex, got) == 0)
         return 0;
     store_checksum_format(&w->expected, expected);
-    return bim_error_set(err, -EINVAL, "checksum mismatch: expected %s, got %s", expected, got);
+    return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL,
+                           "checksum mismatch: expected %s, got %s", expected, got);
 }
 
 /* ftruncate to size, detect the format, fsync, stat. */
@@ -75,7 +77,8 @@ static int commit_file(struct store_writer *w, uint64_t size, struct store_forma
     int rc;
 
     if (ftruncate(w->fd, (off_t)size) < 0)
-        return bim_error_set(err, -errno, "cannot extend backing.tmp: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot extend backing.tmp: %s",
+                               strerror(errno));
     rc = store_image_path(w->store, w->name, w->uuid, STORE_BACKING_TMP, path, sizeof(path));
     if (rc < 0)
         return bim_error_set(err, rc, "path of backing.tmp: %s", strerror(-rc));
@@ -83,7 +86,8 @@ static int commit_file(struct store_writer *w, uint64_t size, struct store_forma
     if (rc < 0)
         return rc;
     if (fsync(w->fd) < 0 || fstat(w->fd, st) < 0)
-        return bim_error_set(err, -errno, "cannot sync backing.tmp: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot sync backing.tmp: %s",
+                               strerror(errno));
     return 0;
 }
 
@@ -114,10 +118,12 @@ static int commit_publish(struct store_writer *w, const struct store_cfg *cfg,
     int rc;
 
     if (renameat(w->dirfd, STORE_BACKING_TMP, w->dirfd, STORE_BACKING) < 0)
-        return bim_error_set(err, -errno, "cannot rename backing.tmp: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot rename backing.tmp: %s",
+                               strerror(errno));
     rc = store_durable_sync_dir(w->dirfd);
     if (rc < 0) {
-        bim_error_set(err, rc, "cannot sync the image directory: %s", strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot sync the image directory: %s",
+                        strerror(-rc));
         goto undo;
     }
     rc = store_image_save_cfg(w->store, w->name, w->uuid, cfg, err);

@@ -190,7 +190,7 @@ static int image_cfg_write(struct store *store, int dirfd, const char *name, con
     if (rc == 0)
         rc = store_cfg_write_at(dirfd, copy);
     if (rc < 0)
-        bim_error_set(err, rc, "cannot write backing.cfg: %s", strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write backing.cfg: %s", strerror(-rc));
     free(copy);
     return rc;
 }
@@ -230,7 +230,7 @@ static int image_create(struct store *store, const char *name, const char *uuid,
     }
     rc = store_durable_sync_dir(store->images_fd);
     if (rc < 0)
-        bim_error_set(err, rc, "cannot sync %s: %s", store->images, strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot sync %s: %s", store->images, strerror(-rc));
 out:
     if (dirfd >= 0)
         close(dirfd);

@@ -57,7 +57,7 @@ static void scan_fill_files(int dirfd, struct store_entry *entry)
 static void scan_one(struct store *store, const char *dirname, store_scan_fn fn, void *ctx)
 {
     struct store_entry *entry = NULL;
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     int dirfd, rc;
 
     dirfd = openat(store->images_fd, dirname, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);

@@ -58,7 +58,8 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
                    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (resume ? 0 : O_EXCL),
                    0644);
     if (w->fd < 0 || fstat(w->fd, &st) < 0) {
-        rc = bim_error_set(err, -errno, "cannot open backing.tmp: %s", strerror(errno));
+        rc = bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot open backing.tmp: %s",
+                             strerror(errno));
         goto fail;
     }
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
@@ -66,7 +67,8 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
         goto fail;
     }
     if (fcntl(w->fd, F_SETFL, 0) < 0) {
-        rc = bim_error_set(err, -errno, "cannot open backing.tmp: %s", strerror(errno));
+        rc = bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot open backing.tmp: %s",
+                             strerror(errno));
         goto fail;
     }
     w->max_size = store->max_size;

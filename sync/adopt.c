@@ -127,7 +127,7 @@ static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
 {
     struct sync_image_info *info = &rec->info;
     struct store_format_info fmt = {STORE_FORMAT_NONE, 0};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char path[PATH_MAX];
     int rc;
 
@@ -138,7 +138,8 @@ static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
         if (rc == 0)
             rc = store_format_detect(path, info->size, &fmt, &err);
         if (rc < 0) {
-            sync_record_set_failed(rec, err.message[0] ? err.message : strerror(-rc));
+            sync_record_set_failed(rec, err.message[0] ? err.cause : BIM_CAUSE_IO,
+                                   err.message[0] ? err.message : strerror(-rc));
             return;
         }
         info->format = fmt.format;
@@ -190,9 +191,11 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
         char why[STORE_REFUSED_MAX + 32];
 
         snprintf(why, sizeof(why), "%s; not adopted", e->backing_refused);
-        sync_record_set_failed(rec, why);
+        sync_record_set_failed(rec, BIM_CAUSE_SOURCE, why);
     } else if (strcmp(cfg->state, "failed") == 0) {
-        sync_record_set_failed(rec, cfg->error[0] ? cfg->error : "failed");
+        /* failed before this start: shown, not counted (its cause is not kept) */
+        sync_record_set_failed(rec, BIM_CAUSE_SOURCE, cfg->error[0] ? cfg->error : "failed");
+        rec->failure_counted = true;
         if (e->has_tmp)
             sync_adopt_fixup_add(ctx, e, true, false, NULL);
     } else if (e->has_backing) {
@@ -205,11 +208,11 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
     } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
         const char *why;
         if (!sync_adopt_resume(ctx, rec, e, &why)) {
-            sync_record_set_failed(rec, why);
+            sync_record_set_failed(rec, BIM_CAUSE_INTERRUPTED, why);
             sync_adopt_fixup_add(ctx, e, e->has_tmp, true, why);
         }
     } else {
-        sync_record_set_failed(rec, "backing file is missing");
+        sync_record_set_failed(rec, BIM_CAUSE_CHANGED, "backing file is missing");
     }
     sync_record_changed(sync, rec);
     log_info("image=%s uuid=%s adopted: %s%s%s", e->name, e->uuid, sync_state_name(rec->info.state),

@@ -58,7 +58,7 @@ static bool sync_clone_reflink(struct sync_job *job, struct store_writer *w, int
 static void sync_clone_run(struct sync_job *job)
 {
     const struct sync_clone *c = job->state;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct store_writer *w = NULL;
     bool trusted;
     struct stat st;
@@ -99,7 +99,8 @@ static void sync_clone_run(struct sync_job *job)
     if (trusted && size > 0 && sync_clone_reflink(job, w, src_fd)) {
         rc = store_writer_skip(w, 0, size);
         if (rc < 0)
-            bim_error_set(&err, rc, "cannot write: %s", store_writer_strerror(w, rc));
+            bim_error_cause(&err, BIM_CAUSE_IO, rc, "cannot write: %s",
+                            store_writer_strerror(w, rc));
         else
             sync_job_progress(job, size);
     } else {

@@ -41,7 +41,7 @@ struct sync_create_plan {
 static int sync_create_validate(struct sync *sync, const struct sync_create_request *req,
                                 struct sync_create_plan *plan, struct bim_error *err)
 {
-    struct bim_error cause = {{0}};
+    struct bim_error cause = {0};
     const char *name = req->name ? req->name : "";
     int rc;
 
@@ -115,7 +115,7 @@ static int sync_create_prepare(struct sync *sync, struct sync_create_plan *plan,
                                struct bim_error *err)
 {
     struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error store_err = {{0}};
+    struct bim_error store_err = {0};
     char dir[PATH_MAX];
     int rc;
 
@@ -163,7 +163,7 @@ int sync_create(struct sync *sync, const struct sync_create_request *req,
     struct sync_create_plan plan;
     struct sync_record *rec = NULL;
     struct sync_job *job = NULL;
-    struct bim_error cause = {{0}};
+    struct bim_error cause = {0};
     int rc;
 
     memset(&plan, 0, sizeof(plan));

@@ -45,7 +45,7 @@ static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result
 {
     struct sync *sync = job->sync;
     struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (!cfg)
@@ -156,8 +156,9 @@ static int sync_rehash_hash(struct sync_job *job, struct store_result *result,
 static void sync_rehash_run(struct sync_job *job)
 {
     struct sync *sync = job->sync;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char cause[BIM_ERROR_MAX];
+    enum bim_cause why = BIM_CAUSE_CHECKSUM;
     struct store_result result;
     bool mismatch = false;
     int rc;
@@ -167,11 +168,13 @@ static void sync_rehash_run(struct sync_job *job)
     rc = sync_rehash_hash(job, &result, &err);
     if (rc == -ECANCELED || sync_job_cancelled(job))
         return; /* deleted, or shutting down: the record goes away */
-    if (rc == -ENOENT)
+    if (rc == -ENOENT) {
+        why = BIM_CAUSE_CHANGED;
         str_copy(cause, sizeof(cause), "backing file is missing");
-    else if (rc < 0)
+    } else if (rc < 0) {
+        why = err.message[0] ? err.cause : BIM_CAUSE_IO;
         str_copy(cause, sizeof(cause), err.message[0] ? err.message : strerror(-rc));
-    else
+    } else
         sync_rehash_judge(job, &result, cause, sizeof(cause));
     mismatch = rc == 0 && cause[0];
 
@@ -185,7 +188,7 @@ static void sync_rehash_run(struct sync_job *job)
                           job->uuid, strerror(-rc));
         }
         pthread_mutex_lock(&sync->lock);
-        sync_record_set_failed(job->record, cause);
+        sync_record_set_failed(job->record, why, cause);
         sync_record_changed(sync, job->record);
         pthread_mutex_unlock(&sync->lock);
         return;

@@ -208,7 +208,8 @@ static int sync_stream_flush(struct sync_stream *s, struct bim_error *err)
         return 0;
     rc = store_writer_pwrite(s->w, s->buf, s->fill, s->off - s->fill);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(s->w, rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write: %s",
+                               store_writer_strerror(s->w, rc));
     s->fill = 0;
     sync_job_progress(s->job, s->off);
     return 0;
@@ -289,10 +290,9 @@ int sync_stream_end(struct sync_stream *s, struct sync_image_info *out, struct b
     if (sync_get_by_id(sync, id, out) < 0)
         return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", name);
     if (out->state != SYNC_STATE_READY) {
-        enum sync_failure_reason why = sync_failure_classify(out->error);
-
         if (rc == 0)
-            rc = why == SYNC_FAILURE_CHECKSUM || why == SYNC_FAILURE_FORMAT ? -EINVAL : -EIO;
+            rc =
+                out->cause == BIM_CAUSE_CHECKSUM || out->cause == BIM_CAUSE_FORMAT ? -EINVAL : -EIO;
         return bim_error_set(err, rc, "%s: %s", out->name, out->error);
     }
     return 0;
@@ -320,7 +320,7 @@ static void sync_stream_cut_cause(const struct sync_stream *s, char *out, size_t
 
 void sync_stream_abort(struct sync_stream *s)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     if (!sync_stream_enter(s)) {
         /* deleted: the delete aborted the writer and removed the directory */

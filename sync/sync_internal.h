@@ -156,17 +156,15 @@ void sync_record_changed(struct sync *sync, struct sync_record *rec);
 /* Hide the record and queue delete events with its last state. */
 void sync_record_hide_deleted(struct sync *sync, struct sync_record *rec);
 
-/* Make the record failed with `message` (the cause, without the name). */
-void sync_record_set_failed(struct sync_record *rec, const char *message);
+/* Make the record failed with `message` (the cause's words, without the
+ * name) and its typed cause, as decided where the failure happened. */
+void sync_record_set_failed(struct sync_record *rec, enum bim_cause cause, const char *message);
 
 /* Make the record ready from what a commit or hash found. */
 void sync_record_set_ready(struct sync_record *rec, const struct store_result *result);
 
 /* Count the record's failure in sync->stats once (send.c; sync->lock held). */
 void sync_stats_note(struct sync *sync, struct sync_record *rec);
-
-/* Why an image failed, from its error message (send.c). */
-enum sync_failure_reason sync_failure_classify(const char *message);
 
 /* The same file, unchanged: inode, size and mtime equal. (no lock needed) */
 bool sync_stat_same(const struct stat *a, const struct stat *b);

@@ -34,7 +34,8 @@ static int sync_upload_flush(struct sync_job *job, struct store_writer *w, const
         return bim_error_set(err, -EFBIG, "upload too large");
     rc = store_writer_pwrite(w, buf, *fill, *off);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(w, rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write: %s",
+                               store_writer_strerror(w, rc));
     *off = end;
     *fill = 0;
     sync_job_progress(job, end);
@@ -105,7 +106,7 @@ static int sync_upload_stream(struct sync_job *job, int fd, struct store_writer 
 static void sync_upload_run(struct sync_job *job)
 {
     struct sync_upload *up = job->state;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct store_writer *w = NULL;
     uint64_t size = 0;
     struct stat st;

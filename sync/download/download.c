@@ -100,6 +100,7 @@ static int sync_download_vstop(struct sync_download *d, enum sync_download_end e
     d->end = end;
     d->local = local;
     vsnprintf(d->why.message, sizeof(d->why.message), fmt, ap);
+    d->why.cause = local ? BIM_CAUSE_IO : BIM_CAUSE_SOURCE;
     return -ECANCELED;
 }
 
@@ -214,7 +215,7 @@ static void sync_download_flush_last(struct sync_download *d)
 /* Start over from byte 0: a fresh writer (an empty backing.tmp, a new digest). */
 static int sync_download_reset(struct sync_download *d)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     store_writer_abort(d->w);
@@ -236,7 +237,7 @@ static int sync_download_reset(struct sync_download *d)
  * sparse image takes far less); a full disk fails fast with ENOSPC. */
 static int sync_download_limit(struct sync_download *d, int64_t total)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     if (total <= 0 || sync_size_check(d->sync, (uint64_t)total, &err) == 0)
         return 0;
@@ -255,7 +256,7 @@ static const char *sync_download_etag(const struct http_response *r)
 static void sync_download_remember(struct sync_download *d, const struct http_response *r)
 {
     struct sync_download_saved *s = &d->saved;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (strcmp(s->etag, sync_download_etag(r)) == 0 &&
@@ -416,7 +417,7 @@ static void sync_download_attempt(struct sync_download *d)
         .ctx = d,
     };
     const char *validator = d->saved.etag[0] ? d->saved.etag : d->saved.last_modified;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     d->attempts++;
@@ -571,7 +572,7 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
 static void sync_download_run(struct sync_job *job)
 {
     struct sync_download *d = calloc(1, sizeof(*d));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     uint64_t size = 0;
     int rc;
 

@@ -257,7 +257,7 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
 static int sync_peer_ask(struct sync_peer_transfer *t, struct http_client *h,
                          struct sync_peer_source *s)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct http_response reply;
     json_t *img = NULL;
     int rc;
@@ -332,7 +332,8 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
                 mismatch = s;
         }
         if (!again && mismatch)
-            return bim_error_set(err, -EINVAL, "%s (from %s)", mismatch->error, mismatch->addr);
+            return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL, "%s (from %s)",
+                                   mismatch->error, mismatch->addr);
         sync_peer_errors(t, causes, sizeof(causes));
         if (!again)
             return bim_error_set(err, -ENOENT, "no source can provide the image: %s", causes);
@@ -451,7 +452,7 @@ static json_t *sync_peer_extents(struct sync_peer_transfer *t, struct http_clien
     for (size_t k = 0; k < t->nsources; k++) {
         struct sync_peer_source *s = &t->sources[(first + k) % t->nsources];
         struct http_response reply;
-        struct bim_error err = {{0}};
+        struct bim_error err = {0};
         json_t *extents = NULL;
 
         if (s->fatal)
@@ -543,7 +544,7 @@ static void sync_peer_transfer_free(struct sync_peer_transfer *t)
 static void sync_peer_run(struct sync_job *job)
 {
     struct sync_peer_transfer *t = calloc(1, sizeof(*t));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct store_writer *w = NULL;
     struct store_checksum expected;
     json_t *extents = NULL;

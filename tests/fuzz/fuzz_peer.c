@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
     struct sync_peer_transfer *t = &transfer;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char *source = fuzz_part(&p, end);
     char *image = fuzz_part(&p, end);
     const char *peers[SYNC_PEER_MAX + 2];

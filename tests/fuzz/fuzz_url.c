@@ -35,7 +35,7 @@ static char *fuzz_userinfo(const char *url)
 static void fuzz_url_check(const char *url)
 {
     char shown[HTTP_URL_MAX + 1], text[4 * HTTP_URL_MAX + 64];
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     bool credentials = false;
     char *info;
     int rc;
@@ -60,7 +60,7 @@ static void fuzz_peer_check(const char *peer)
     const char *peers[] = {peer, NULL};
     static struct sync_peer_job list;
     char out[STORE_SOURCE_MAX];
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     if (ctl_peer_valid(peer) && sync_peer_list_parse(peers, &list, out, sizeof(out), &err) != 0)
         abort(); /* ctl accepts a peer that sync refuses */

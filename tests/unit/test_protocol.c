@@ -240,7 +240,7 @@ static void test_bad_names_rejected(void)
 
 static void expect_url_invalid(const char *url, const char *want)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = ctl_url_check(url, &err);
 
     CHECK(rc == -EINVAL, "URL %s accepted", url);
@@ -252,7 +252,7 @@ static void expect_url_invalid(const char *url, const char *want)
 
 static void test_bad_urls_rejected(void)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     expect_url_invalid("file:///etc/passwd", "unsupported URL scheme \"file\"");
     expect_url_invalid("ftp://example.com/x", "unsupported URL scheme \"ftp\"");
@@ -410,7 +410,7 @@ static void test_reply_round_trip(void)
 {
     json_t *id = json_integer(3);
     json_t *reply = ctl_reply_error(id, -ENOENT, "ubuntu: no such image");
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct ctl_reply parsed;
     char *text = dump(reply);
     int rc = ctl_reply_parse(text, strlen(text), &parsed, &err);
