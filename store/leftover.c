@@ -58,7 +58,7 @@ bool store_dirname_parses(const char *dirname, size_t len)
 }
 
 /* Does dirfd hold no entry but those named in allowed? 0 or -errno. */
-static int dir_holds_only(int dirfd, const char *const *allowed, size_t count, bool *only)
+static int store_dir_holds_only(int dirfd, const char *const *allowed, size_t count, bool *only)
 {
     struct dirent *de;
     DIR *dir;
@@ -136,8 +136,8 @@ int store_dir_remove(int parent_fd, const char *name)
 }
 
 /* Which leftover dirname is, and what it may hold to be removed. */
-static bool leftover_kind(int dirfd, const char *dirname, const char *const **allowed,
-                          size_t *count)
+static bool store_leftover_kind(int dirfd, const char *dirname, const char *const **allowed,
+                                size_t *count)
 {
     static const char *const staging[] = {STORE_CFG, STORE_CFG_TMP};
     static const char *const unfinished[] = {STORE_BACKING_TMP, STORE_CFG_TMP};
@@ -166,9 +166,9 @@ bool store_leftover_sweep(struct store *store, const char *dirname, int dirfd)
     bool only;
     int rc;
 
-    if (!leftover_kind(dirfd, dirname, &allowed, &count))
+    if (!store_leftover_kind(dirfd, dirname, &allowed, &count))
         return false;
-    rc = dir_holds_only(dirfd, allowed, count, &only);
+    rc = store_dir_holds_only(dirfd, allowed, count, &only);
     if (rc < 0 || !only)
         return false;
     rc = store_dir_remove(store->images_fd, dirname);

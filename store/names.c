@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static bool char_alnum(char c)
+static bool store_char_alnum(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
@@ -28,11 +28,11 @@ bool store_name_valid(const char *name)
         return false;
     len = strnlen(name, STORE_NAME_MAX + 1);
     /* the regex needs the first character and at least one more */
-    if (len < 2 || len > STORE_NAME_MAX || !char_alnum(name[0]))
+    if (len < 2 || len > STORE_NAME_MAX || !store_char_alnum(name[0]))
         return false;
     for (size_t i = 1; i < len; i++) {
         char c = name[i];
-        if (!char_alnum(c) && c != '_' && c != '.' && c != '-')
+        if (!store_char_alnum(c) && c != '_' && c != '.' && c != '-')
             return false;
     }
     return true;
@@ -48,13 +48,13 @@ bool store_uuid_valid(const char *uuid)
     if (len < 1 || len > STORE_UUID_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
-        if (!char_alnum(uuid[i]) && uuid[i] != '-')
+        if (!store_char_alnum(uuid[i]) && uuid[i] != '-')
             return false;
     }
     return true;
 }
 
-static void random_fill(unsigned char *buf, size_t len)
+static void store_random_fill(unsigned char *buf, size_t len)
 {
     size_t got = 0;
 
@@ -84,7 +84,7 @@ void store_uuid_generate(char out[9])
 {
     unsigned char bytes[4];
 
-    random_fill(bytes, sizeof(bytes));
+    store_random_fill(bytes, sizeof(bytes));
     snprintf(out, 9, "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
 }
 
@@ -98,7 +98,7 @@ int store_dirname(const char *name, const char *uuid, char out[STORE_DIRNAME_MAX
 
 /* Copy `len` hex digits of `hex` lowercased into out; false on a non-hex
  * character or a wrong length. */
-static bool hex_copy_lower(const char *hex, size_t len, char *out)
+static bool store_hex_copy_lower(const char *hex, size_t len, char *out)
 {
     if (strlen(hex) != len)
         return false;
@@ -120,14 +120,14 @@ int store_checksum_parse(const char *text, struct store_checksum *out, struct bi
     if (!text || !*text)
         return 0;
     if (strncmp(text, "sha256:", 7) == 0) {
-        if (!hex_copy_lower(text + 7, 64, out->hex))
+        if (!store_hex_copy_lower(text + 7, 64, out->hex))
             goto invalid;
         out->algo = STORE_DIGEST_SHA256;
         return 0;
     }
     if (strncmp(text, "sha512:", 7) == 0)
         text += 7;
-    if (!hex_copy_lower(text, 128, out->hex))
+    if (!store_hex_copy_lower(text, 128, out->hex))
         goto invalid;
     out->algo = STORE_DIGEST_SHA512;
     return 0;
