@@ -1,6 +1,9 @@
 /*
- * sync_internal.h - what the files of sync/ share: the registry, records,
- * jobs and watches (see docs/sync.md).
+ * sync_internal.h - the core of sync/: the registry, records, jobs, the
+ * worker pool and watches, and what every source may call (progress,
+ * finish, checks). Each source's own state and helpers are in its own file
+ * or folder header (source.h, download/download.h, peer/peer.h); neither
+ * libcurl nor jansson is seen from here (see docs/sync.md).
  *
  * Locks: sync->lock guards everything in struct sync below the "guarded"
  * line, every struct sync_record, and the queue links of every job. A watch's
@@ -13,11 +16,9 @@
 #ifndef BIMFS_SYNC_INTERNAL_H
 #define BIMFS_SYNC_INTERNAL_H
 
-#include "http/client.h"
 #include "source.h"
 #include "sync.h"
 
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>

@@ -9,7 +9,10 @@
 #ifndef BIMFS_SYNC_DOWNLOAD_H
 #define BIMFS_SYNC_DOWNLOAD_H
 
+#include "../http/client.h"
 #include "../sync_internal.h"
+
+#include <jansson.h>
 
 #define SYNC_DOWNLOAD_BUFFER (1u << 20) /* received bytes are written in pieces this large */
 #define SYNC_URL_MAX HTTP_URL_MAX       /* bytes of a download URL */

@@ -9,7 +9,10 @@
 #ifndef BIMFS_SYNC_PEER_H
 #define BIMFS_SYNC_PEER_H
 
+#include "../http/client.h"
 #include "../sync_internal.h"
+
+#include <jansson.h>
 
 #define SYNC_PEER_BUFFER (1u << 20)            /* received bytes are written in pieces this large */
 #define SYNC_PEER_MAX 16                       /* sources of one image */
