@@ -1,5 +1,5 @@
 /*
- * download_cfg.c - what a download keeps in its backing.cfg so that the
+ * cfg.c - what a download keeps in its backing.cfg so that the
  * next start can resume it: one object among the cfg's extra fields
  * (Longhorn ignores fields it does not know):
  *

@@ -1,5 +1,5 @@
 /*
- * peer_fetch.c - moving the pieces of a peer sync: fetcher threads (each
+ * fetch.c - moving the pieces of a peer sync: fetcher threads (each
  * with its own HTTP client and connection) take pieces in order, holes are
  * marked with store_writer_skip, data ranges are fetched from a source
  * with Range and written with store_writer_pwrite (zero blocks stay holes;

@@ -3,11 +3,11 @@
  * bimfs daemons over their HTTP API. This file holds the job's frame: the
  * source list, asking the sources for the image (uuid, state, size,
  * checksum) and its data extents, the plan of pieces, the expectation, the
- * writer, and the outcome. The pieces move in peer_fetch.c.
+ * writer, and the outcome. The pieces move in fetch.c.
  *
  *   GET http://<source>/v1/images/<name>           which image, ready?, size, checksum
  *   GET http://<source>/v1/images/<name>/extents   where the data is
- *   GET .../backing with Range                     the data (peer_fetch.c)
+ *   GET .../backing with Range                     the data (fetch.c)
  *
  * A source that does not answer, answers 5xx or has the image not ready
  * yet is asked again (backing off up to SYNC_PEER_BACKOFF_MAX_MS); one that
@@ -18,7 +18,7 @@
  * HTTP is the client's (sync/http/client.h); this file opens it for peers
  * and reads the small JSON answers into a bounded buffer.
  *
- * Threads: the worker thread running the job (and peer_fetch.c's fetchers,
+ * Threads: the worker thread running the job (and fetch.c's fetchers,
  * which share only the transfer). sync->lock is taken only to publish.
  */
 #include "peer.h"

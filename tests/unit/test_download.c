@@ -2,7 +2,7 @@
  * test_download.c - the pure parts of downloads: URL checks and the URL users
  * see (sync/http/url.c), redaction of credentials in curl's messages, the
  * Content-Range parser (sync/http/client.c), and what the cfg keeps to resume
- * (sync/download_cfg.c). The transfers themselves are tested against a real
+ * (sync/download/cfg.c). The transfers themselves are tested against a real
  * server in tests/integration/test_download.py.
  */
 #include "check.h"
