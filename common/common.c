@@ -17,6 +17,27 @@
 static atomic_bool log_debug_on;
 static atomic_bool log_syslog_on;
 
+const char *bim_cause_name(enum bim_cause cause)
+{
+    switch (cause) {
+    case BIM_CAUSE_SOURCE:
+        return "source";
+    case BIM_CAUSE_CHECKSUM:
+        return "checksum";
+    case BIM_CAUSE_FORMAT:
+        return "format";
+    case BIM_CAUSE_IO:
+        return "io";
+    case BIM_CAUSE_CHANGED:
+        return "changed";
+    case BIM_CAUSE_INTERRUPTED:
+        return "interrupted";
+    case BIM_CAUSE_COUNT:
+        break;
+    }
+    return "source";
+}
+
 int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -26,13 +47,29 @@ int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
+    err->cause = BIM_CAUSE_SOURCE;
+    return code;
+}
+
+int bim_error_cause(struct bim_error *err, enum bim_cause cause, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err)
+        return code;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    err->cause = cause;
     return code;
 }
 
 void bim_error_clear(struct bim_error *err)
 {
-    if (err)
+    if (err) {
         err->message[0] = '\0';
+        err->cause = BIM_CAUSE_SOURCE;
+    }
 }
 
 void log_use_syslog(void)

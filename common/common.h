@@ -32,19 +32,42 @@
 #define BIM_EXTENTS_MAX 65536 /* extents listed by a server, used by a client; the rest is one */
 
 /*
- * The message that travels with a -errno return. Functions that can fail in
- * a way a user must understand take a `struct bim_error *` (which may be NULL)
- * and fill it with "<cause>" (no trailing newline). Whoever reports it to the
- * user prefixes the image name.
+ * Why something failed, typed where it happens, next to its message: what
+ * metrics count and what policy reads (never the message's words).
+ */
+enum bim_cause {
+    BIM_CAUSE_SOURCE = 0,  /* the source failed: network, peer, HTTP status, upload (the default) */
+    BIM_CAUSE_CHECKSUM,    /* checksum mismatch */
+    BIM_CAUSE_FORMAT,      /* a rejected image format (qcow2 refused, raw not a multiple of 512) */
+    BIM_CAUSE_IO,          /* a local read or write failed */
+    BIM_CAUSE_CHANGED,     /* a ready file changed or vanished behind bimfs's back */
+    BIM_CAUSE_INTERRUPTED, /* cut by a daemon restart */
+    BIM_CAUSE_COUNT
+};
+
+/* "source", "checksum", "format", "io", "changed", "interrupted" */
+const char *bim_cause_name(enum bim_cause cause);
+
+/*
+ * The message that travels with a -errno return, and its cause. Functions
+ * that can fail in a way a user must understand take a `struct bim_error *`
+ * (which may be NULL) and fill it with "<cause>" (no trailing newline).
+ * Whoever reports it to the user prefixes the image name.
  */
 struct bim_error {
     char message[BIM_ERROR_MAX];
+    enum bim_cause cause;
 };
 
-/* Set err->message from a printf format; does nothing when err is NULL.
- * Returns `code` so that `return bim_error_set(err, -EINVAL, "...")` reads well. */
+/* Set err->message from a printf format, and the cause to BIM_CAUSE_SOURCE;
+ * does nothing when err is NULL. Returns `code` so that
+ * `return bim_error_set(err, -EINVAL, "...")` reads well. */
 int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The same with another cause. */
+int bim_error_cause(struct bim_error *err, enum bim_cause cause, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Empty the message. */
 void bim_error_clear(struct bim_error *err);

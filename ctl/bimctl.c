@@ -107,7 +107,7 @@ static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client
 static int bimctl_call(struct ctl_client *client, const char *name, json_t *request, int pass_fd,
                        json_t **result)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct ctl_reply reply;
     int rc;
 
@@ -164,7 +164,7 @@ static const char *bimctl_field(json_t *obj, const char *key)
  * daemon wrote it with the same code); a failure is printed. */
 static int bimctl_image_read(const char *name, json_t *value, struct wire_image *out)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     if (wire_image_from_json(value, out, &err) == 0)
         return 0;
@@ -189,7 +189,7 @@ static int bimctl_wait(struct ctl_client *watch, const char *name, struct wire_i
     str_copy(uuid, sizeof(uuid), current->uuid);
     for (;;) {
         const char *state = current->status.state;
-        struct bim_error err = {{0}};
+        struct bim_error err = {0};
         json_t *event;
         int rc;
 
@@ -431,7 +431,7 @@ static int bimctl_cmd_watch(const struct bimctl_args *a)
 {
     struct ctl_client client;
     json_t *request = json_pack("{s:s}", "op", "watch"), *ignored = NULL;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     json_t *event;
     int rc;
 

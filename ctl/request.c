@@ -137,7 +137,7 @@ static int ctl_name_field(json_t *obj, const char *key, bool required, const cha
 {
     int rc = ctl_string_field(obj, key, required, prefix, out, err);
 
-    struct bim_error cause = {{0}};
+    struct bim_error cause = {0};
 
     if (rc || !*out)
         return rc;
@@ -155,7 +155,7 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
     static const char *const upload_fields[] = {"type", NULL};
     static const char *const clone_fields[] = {"type", "from", NULL};
     const char *name = req->name;
-    struct bim_error cause = {{0}};
+    struct bim_error cause = {0};
     char prefix[BIM_NAME_MAX + 3];
     const char *type;
     int rc;
@@ -168,15 +168,15 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
                              "%s: field \"source\" must be an object with a string \"type\"", name);
     type = json_string_value(json_object_get(source, "type"));
     if (strcmp(type, "download") == 0) {
-        req->source = CTL_SOURCE_DOWNLOAD;
+        req->source = SYNC_SOURCE_DOWNLOAD;
         rc = ctl_fields_check(source, download_fields, "a download source", &cause);
         if (!rc) /* its syntax is sync's (the parser that fetches it judges it) */
             rc = ctl_string_field(source, "url", true, "", &req->url, &cause);
     } else if (strcmp(type, "upload") == 0) {
-        req->source = CTL_SOURCE_UPLOAD;
+        req->source = SYNC_SOURCE_UPLOAD;
         rc = ctl_fields_check(source, upload_fields, "an upload source", &cause);
     } else if (strcmp(type, "clone") == 0) {
-        req->source = CTL_SOURCE_CLONE;
+        req->source = SYNC_SOURCE_CLONE;
         rc = ctl_fields_check(source, clone_fields, "a clone source", &cause);
         if (!rc)
             return ctl_name_field(source, "from", true, prefix, &req->clone_from, err);
@@ -219,7 +219,7 @@ static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_err
     }
     req->peers[req->peer_count] = NULL;
     for (i = 0; i < req->peer_count; i++) {
-        struct bim_error cause = {{0}};
+        struct bim_error cause = {0};
         int rc = wire_peer_check(req->peers[i], &cause);
 
         if (rc)
@@ -231,7 +231,7 @@ static int ctl_peers_parse(json_t *from, struct ctl_request *req, struct bim_err
 static int ctl_uuid_parse(struct ctl_request *req, bool required, const char *prefix,
                           struct bim_error *err)
 {
-    struct bim_error cause = {{0}};
+    struct bim_error cause = {0};
     int rc = ctl_string_field(req->root, "uuid", required, prefix, &req->uuid, err);
 
     if (rc || !req->uuid)
@@ -269,6 +269,7 @@ static int ctl_op_fields_parse(struct ctl_request *req, const char *prefix, stru
             rc = ctl_source_parse(json_object_get(req->root, "source"), req, err);
         break;
     case CTL_OP_SYNC:
+        req->source = SYNC_SOURCE_PEER;
         rc = ctl_uuid_parse(req, true, prefix, err);
         if (!rc)
             rc = ctl_peers_parse(json_object_get(req->root, "from"), req, err);

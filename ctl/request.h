@@ -12,6 +12,7 @@
 
 #include "ctl.h"
 #include "protocol.h"
+#include "sync.h" /* enum sync_source_type */
 
 /* ---- server side: requests ---- */
 
@@ -25,13 +26,6 @@ enum ctl_op {
     CTL_OP_WATCH,
 };
 
-enum ctl_source {
-    CTL_SOURCE_NONE,
-    CTL_SOURCE_DOWNLOAD,
-    CTL_SOURCE_UPLOAD,
-    CTL_SOURCE_CLONE,
-};
-
 /* A validated request; the strings borrow from root. */
 struct ctl_request {
     json_t *root;
@@ -40,7 +34,7 @@ struct ctl_request {
     const char *name; /* NULL when absent (list, version, watch of all) */
     const char *uuid; /* NULL when absent */
     const char *checksum;
-    enum ctl_source source;               /* create */
+    enum sync_source_type source;         /* create and sync (SYNC_SOURCE_PEER) */
     const char *url;                      /* download */
     const char *clone_from;               /* clone */
     const char *peers[BIM_PEERS_MAX + 1]; /* sync: NULL-terminated */

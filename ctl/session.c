@@ -81,30 +81,29 @@ static int ctl_session_create(struct ctl_session *s, const struct ctl_request *r
         .name = req->name,
         .uuid = req->uuid,
         .checksum = req->checksum,
+        .type = req->source,
         .fd = -1,
     };
     int rc;
 
-    switch (req->op == CTL_OP_SYNC ? CTL_SOURCE_NONE : req->source) {
-    case CTL_SOURCE_NONE:
-        create.type = SYNC_SOURCE_PEER;
+    switch (req->source) {
+    case SYNC_SOURCE_PEER:
         create.peers = req->peers;
         create.size = req->size;
         break;
-    case CTL_SOURCE_DOWNLOAD:
-        create.type = SYNC_SOURCE_DOWNLOAD;
+    case SYNC_SOURCE_DOWNLOAD:
         create.url = req->url;
         break;
-    case CTL_SOURCE_UPLOAD:
-        create.type = SYNC_SOURCE_UPLOAD;
+    case SYNC_SOURCE_UPLOAD:
         rc = ctl_session_upload_fd(s, req->name, &create.fd, err);
         if (rc)
             return rc;
         break;
-    case CTL_SOURCE_CLONE:
-        create.type = SYNC_SOURCE_CLONE;
+    case SYNC_SOURCE_CLONE:
         create.from = req->clone_from;
         break;
+    case SYNC_SOURCE_STREAM: /* the HTTP server's PUT only */
+        return bim_error_set(err, -EINVAL, "%s: unknown source type", req->name);
     }
     /* sync owns create.fd from here, failure or not */
     return sync_create(s->sync, &create, info, err);
@@ -201,7 +200,7 @@ out:
 /* Answer one line. Returns nonzero when the connection must end. */
 static int ctl_session_line(struct ctl_session *s, const char *line, size_t len)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_watch *watch = NULL;
     struct ctl_request req;
     json_t *result = NULL, *reply;

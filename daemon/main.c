@@ -118,7 +118,7 @@ out:
 static int daemon_prepare(struct daemon *d)
 {
     struct options *o = &d->opts;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct fuse_args args = FUSE_ARGS_INIT(o->fuse_argc, o->fuse_argv);
     struct fs_options fs_opts = {
         .mountpoint = o->mountpoint,
@@ -162,7 +162,7 @@ static int daemon_serve(struct daemon *d)
         .stall_timeout_ms = o->stall_timeout_sec * 1000u,
         .retry_max = o->download_retries,
     };
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char disk_uuid[STORE_UUID_MAX + 1] = "";
     int rc;
 
@@ -223,7 +223,7 @@ static void daemon_teardown(struct daemon *d)
 int main(int argc, char **argv)
 {
     struct daemon d = {.ctl_fd = -1, .http_fd = -1};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int status = 1;
 
     if (options_parse(argc, argv, &d.opts, &err)) {

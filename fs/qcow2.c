@@ -118,7 +118,7 @@ void fs_qcow_put(struct fs *fs, struct fs_qcow *q)
 /* Open q->img from fd (no lock held). */
 static int fs_qcow_open_image(struct fs_qcow *q, int fd, uint64_t virtual_size)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct timespec t0, t1;
     int rc;
 

@@ -29,14 +29,14 @@
 #define INCOMPAT_COMPRESSION (UINT64_C(1) << 3)
 #define INCOMPAT_EXTL2 (UINT64_C(1) << 4)
 
-static uint32_t be32_at(const uint8_t *p)
+static uint32_t qcow_be32_at(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-static uint64_t be64_at(const uint8_t *p)
+static uint64_t qcow_be64_at(const uint8_t *p)
 {
-    return (uint64_t)be32_at(p) << 32 | be32_at(p + 4);
+    return (uint64_t)qcow_be32_at(p) << 32 | qcow_be32_at(p + 4);
 }
 
 int qcow_pread_exact(int fd, void *buf, size_t len, uint64_t off)
@@ -48,8 +48,8 @@ int qcow_pread_exact(int fd, void *buf, size_t len, uint64_t off)
 }
 
 /* "qcow2 image refers to a backing file (<name>)", the name made printable. */
-static int header_reject_backing(int fd, uint64_t file_size, uint64_t name_off, uint32_t name_len,
-                                 struct bim_error *err)
+static int qcow_header_reject_backing(int fd, uint64_t file_size, uint64_t name_off,
+                                      uint32_t name_len, struct bim_error *err)
 {
     char raw[BACKING_NAME_SHOWN];
     char shown[BACKING_NAME_SHOWN + 4];
@@ -70,17 +70,17 @@ static int header_reject_backing(int fd, uint64_t file_size, uint64_t name_off, 
 }
 
 /* The v3 fields: incompatible features, refcount order, header length. */
-static int header_check_v3(const uint8_t *h, uint64_t file_size, struct qcow_header *hdr,
-                           struct bim_error *err)
+static int qcow_header_check_v3(const uint8_t *h, uint64_t file_size, struct qcow_header *hdr,
+                                struct bim_error *err)
 {
     uint64_t known = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION |
                      INCOMPAT_EXTL2;
-    uint64_t incompat = be64_at(h + 72);
+    uint64_t incompat = qcow_be64_at(h + 72);
     uint8_t compression = 0;
 
     hdr->incompatible = incompat;
-    hdr->refcount_order = be32_at(h + 96);
-    hdr->header_length = be32_at(h + 100);
+    hdr->refcount_order = qcow_be32_at(h + 96);
+    hdr->header_length = qcow_be32_at(h + 100);
     if (hdr->header_length < HEADER_V3_MIN_LENGTH || hdr->header_length > hdr->cluster_size)
         return bim_error_set(err, -EINVAL, "qcow2 image has an invalid header length %" PRIu32,
                              hdr->header_length);
@@ -119,7 +119,7 @@ static int header_check_v3(const uint8_t *h, uint64_t file_size, struct qcow_hea
 }
 
 /* The active L1 table and the virtual size it must describe. */
-static int header_check_l1(uint64_t file_size, struct qcow_header *hdr, struct bim_error *err)
+static int qcow_header_check_l1(uint64_t file_size, struct qcow_header *hdr, struct bim_error *err)
 {
     /* One L1 entry maps cluster_size/8 clusters: 2^(2*cluster_bits-3) bytes. */
     unsigned shift = 2 * hdr->cluster_bits - 3;
@@ -174,42 +174,42 @@ int qcow_header_parse(int fd, uint64_t file_size, struct qcow_header *out, struc
     ret = qcow_pread_exact(fd, h, avail, 0);
     if (ret < 0)
         return bim_error_set(err, ret, "cannot read the qcow2 header: %s", strerror(-ret));
-    if (be32_at(h) != QCOW_MAGIC)
+    if (qcow_be32_at(h) != QCOW_MAGIC)
         return bim_error_set(err, -EMEDIUMTYPE, "not a qcow2 image (no qcow magic)");
     if (avail < HEADER_V2_LENGTH)
         return bim_error_set(err, -EINVAL, "qcow2 image is truncated (header of %zu bytes)", avail);
 
-    hdr.version = be32_at(h + 4);
+    hdr.version = qcow_be32_at(h + 4);
     if (hdr.version != 2 && hdr.version != 3)
         return bim_error_set(err, -EINVAL, "unsupported qcow version %" PRIu32 " (need 2 or 3)",
                              hdr.version);
     if (hdr.version == 3 && avail < HEADER_V3_MIN_LENGTH)
         return bim_error_set(err, -EINVAL, "qcow2 image is truncated (header of %zu bytes)", avail);
-    hdr.cluster_bits = be32_at(h + 20);
+    hdr.cluster_bits = qcow_be32_at(h + 20);
     if (hdr.cluster_bits < 9 || hdr.cluster_bits > 21)
         return bim_error_set(err, -EINVAL,
                              "qcow2 image has an invalid cluster_bits %" PRIu32 " (need 9..21)",
                              hdr.cluster_bits);
     hdr.cluster_size = UINT64_C(1) << hdr.cluster_bits;
-    hdr.virtual_size = be64_at(h + 24);
-    hdr.l1_size = be32_at(h + 36);
-    hdr.l1_table_offset = be64_at(h + 40);
+    hdr.virtual_size = qcow_be64_at(h + 24);
+    hdr.l1_size = qcow_be32_at(h + 36);
+    hdr.l1_table_offset = qcow_be64_at(h + 40);
 
-    if (be32_at(h + 32) != 0)
+    if (qcow_be32_at(h + 32) != 0)
         return bim_error_set(err, -EINVAL, "qcow2 image is encrypted");
-    backing_off = be64_at(h + 8);
+    backing_off = qcow_be64_at(h + 8);
     if (backing_off != 0)
-        return header_reject_backing(fd, file_size, backing_off, be32_at(h + 16), err);
+        return qcow_header_reject_backing(fd, file_size, backing_off, qcow_be32_at(h + 16), err);
 
     if (hdr.version == 3) {
-        ret = header_check_v3(h, file_size, &hdr, err);
+        ret = qcow_header_check_v3(h, file_size, &hdr, err);
         if (ret < 0)
             return ret;
     } else {
         hdr.header_length = HEADER_V2_LENGTH;
         hdr.refcount_order = 4;
     }
-    ret = header_check_l1(file_size, &hdr, err);
+    ret = qcow_header_check_l1(file_size, &hdr, err);
     if (ret < 0)
         return ret;
     if (out)

@@ -119,8 +119,8 @@ int qcow_image_map(const struct qcow_image *img, uint64_t off, uint64_t len,
 }
 
 /* One segment into buf: 0 or -errno. */
-static int image_read_segment(struct qcow_image *img, const struct qcow_segment *seg, void *buf,
-                              uint64_t off)
+static int qcow_image_read_segment(struct qcow_image *img, const struct qcow_segment *seg,
+                                   void *buf, uint64_t off)
 {
     switch (seg->kind) {
     case QCOW_SEGMENT_DATA:
@@ -149,7 +149,7 @@ ssize_t qcow_image_read(struct qcow_image *img, void *buf, size_t len, uint64_t 
         qcow_image_map(img, off + done, len - done, &seg);
         if (seg.length == 0)
             break; /* the virtual end */
-        ret = image_read_segment(img, &seg, p + done, off + done);
+        ret = qcow_image_read_segment(img, &seg, p + done, off + done);
         if (ret < 0)
             return ret;
         done += seg.length;

@@ -37,7 +37,7 @@ struct map_builder {
     struct bim_error *err;
 };
 
-static uint64_t be64_at(const uint8_t *p)
+static uint64_t qcow_be64_at(const uint8_t *p)
 {
     uint64_t v = 0;
 
@@ -48,8 +48,8 @@ static uint64_t be64_at(const uint8_t *p)
 
 /* Add guest cluster(s) starting at guest, merging with the last extent when
  * the kind is the same (and, for DATA, the file offset continues it). */
-static int map_append(struct map_builder *b, uint64_t guest, enum qcow_segment_kind kind,
-                      uint64_t host)
+static int qcow_map_append(struct map_builder *b, uint64_t guest, enum qcow_segment_kind kind,
+                           uint64_t host)
 {
     struct qcow_map *map = b->map;
 
@@ -79,7 +79,7 @@ static int map_append(struct map_builder *b, uint64_t guest, enum qcow_segment_k
 }
 
 /* Decode one L2 entry for the cluster at guest and append it. */
-static int map_add_l2_entry(struct map_builder *b, uint64_t guest, uint64_t entry)
+static int qcow_map_add_l2_entry(struct map_builder *b, uint64_t guest, uint64_t entry)
 {
     const struct qcow_header *hdr = b->hdr;
     uint64_t host, end, visible;
@@ -90,13 +90,13 @@ static int map_add_l2_entry(struct map_builder *b, uint64_t guest, uint64_t entr
         if (host >= hdr->file_size)
             goto beyond;
         b->map->has_compressed = true;
-        return map_append(b, guest, QCOW_SEGMENT_COMPRESSED, 0);
+        return qcow_map_append(b, guest, QCOW_SEGMENT_COMPRESSED, 0);
     }
     if (entry & L2E_ZERO)
-        return map_append(b, guest, QCOW_SEGMENT_ZERO, 0);
+        return qcow_map_append(b, guest, QCOW_SEGMENT_ZERO, 0);
     host = entry & L2E_OFFSET_MASK;
     if (host == 0)
-        return map_append(b, guest, QCOW_SEGMENT_ZERO, 0);
+        return qcow_map_append(b, guest, QCOW_SEGMENT_ZERO, 0);
     if (host & (hdr->cluster_size - 1))
         return bim_error_set(b->err, -EINVAL,
                              "qcow2 image is corrupt: cluster at guest offset %" PRIu64
@@ -108,7 +108,7 @@ static int map_add_l2_entry(struct map_builder *b, uint64_t guest, uint64_t entr
         visible = hdr->cluster_size;
     if (!size_add(host, visible, &end) || end > hdr->file_size)
         goto beyond;
-    return map_append(b, guest, QCOW_SEGMENT_DATA, host);
+    return qcow_map_append(b, guest, QCOW_SEGMENT_DATA, host);
 beyond:
     return bim_error_set(b->err, -EINVAL,
                          "qcow2 image is truncated or corrupt: cluster at guest offset %" PRIu64
@@ -117,7 +117,7 @@ beyond:
 }
 
 /* Read the L2 table at l2_off and append the clusters it maps from guest on. */
-static int map_add_l2_table(struct map_builder *b, uint64_t guest, uint64_t l2_off)
+static int qcow_map_add_l2_table(struct map_builder *b, uint64_t guest, uint64_t l2_off)
 {
     const struct qcow_header *hdr = b->hdr;
     uint64_t per_table = hdr->cluster_size / 8, end, clusters;
@@ -146,7 +146,8 @@ static int map_add_l2_table(struct map_builder *b, uint64_t guest, uint64_t l2_o
     if (clusters > per_table)
         clusters = per_table;
     for (uint64_t i = 0; i < clusters; i++) {
-        ret = map_add_l2_entry(b, guest + (i << hdr->cluster_bits), be64_at(b->l2 + i * 8));
+        ret =
+            qcow_map_add_l2_entry(b, guest + (i << hdr->cluster_bits), qcow_be64_at(b->l2 + i * 8));
         if (ret < 0)
             return ret;
     }
@@ -182,11 +183,11 @@ int qcow_map_build(int fd, const struct qcow_header *hdr, struct qcow_map *map,
         }
         for (uint32_t i = 0; i < n; i++) {
             uint64_t guest = (uint64_t)(first + i) * per_l1;
-            uint64_t l2_off = be64_at(l1 + (size_t)i * 8) & L1E_OFFSET_MASK;
+            uint64_t l2_off = qcow_be64_at(l1 + (size_t)i * 8) & L1E_OFFSET_MASK;
             if (l2_off == 0)
-                ret = map_append(&b, guest, QCOW_SEGMENT_ZERO, 0);
+                ret = qcow_map_append(&b, guest, QCOW_SEGMENT_ZERO, 0);
             else
-                ret = map_add_l2_table(&b, guest, l2_off);
+                ret = qcow_map_add_l2_table(&b, guest, l2_off);
             if (ret < 0)
                 goto out;
         }

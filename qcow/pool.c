@@ -20,7 +20,7 @@
 
 /* Flatten libqcow's error chain (innermost reason first) into out, as
  * "reason; reason; ..." without the function names, and free the chain. */
-static void pool_error_flatten(libqcow_error_t **error, char *out, size_t outlen)
+static void qcow_pool_error_flatten(libqcow_error_t **error, char *out, size_t outlen)
 {
     char trace[2048];
     size_t used = 0;
@@ -54,8 +54,8 @@ static void pool_error_flatten(libqcow_error_t **error, char *out, size_t outlen
     }
 }
 
-static int pool_handle_open(libqcow_file_t **out, const char *path, uint64_t virtual_size,
-                            struct bim_error *err)
+static int qcow_pool_handle_open(libqcow_file_t **out, const char *path, uint64_t virtual_size,
+                                 struct bim_error *err)
 {
     libqcow_file_t *file = NULL;
     libqcow_error_t *error = NULL;
@@ -64,16 +64,16 @@ static int pool_handle_open(libqcow_file_t **out, const char *path, uint64_t vir
     int ret = 0;
 
     if (libqcow_file_initialize(&file, &error) != 1) {
-        pool_error_flatten(&error, reasons, sizeof(reasons));
+        qcow_pool_error_flatten(&error, reasons, sizeof(reasons));
         return bim_error_set(err, -ENOMEM, "cannot create a libqcow handle: %s", reasons);
     }
     if (libqcow_file_open(file, path, LIBQCOW_OPEN_READ, &error) != 1) {
-        pool_error_flatten(&error, reasons, sizeof(reasons));
+        qcow_pool_error_flatten(&error, reasons, sizeof(reasons));
         ret = bim_error_set(err, -EINVAL, "qcow2 image cannot be opened: %s", reasons);
         goto out;
     }
     if (libqcow_file_get_media_size(file, &media_size, &error) != 1) {
-        pool_error_flatten(&error, reasons, sizeof(reasons));
+        qcow_pool_error_flatten(&error, reasons, sizeof(reasons));
         libqcow_file_close(file, NULL);
         ret = bim_error_set(err, -EINVAL, "qcow2 image cannot be opened: %s", reasons);
         goto out;
@@ -113,7 +113,7 @@ int qcow_pool_open(struct qcow_pool *pool, const char *path, size_t count, uint6
     pool->initialized = true;
     for (size_t i = 0; i < count; i++) {
         libqcow_file_t *file = NULL;
-        ret = pool_handle_open(&file, path, virtual_size, err);
+        ret = qcow_pool_handle_open(&file, path, virtual_size, err);
         if (ret < 0)
             goto out;
         pool->handles[i] = file;
@@ -155,7 +155,7 @@ int qcow_pool_read(struct qcow_pool *pool, void *buf, size_t len, uint64_t off)
 
     if (n < 0 || (size_t)n != len) {
         char reasons[BIM_ERROR_MAX];
-        pool_error_flatten(&error, reasons, sizeof(reasons));
+        qcow_pool_error_flatten(&error, reasons, sizeof(reasons));
         log_error("libqcow read of %zu bytes at guest offset %" PRIu64 " failed (got %zd): %s", len,
                   off, n, reasons);
         return -EIO;

@@ -68,7 +68,7 @@ struct cfg_field {
         key, CFG_SIZE, offsetof(struct store_cfg, member), 0                                       \
     }
 
-static const struct cfg_field cfg_fields[] = {
+static const struct cfg_field store_cfg_fields[] = {
     CFG_STR("name", name),
     CFG_STR("uuid", uuid),
     CFG_NUM("size", size),
@@ -83,20 +83,20 @@ static const struct cfg_field cfg_fields[] = {
     CFG_STR("errorMsg", error),
 };
 
-#define CFG_NFIELDS (sizeof(cfg_fields) / sizeof(cfg_fields[0]))
+#define CFG_NFIELDS (sizeof(store_cfg_fields) / sizeof(store_cfg_fields[0]))
 
-static const struct cfg_field *cfg_field_find(const char *key)
+static const struct cfg_field *store_cfg_field_find(const char *key)
 {
     for (size_t i = 0; i < CFG_NFIELDS; i++) {
-        if (strcmp(cfg_fields[i].key, key) == 0)
-            return &cfg_fields[i];
+        if (strcmp(store_cfg_fields[i].key, key) == 0)
+            return &store_cfg_fields[i];
     }
     return NULL;
 }
 
 /* Store one known field; null leaves the zero value, as Go's Unmarshal does. */
-static int cfg_field_set(struct store_cfg *cfg, const struct cfg_field *f, json_t *value,
-                         struct bim_error *err)
+static int store_cfg_field_set(struct store_cfg *cfg, const struct cfg_field *f, json_t *value,
+                               struct bim_error *err)
 {
     char *base = (char *)cfg + f->offset;
 
@@ -135,10 +135,10 @@ int store_cfg_parse(const char *text, size_t len, struct store_cfg *out, struct 
     }
     json_object_foreach(root, key, value)
     {
-        const struct cfg_field *f = cfg_field_find(key);
+        const struct cfg_field *f = store_cfg_field_find(key);
 
         if (f) {
-            rc = cfg_field_set(out, f, value, err);
+            rc = store_cfg_field_set(out, f, value, err);
             if (rc < 0)
                 goto out;
             continue;
@@ -163,7 +163,7 @@ out:
 }
 
 /* Add the known field f of cfg to obj. */
-static int cfg_field_add(json_t *obj, const struct store_cfg *cfg, const struct cfg_field *f)
+static int store_cfg_field_add(json_t *obj, const struct store_cfg *cfg, const struct cfg_field *f)
 {
     const char *base = (const char *)cfg + f->offset;
     json_t *value;
@@ -191,7 +191,7 @@ int store_cfg_serialize(const struct store_cfg *cfg, char **out)
     if (!obj)
         return -ENOMEM;
     for (size_t i = 0; i < CFG_NFIELDS; i++) {
-        rc = cfg_field_add(obj, cfg, &cfg_fields[i]);
+        rc = store_cfg_field_add(obj, cfg, &store_cfg_fields[i]);
         if (rc < 0)
             goto out;
     }
@@ -203,7 +203,7 @@ int store_cfg_serialize(const struct store_cfg *cfg, char **out)
         }
         json_object_foreach(extra, key, value)
         {
-            if (cfg_field_find(key))
+            if (store_cfg_field_find(key))
                 continue; /* a known field always wins */
             if (json_object_set(obj, key, value) < 0) {
                 rc = -ENOMEM;

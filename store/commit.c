@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 /* The SHA-512 (and SHA-256 if expected) of [0,size), into sha512/sha256. */
-static int commit_digest(struct store_writer *w, uint64_t size, char *sha512, char *sha256,
-                         struct bim_error *err)
+static int store_commit_digest(struct store_writer *w, uint64_t size, char *sha512, char *sha256,
+                               struct bim_error *err)
 {
     uint64_t written;
     int rc;
@@ -38,15 +38,16 @@ static int commit_digest(struct store_writer *w, uint64_t size, char *sha512, ch
     rc = store_hasher_wait(w, size);
     store_hasher_stop(w);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot read back backing.tmp: %s", strerror(-rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot read back backing.tmp: %s",
+                               strerror(-rc));
     rc = store_digest_final(&w->digest, sha512, sha256);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot compute the checksum");
     return 0;
 }
 
-static int commit_compare(struct store_writer *w, const char *sha512, const char *sha256,
-                          struct bim_error *err)
+static int store_commit_compare(struct store_writer *w, const char *sha512, const char *sha256,
+                                struct bim_error *err)
 {
     char expected[STORE_EXPECTED_MAX + 1];
     const char *got;
@@ -64,18 +65,20 @@ static int commit_compare(struct store_writer *w, const char *sha512, const char
     if (strcmp(w->expected.hex, got) == 0)
         return 0;
     store_checksum_format(&w->expected, expected);
-    return bim_error_set(err, -EINVAL, "checksum mismatch: expected %s, got %s", expected, got);
+    return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL,
+                           "checksum mismatch: expected %s, got %s", expected, got);
 }
 
 /* ftruncate to size, detect the format, fsync, stat. */
-static int commit_file(struct store_writer *w, uint64_t size, struct store_format_info *info,
-                       struct stat *st, struct bim_error *err)
+static int store_commit_file(struct store_writer *w, uint64_t size, struct store_format_info *info,
+                             struct stat *st, struct bim_error *err)
 {
     char path[PATH_MAX];
     int rc;
 
     if (ftruncate(w->fd, (off_t)size) < 0)
-        return bim_error_set(err, -errno, "cannot extend backing.tmp: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot extend backing.tmp: %s",
+                               strerror(errno));
     rc = store_image_path(w->store, w->name, w->uuid, STORE_BACKING_TMP, path, sizeof(path));
     if (rc < 0)
         return bim_error_set(err, rc, "path of backing.tmp: %s", strerror(-rc));
@@ -83,13 +86,14 @@ static int commit_file(struct store_writer *w, uint64_t size, struct store_forma
     if (rc < 0)
         return rc;
     if (fsync(w->fd) < 0 || fstat(w->fd, st) < 0)
-        return bim_error_set(err, -errno, "cannot sync backing.tmp: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot sync backing.tmp: %s",
+                               strerror(errno));
     return 0;
 }
 
 /* The cfg of a ready image; other fields of an existing cfg are kept. */
-static void commit_cfg_fill(struct store_writer *w, struct store_cfg *cfg, const char *source,
-                            const struct store_result *res)
+static void store_commit_cfg_fill(struct store_writer *w, struct store_cfg *cfg, const char *source,
+                                  const struct store_result *res)
 {
     if (store_cfg_read_at(w->dirfd, cfg, NULL) < 0)
         memset(cfg, 0, sizeof(*cfg));
@@ -108,16 +112,18 @@ static void commit_cfg_fill(struct store_writer *w, struct store_cfg *cfg, const
 
 /* Rename backing.tmp to backing, write the cfg; undo the rename if the cfg
  * cannot be written, so a failed commit renamed nothing. */
-static int commit_publish(struct store_writer *w, const struct store_cfg *cfg,
-                          struct bim_error *err)
+static int store_commit_publish(struct store_writer *w, const struct store_cfg *cfg,
+                                struct bim_error *err)
 {
     int rc;
 
     if (renameat(w->dirfd, STORE_BACKING_TMP, w->dirfd, STORE_BACKING) < 0)
-        return bim_error_set(err, -errno, "cannot rename backing.tmp: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot rename backing.tmp: %s",
+                               strerror(errno));
     rc = store_durable_sync_dir(w->dirfd);
     if (rc < 0) {
-        bim_error_set(err, rc, "cannot sync the image directory: %s", strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot sync the image directory: %s",
+                        strerror(-rc));
         goto undo;
     }
     rc = store_image_save_cfg(w->store, w->name, w->uuid, cfg, err);
@@ -143,11 +149,11 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
         return bim_error_set(err, -EFBIG, "image size %llu is too large", (unsigned long long)size);
     if (size > w->max_size)
         return bim_error_set(err, -EFBIG, "%s", w->limit_message);
-    rc = commit_digest(w, size, res.checksum, sha256, err);
+    rc = store_commit_digest(w, size, res.checksum, sha256, err);
     if (rc == 0)
-        rc = commit_compare(w, res.checksum, sha256, err);
+        rc = store_commit_compare(w, res.checksum, sha256, err);
     if (rc == 0)
-        rc = commit_file(w, size, &info, &res.st, err);
+        rc = store_commit_file(w, size, &info, &res.st, err);
     if (rc < 0)
         return rc;
     res.format = info.format;
@@ -159,8 +165,8 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
     cfg = malloc(sizeof(*cfg));
     if (!cfg)
         return bim_error_set(err, -ENOMEM, "out of memory");
-    commit_cfg_fill(w, cfg, source, &res);
-    rc = commit_publish(w, cfg, err);
+    store_commit_cfg_fill(w, cfg, source, &res);
+    rc = store_commit_publish(w, cfg, err);
     store_cfg_clear(cfg);
     free(cfg);
     if (rc < 0)

@@ -12,17 +12,17 @@
 #include <stdio.h>
 #include <unistd.h>
 
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static EVP_MD *md_sha512, *md_sha256;
-static const unsigned char zeros[64 * 1024];
+static pthread_once_t store_md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *store_md_sha512, *store_md_sha256;
+static const unsigned char store_zeros[64 * 1024];
 
-static void md_fetch(void)
+static void store_md_fetch(void)
 {
-    md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
-    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    store_md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
+    store_md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
-static int ctx_new(EVP_MD_CTX **ctx, const EVP_MD *md)
+static int store_ctx_new(EVP_MD_CTX **ctx, const EVP_MD *md)
 {
     *ctx = md ? EVP_MD_CTX_new() : NULL;
     if (!*ctx || EVP_DigestInit_ex2(*ctx, md, NULL) != 1)
@@ -33,8 +33,9 @@ static int ctx_new(EVP_MD_CTX **ctx, const EVP_MD *md)
 int store_digest_init(struct store_digest_ctx *d, bool with_sha256)
 {
     d->sha512 = d->sha256 = NULL;
-    pthread_once(&md_once, md_fetch);
-    if (ctx_new(&d->sha512, md_sha512) < 0 || (with_sha256 && ctx_new(&d->sha256, md_sha256) < 0)) {
+    pthread_once(&store_md_once, store_md_fetch);
+    if (store_ctx_new(&d->sha512, store_md_sha512) < 0 ||
+        (with_sha256 && store_ctx_new(&d->sha256, store_md_sha256) < 0)) {
         store_digest_free(d);
         return -EIO;
     }
@@ -53,8 +54,8 @@ int store_digest_update(struct store_digest_ctx *d, const void *buf, size_t len)
 int store_digest_zeros(struct store_digest_ctx *d, uint64_t len)
 {
     while (len > 0) {
-        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-        int rc = store_digest_update(d, zeros, n);
+        size_t n = len < sizeof(store_zeros) ? (size_t)len : sizeof(store_zeros);
+        int rc = store_digest_update(d, store_zeros, n);
         if (rc < 0)
             return rc;
         len -= n;
@@ -62,7 +63,7 @@ int store_digest_zeros(struct store_digest_ctx *d, uint64_t len)
     return 0;
 }
 
-static int ctx_final_hex(EVP_MD_CTX *ctx, char *hex)
+static int store_ctx_final_hex(EVP_MD_CTX *ctx, char *hex)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -77,10 +78,10 @@ static int ctx_final_hex(EVP_MD_CTX *ctx, char *hex)
 
 int store_digest_final(struct store_digest_ctx *d, char *sha512, char *sha256)
 {
-    int rc = ctx_final_hex(d->sha512, sha512);
+    int rc = store_ctx_final_hex(d->sha512, sha512);
 
     if (rc == 0 && d->sha256 && sha256)
-        rc = ctx_final_hex(d->sha256, sha256);
+        rc = store_ctx_final_hex(d->sha256, sha256);
     return rc;
 }
 
@@ -92,7 +93,7 @@ void store_digest_free(struct store_digest_ctx *d)
 }
 
 /* pread up to len bytes at off; bytes past EOF count as zeros. */
-static int feed_data(struct store_digest_ctx *d, int fd, void *buf, size_t len, uint64_t off)
+static int store_feed_data(struct store_digest_ctx *d, int fd, void *buf, size_t len, uint64_t off)
 {
     size_t got;
     int rc = fd_pread_full(fd, buf, len, off, &got);
@@ -109,7 +110,8 @@ static int feed_data(struct store_digest_ctx *d, int fd, void *buf, size_t len, 
  * pos ends (*hole_end > pos, *data_end == pos). Without SEEK_DATA support
  * everything is data.
  */
-static int find_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data_end, uint64_t *hole_end)
+static int store_find_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data_end,
+                             uint64_t *hole_end)
 {
     off_t data, hole;
 
@@ -149,7 +151,7 @@ int store_digest_feed_fd(struct store_digest_ctx *d, int fd, uint64_t start, uin
         if (cancel && atomic_load(cancel))
             return -ECANCELED;
         if (pos >= data_end && pos >= hole_end) {
-            rc = find_extent(fd, pos, end, &data_end, &hole_end);
+            rc = store_find_extent(fd, pos, end, &data_end, &hole_end);
             if (rc < 0)
                 return rc;
         }
@@ -158,7 +160,7 @@ int store_digest_feed_fd(struct store_digest_ctx *d, int fd, uint64_t start, uin
             rc = store_digest_zeros(d, n);
         } else {
             n = data_end - pos < STORE_CHUNK ? data_end - pos : STORE_CHUNK;
-            rc = feed_data(d, fd, buf, (size_t)n, pos);
+            rc = store_feed_data(d, fd, buf, (size_t)n, pos);
         }
         if (rc < 0)
             return rc;

@@ -20,7 +20,7 @@
 #define DISK_CFG_MAX (64 * 1024)
 
 /* mkdirat that fsyncs the parent when it created the directory. */
-static int mkdir_durable(int parent_fd, const char *name)
+static int store_mkdir_durable(int parent_fd, const char *name)
 {
     if (mkdirat(parent_fd, name, 0755) < 0)
         return errno == EEXIST ? 0 : -errno;
@@ -62,7 +62,7 @@ int store_open(const char *disk, struct store **out, struct bim_error *err)
         rc = bim_error_set(err, -errno, "disk %s: %s", disk, strerror(errno));
         goto fail;
     }
-    rc = mkdir_durable(disk_fd, STORE_IMAGES_DIR);
+    rc = store_mkdir_durable(disk_fd, STORE_IMAGES_DIR);
     if (rc < 0) {
         bim_error_set(err, rc, "cannot create %s: %s", store->images, strerror(-rc));
         goto fail;
@@ -175,8 +175,8 @@ int store_image_dir_open(struct store *store, const char *name, const char *uuid
 
 /* Write cfg into the open image directory, with `uuid` and `name` (the path
  * of backing) set to what this store says they are. */
-static int image_cfg_write(struct store *store, int dirfd, const char *name, const char *uuid,
-                           const struct store_cfg *cfg, struct bim_error *err)
+static int store_image_cfg_write(struct store *store, int dirfd, const char *name, const char *uuid,
+                                 const struct store_cfg *cfg, struct bim_error *err)
 {
     struct store_cfg *copy;
     int rc;
@@ -190,7 +190,7 @@ static int image_cfg_write(struct store *store, int dirfd, const char *name, con
     if (rc == 0)
         rc = store_cfg_write_at(dirfd, copy);
     if (rc < 0)
-        bim_error_set(err, rc, "cannot write backing.cfg: %s", strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write backing.cfg: %s", strerror(-rc));
     free(copy);
     return rc;
 }
@@ -199,8 +199,8 @@ static int image_cfg_write(struct store *store, int dirfd, const char *name, con
  * directory .<dir>.tmp, then rename it to <dir> (never over an existing
  * one). A crash leaves no <dir> or a complete one; a leftover staging
  * directory is removed by the next scan (leftover.c). */
-static int image_create(struct store *store, const char *name, const char *uuid, const char *dir,
-                        const struct store_cfg *cfg, struct bim_error *err)
+static int store_image_create(struct store *store, const char *name, const char *uuid,
+                              const char *dir, const struct store_cfg *cfg, struct bim_error *err)
 {
     char staging[STORE_STAGING_MAX];
     int dirfd = -1, rc;
@@ -220,7 +220,7 @@ static int image_create(struct store *store, const char *name, const char *uuid,
         bim_error_set(err, rc, "cannot create %s/%s: %s", store->images, staging, strerror(-rc));
         goto out;
     }
-    rc = image_cfg_write(store, dirfd, name, uuid, cfg, err);
+    rc = store_image_cfg_write(store, dirfd, name, uuid, cfg, err);
     if (rc < 0)
         goto out;
     if (renameat2(store->images_fd, staging, store->images_fd, dir, RENAME_NOREPLACE) < 0) {
@@ -230,7 +230,7 @@ static int image_create(struct store *store, const char *name, const char *uuid,
     }
     rc = store_durable_sync_dir(store->images_fd);
     if (rc < 0)
-        bim_error_set(err, rc, "cannot sync %s: %s", store->images, strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot sync %s: %s", store->images, strerror(-rc));
 out:
     if (dirfd >= 0)
         close(dirfd);
@@ -249,10 +249,10 @@ int store_image_prepare(struct store *store, const char *name, const char *uuid,
         return bim_error_set(err, -EINVAL, "invalid name or uuid");
     rc = store_image_dir_open(store, name, uuid, &dirfd);
     if (rc == -ENOENT)
-        return image_create(store, name, uuid, dir, cfg, err);
+        return store_image_create(store, name, uuid, dir, cfg, err);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot open %s/%s: %s", store->images, dir, strerror(-rc));
-    rc = image_cfg_write(store, dirfd, name, uuid, cfg, err);
+    rc = store_image_cfg_write(store, dirfd, name, uuid, cfg, err);
     close(dirfd);
     return rc;
 }
@@ -267,7 +267,7 @@ int store_image_save_cfg(struct store *store, const char *name, const char *uuid
         return bim_error_set(err, rc, "invalid name or uuid");
     if (rc < 0)
         return bim_error_set(err, rc, "cannot open the image directory: %s", strerror(-rc));
-    rc = image_cfg_write(store, dirfd, name, uuid, cfg, err);
+    rc = store_image_cfg_write(store, dirfd, name, uuid, cfg, err);
     close(dirfd);
     return rc;
 }

@@ -27,24 +27,29 @@ int store_format_detect(const char *path, uint64_t size, struct store_format_inf
         return bim_error_set(err, -EINVAL, "image is empty (0 bytes)");
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return bim_error_set(err, -errno, "cannot open the image: %s", strerror(errno));
+        return bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot open the image: %s",
+                               strerror(errno));
     rc = qcow_header_check(fd, NULL, err);
     if (rc == -EMEDIUMTYPE) {
         rc = 0;
         if (size % 512 != 0) {
-            rc = bim_error_set(err, -EINVAL, "raw image size %llu is not a multiple of 512 bytes",
-                               (unsigned long long)size);
+            rc = bim_error_cause(err, BIM_CAUSE_FORMAT, -EINVAL,
+                                 "raw image size %llu is not a multiple of 512 bytes",
+                                 (unsigned long long)size);
             goto out;
         }
         out->format = STORE_FORMAT_RAW;
         out->virtual_size = size;
         goto out;
     }
-    if (rc)
+    if (rc == 0)
+        rc = qcow_image_open(fd, QCOW_OPEN_CHECK_LIBQCOW, &img, err);
+    if (rc) {
+        /* what qcow/ refused is the format; a read that failed is I/O */
+        if (err)
+            err->cause = rc == -EIO || rc == -ENOMEM ? BIM_CAUSE_IO : BIM_CAUSE_FORMAT;
         goto out;
-    rc = qcow_image_open(fd, QCOW_OPEN_CHECK_LIBQCOW, &img, err);
-    if (rc)
-        goto out;
+    }
     out->format = STORE_FORMAT_QCOW2;
     out->virtual_size = qcow_image_virtual_size(img); /* equals libqcow's media size */
     qcow_image_close(img);

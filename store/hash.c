@@ -35,12 +35,12 @@ int store_image_hash(struct store *store, const char *name, const char *uuid,
         if (store_image_stat_backing(store, name, uuid, &out->st) == 0 &&
             store_backing_check(&out->st, why, sizeof(why)) < 0)
             return bim_error_set(err, rc, "%s; not served", why);
-        return bim_error_set(err, rc, "cannot open backing: %s", strerror(-rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot open backing: %s", strerror(-rc));
     }
     /* The result describes the file as it was when hashing began; a change
      * during the pass shows as a later mtime and is noticed again. */
     if (fstat(fd, &out->st) < 0) {
-        rc = bim_error_set(err, -errno, "cannot stat backing: %s", strerror(errno));
+        rc = bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot stat backing: %s", strerror(errno));
         goto out;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -58,7 +58,7 @@ int store_image_hash(struct store *store, const char *name, const char *uuid,
     if (rc == 0)
         rc = store_digest_final(&digest, out->checksum, NULL);
     if (rc < 0) {
-        bim_error_set(err, rc, "cannot hash backing: %s", strerror(-rc));
+        bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot hash backing: %s", strerror(-rc));
         goto out;
     }
     rc = store_image_path(store, name, uuid, STORE_BACKING, path, sizeof(path));

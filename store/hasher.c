@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *hasher_main(void *arg)
+static void *store_hasher_main(void *arg)
 {
     struct store_writer *w = arg;
     void *buf = malloc(STORE_CHUNK);
@@ -52,7 +52,7 @@ static void *hasher_main(void *arg)
 
 int store_hasher_start(struct store_writer *w)
 {
-    int rc = pthread_create(&w->hasher, NULL, hasher_main, w);
+    int rc = pthread_create(&w->hasher, NULL, store_hasher_main, w);
 
     if (rc != 0)
         return -rc;

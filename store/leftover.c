@@ -86,7 +86,7 @@ bool store_dirname_parses(const char *dirname, size_t len)
 
 /* Does dirfd hold no entry but those named in allowed (NULL: any entry)?
  * 0 or -errno. */
-static int dir_holds_only(int dirfd, const char *const *allowed, size_t count, bool *only)
+static int store_dir_holds_only(int dirfd, const char *const *allowed, size_t count, bool *only)
 {
     struct dirent *de;
     DIR *dir;
@@ -173,7 +173,7 @@ int store_dir_delete(int parent_fd, const char *dirname)
 }
 
 /* Is the len bytes of dirname "." + a valid <name>-<uuid> + suffix? */
-static bool leftover_hidden(const char *dirname, size_t len, const char *suffix)
+static bool store_leftover_hidden(const char *dirname, size_t len, const char *suffix)
 {
     size_t slen = strlen(suffix);
 
@@ -182,20 +182,20 @@ static bool leftover_hidden(const char *dirname, size_t len, const char *suffix)
 }
 
 /* Which leftover dirname is, and what it may hold to be removed. */
-static bool leftover_kind(int dirfd, const char *dirname, const char *const **allowed,
-                          size_t *count)
+static bool store_leftover_kind(int dirfd, const char *dirname, const char *const **allowed,
+                                size_t *count)
 {
     static const char *const staging[] = {STORE_CFG, STORE_CFG_TMP};
     static const char *const unfinished[] = {STORE_BACKING_TMP, STORE_CFG_TMP};
     size_t len = strlen(dirname);
     struct stat st;
 
-    if (leftover_hidden(dirname, len, STAGING_SUFFIX)) {
+    if (store_leftover_hidden(dirname, len, STAGING_SUFFIX)) {
         *allowed = staging;
         *count = 2;
         return true;
     }
-    if (leftover_hidden(dirname, len, DELETING_SUFFIX)) {
+    if (store_leftover_hidden(dirname, len, DELETING_SUFFIX)) {
         *allowed = NULL; /* anything: the image was being deleted */
         *count = 0;
         return true;
@@ -216,9 +216,9 @@ bool store_leftover_sweep(struct store *store, const char *dirname, int dirfd)
     bool only;
     int rc;
 
-    if (!leftover_kind(dirfd, dirname, &allowed, &count))
+    if (!store_leftover_kind(dirfd, dirname, &allowed, &count))
         return false;
-    rc = dir_holds_only(dirfd, allowed, count, &only);
+    rc = store_dir_holds_only(dirfd, allowed, count, &only);
     if (rc < 0 || !only)
         return false;
     rc = store_dir_remove(store->images_fd, dirname);

@@ -28,7 +28,7 @@ bool store_uuid_valid(const char *uuid)
     return wire_uuid_valid(uuid);
 }
 
-static void random_fill(unsigned char *buf, size_t len)
+static void store_random_fill(unsigned char *buf, size_t len)
 {
     size_t got = 0;
 
@@ -58,7 +58,7 @@ void store_uuid_generate(char out[9])
 {
     unsigned char bytes[4];
 
-    random_fill(bytes, sizeof(bytes));
+    store_random_fill(bytes, sizeof(bytes));
     snprintf(out, 9, "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
 }
 
@@ -72,7 +72,7 @@ int store_dirname(const char *name, const char *uuid, char out[STORE_DIRNAME_MAX
 
 /* Copy `len` hex digits of `hex` lowercased into out; false on a non-hex
  * character or a wrong length. */
-static bool hex_copy_lower(const char *hex, size_t len, char *out)
+static bool store_hex_copy_lower(const char *hex, size_t len, char *out)
 {
     if (strlen(hex) != len)
         return false;
@@ -94,14 +94,14 @@ int store_checksum_parse(const char *text, struct store_checksum *out, struct bi
     if (!text || !*text)
         return 0;
     if (strncmp(text, "sha256:", 7) == 0) {
-        if (!hex_copy_lower(text + 7, 64, out->hex))
+        if (!store_hex_copy_lower(text + 7, 64, out->hex))
             goto invalid;
         out->algo = STORE_DIGEST_SHA256;
         return 0;
     }
     if (strncmp(text, "sha512:", 7) == 0)
         text += 7;
-    if (!hex_copy_lower(text, 128, out->hex))
+    if (!store_hex_copy_lower(text, 128, out->hex))
         goto invalid;
     out->algo = STORE_DIGEST_SHA512;
     return 0;

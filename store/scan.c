@@ -19,7 +19,7 @@
 
 /* Split dirname into entry->name using the cfg's uuid; false if it does not
  * identify the image. */
-static bool scan_identify(const char *dirname, struct store_entry *entry)
+static bool store_scan_identify(const char *dirname, struct store_entry *entry)
 {
     size_t len = strlen(dirname), ulen = strlen(entry->cfg.uuid), nlen;
 
@@ -36,7 +36,7 @@ static bool scan_identify(const char *dirname, struct store_entry *entry)
     return store_name_valid(entry->name);
 }
 
-static void scan_fill_files(int dirfd, struct store_entry *entry)
+static void store_scan_fill_files(int dirfd, struct store_entry *entry)
 {
     char mtime[STORE_TIME_MAX];
     struct stat st;
@@ -54,10 +54,10 @@ static void scan_fill_files(int dirfd, struct store_entry *entry)
 }
 
 /* Look at one entry of backing-images/ and report it if it is an image. */
-static void scan_one(struct store *store, const char *dirname, store_scan_fn fn, void *ctx)
+static void store_scan_one(struct store *store, const char *dirname, store_scan_fn fn, void *ctx)
 {
     struct store_entry *entry = NULL;
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     int dirfd, rc;
 
     dirfd = openat(store->images_fd, dirname, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -82,12 +82,12 @@ static void scan_one(struct store *store, const char *dirname, store_scan_fn fn,
         log_warn("%s/%s: %s; left alone", store->images, dirname, err.message);
         goto out;
     }
-    if (!scan_identify(dirname, entry)) {
+    if (!store_scan_identify(dirname, entry)) {
         log_warn("%s/%s does not match <name>-<uuid> of its backing.cfg (uuid \"%s\"); left alone",
                  store->images, dirname, entry->cfg.uuid);
         goto out;
     }
-    scan_fill_files(dirfd, entry);
+    store_scan_fill_files(dirfd, entry);
     fn(ctx, entry);
 out:
     if (entry) {
@@ -109,7 +109,7 @@ int store_scan(struct store *store, store_scan_fn fn, void *ctx)
     while ((errno = 0, de = readdir(dir))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        scan_one(store, de->d_name, fn, ctx);
+        store_scan_one(store, de->d_name, fn, ctx);
     }
     rc = -errno;
     closedir(dir);

@@ -21,7 +21,7 @@
 #define BLOCK 4096
 #define COPY_CHUNK (8 * 1024 * 1024)
 
-static const unsigned char zero_block[BLOCK];
+static const unsigned char store_zero_block[BLOCK];
 
 int store_writer_open(struct store *store, const char *name, const char *uuid,
                       const struct store_checksum *expected, bool resume, struct store_writer **out,
@@ -58,7 +58,8 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
                    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (resume ? 0 : O_EXCL),
                    0644);
     if (w->fd < 0 || fstat(w->fd, &st) < 0) {
-        rc = bim_error_set(err, -errno, "cannot open backing.tmp: %s", strerror(errno));
+        rc = bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot open backing.tmp: %s",
+                             strerror(errno));
         goto fail;
     }
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
@@ -66,7 +67,8 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
         goto fail;
     }
     if (fcntl(w->fd, F_SETFL, 0) < 0) {
-        rc = bim_error_set(err, -errno, "cannot open backing.tmp: %s", strerror(errno));
+        rc = bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot open backing.tmp: %s",
+                             strerror(errno));
         goto fail;
     }
     w->max_size = store->max_size;
@@ -129,7 +131,7 @@ void store_writer_close(struct store_writer *w)
 
 /* Insert [off, end) into the sorted range set (merging neighbours), then
  * absorb into `written` what became contiguous. Called with w->lock held. */
-static int ranges_add(struct store_writer *w, uint64_t off, uint64_t end)
+static int store_ranges_add(struct store_writer *w, uint64_t off, uint64_t end)
 {
     size_t i = 0, j;
 
@@ -174,7 +176,7 @@ int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end)
 
     pthread_mutex_lock(&w->lock);
     before = w->written;
-    rc = ranges_add(w, off, end);
+    rc = store_ranges_add(w, off, end);
     if (w->written != before)
         pthread_cond_signal(&w->more);
     pthread_mutex_unlock(&w->lock);
@@ -186,7 +188,7 @@ int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end)
 
 /* Is [off, end) within what the writer may hold? -EFBIG past --max-size
  * (remembered, so the message can say so) or past what an off_t holds. */
-static int writer_limit(struct store_writer *w, uint64_t off, uint64_t len, uint64_t *end)
+static int store_writer_limit(struct store_writer *w, uint64_t off, uint64_t len, uint64_t *end)
 {
     if (!size_add(off, len, end) || *end > (uint64_t)INT64_MAX)
         return -EFBIG;
@@ -205,7 +207,7 @@ const char *store_writer_strerror(const struct store_writer *w, int rc)
 }
 
 /* Record that bytes up to end may land in the file (grow-only). */
-static void size_claim(struct store_writer *w, uint64_t end)
+static void store_size_claim(struct store_writer *w, uint64_t end)
 {
     pthread_mutex_lock(&w->lock);
     if (end > w->size_claim)
@@ -215,7 +217,7 @@ static void size_claim(struct store_writer *w, uint64_t end)
 
 /* A write ended in skipped zeros: make the file reach end. Only when no other
  * claim lies past end, so the file never shrinks under a concurrent write. */
-static int size_grow(struct store_writer *w, uint64_t end)
+static int store_size_grow(struct store_writer *w, uint64_t end)
 {
     int rc = 0;
 
@@ -226,9 +228,9 @@ static int size_grow(struct store_writer *w, uint64_t end)
     return rc;
 }
 
-static bool block_zero(const unsigned char *p, size_t len)
+static bool store_block_zero(const unsigned char *p, size_t len)
 {
-    return p[0] == 0 && memcmp(p, zero_block, len) == 0;
+    return p[0] == 0 && memcmp(p, store_zero_block, len) == 0;
 }
 
 int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uint64_t off)
@@ -239,12 +241,12 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
     bool tail_zero = false;
     int rc;
 
-    rc = writer_limit(w, off, len, &end);
+    rc = store_writer_limit(w, off, len, &end);
     if (rc < 0)
         return rc;
     if (len == 0)
         return 0;
-    size_claim(w, end);
+    store_size_claim(w, end);
     while (pos < len) {
         size_t start = pos, n;
 
@@ -253,7 +255,7 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
             n = BLOCK - (size_t)((off + pos) % BLOCK);
             if (n > len - pos)
                 n = len - pos;
-            if (block_zero(p + pos, n))
+            if (store_block_zero(p + pos, n))
                 break;
             pos += n;
         }
@@ -268,14 +270,14 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
             n = BLOCK - (size_t)((off + pos) % BLOCK);
             if (n > len - pos)
                 n = len - pos;
-            if (!block_zero(p + pos, n))
+            if (!store_block_zero(p + pos, n))
                 break;
             pos += n;
             tail_zero = true;
         }
     }
     if (tail_zero) {
-        rc = size_grow(w, end);
+        rc = store_size_grow(w, end);
         if (rc < 0)
             return rc;
     }
@@ -285,7 +287,7 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
 int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len)
 {
     uint64_t end;
-    int rc = writer_limit(w, off, len, &end);
+    int rc = store_writer_limit(w, off, len, &end);
 
     if (rc < 0)
         return rc;
@@ -295,8 +297,8 @@ int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len)
 }
 
 /* read + store_writer_pwrite through a 1 MiB buffer. */
-static int copy_fallback(struct store_writer *w, int src_fd, uint64_t src_off, uint64_t len,
-                         uint64_t off)
+static int store_copy_fallback(struct store_writer *w, int src_fd, uint64_t src_off, uint64_t len,
+                               uint64_t off)
 {
     char *buf = malloc(STORE_CHUNK);
     int rc = 0;
@@ -329,7 +331,7 @@ int store_writer_copy_fd(struct store_writer *w, int src_fd, uint64_t src_off, s
     uint64_t end, src_end;
     int rc;
 
-    rc = writer_limit(w, off, len, &end);
+    rc = store_writer_limit(w, off, len, &end);
     if (rc < 0)
         return rc;
     if (!size_add(src_off, len, &src_end) || src_end > (uint64_t)INT64_MAX)
@@ -339,12 +341,12 @@ int store_writer_copy_fd(struct store_writer *w, int src_fd, uint64_t src_off, s
         size_t want = len < COPY_CHUNK ? len : COPY_CHUNK;
         ssize_t n;
 
-        size_claim(w, off + want);
+        store_size_claim(w, off + want);
         n = copy_file_range(src_fd, &in, w->fd, &outpos, want, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
-            return copy_fallback(w, src_fd, src_off, len, off);
+            return store_copy_fallback(w, src_fd, src_off, len, off);
         if (n < 0)
             return -errno;
         if (n == 0)

@@ -14,8 +14,9 @@
  *                                             be stale (SPEC §2)
  *   no backing, a backing.tmp or state
  *     in-progress (cut by a restart):
- *       a download whose cfg keeps its URL -> pending + download job that
- *                                             resumes the tmp (or starts over)
+ *       a source that can resume it        -> pending + its job (a download
+ *         (source.h `resume`; a download     whose cfg keeps its URL resumes
+ *         whose cfg keeps its URL)           the tmp or starts over)
  *       otherwise                          -> failed "interrupted by a daemon
  *                                             restart", tmp removed, cfg failed
  *   no backing otherwise                   -> failed "backing file is missing"
@@ -37,9 +38,6 @@
 #include <string.h>
 
 #define SYNC_INTERRUPTED "interrupted by a daemon restart"
-#define SYNC_INTERRUPTED_CREDENTIALS                                                               \
-    "interrupted by a daemon restart; a download from a URL with credentials cannot resume "       \
-    "(bimfs keeps no credentials on disk): delete the image and create it again"
 
 struct sync_adopt_fixup {
     char name[STORE_NAME_MAX + 1];
@@ -80,44 +78,37 @@ static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entr
     f->message = message;
 }
 
-/* A download cut by a restart: queue it again (resuming its backing.tmp) if
- * its cfg keeps the URL. false: it cannot resume; *message says why. */
-static bool sync_adopt_download(struct sync_adopt *ctx, struct sync_record *rec,
-                                const struct store_entry *e, const char **message)
+/* A transfer cut by a restart: the source whose cfg fields claim it may
+ * continue it (a download resumes its backing.tmp). false: it cannot
+ * resume; *message says why. */
+static bool sync_adopt_resume(struct sync_adopt *ctx, struct sync_record *rec,
+                              const struct store_entry *e, const char **message)
 {
-    struct sync_download_saved *saved;
-    struct sync_job *job = NULL;
-    bool queued = false;
+    const struct sync_source_ops *ops;
 
     *message = SYNC_INTERRUPTED;
-    if (strncmp(e->cfg.source, "download:", 9) != 0)
-        return false;
-    saved = calloc(1, sizeof(*saved));
-    if (!saved) {
-        ctx->rc = -ENOMEM;
+    /* the types are 0, 1, ...: the table ends where it gives NULL */
+    for (int t = 0; (ops = sync_source_get((enum sync_source_type)t)); t++) {
+        struct sync_job *job = NULL;
+        const char *why = NULL;
+        int rc;
+
+        if (!ops->resume)
+            continue;
+        rc = ops->resume(ctx->sync, rec, e, &job, &why);
+        if (rc == 0)
+            continue; /* not this source's */
+        if (rc == -ENOMEM)
+            ctx->rc = -ENOMEM;
+        if (rc == 1) {
+            sync_job_enqueue(ctx->sync, job);
+            return true;
+        }
+        if (why)
+            *message = why;
         return false;
     }
-    sync_download_saved_get(e->cfg.extra, saved);
-    if (saved->credentials)
-        *message = SYNC_INTERRUPTED_CREDENTIALS;
-    if (!saved->url[0])
-        goto out;
-    job = sync_job_new(ctx->sync, SYNC_JOB_DOWNLOAD, rec);
-    if (!job || !(job->url = strdup(saved->url))) {
-        ctx->rc = -ENOMEM;
-        goto out;
-    }
-    if (store_checksum_parse(e->cfg.expected_checksum, &job->expected, NULL) < 0)
-        goto out; /* a cfg bimfs did not write: do not guess */
-    job->resume = e->has_tmp;
-    str_copy(job->source, sizeof(job->source), e->cfg.source);
-    sync_job_enqueue(ctx->sync, job);
-    job = NULL;
-    queued = true;
-out:
-    sync_job_free(job);
-    free(saved);
-    return queued;
+    return false;
 }
 
 static enum store_format sync_adopt_format(const char *text)
@@ -136,7 +127,7 @@ static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
 {
     struct sync_image_info *info = &rec->info;
     struct store_format_info fmt = {STORE_FORMAT_NONE, 0};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char path[PATH_MAX];
     int rc;
 
@@ -147,7 +138,8 @@ static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
         if (rc == 0)
             rc = store_format_detect(path, info->size, &fmt, &err);
         if (rc < 0) {
-            sync_record_set_failed(rec, err.message[0] ? err.message : strerror(-rc));
+            sync_record_set_failed(rec, err.message[0] ? err.cause : BIM_CAUSE_IO,
+                                   err.message[0] ? err.message : strerror(-rc));
             return;
         }
         info->format = fmt.format;
@@ -199,9 +191,11 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
         char why[STORE_REFUSED_MAX + 32];
 
         snprintf(why, sizeof(why), "%s; not adopted", e->backing_refused);
-        sync_record_set_failed(rec, why);
+        sync_record_set_failed(rec, BIM_CAUSE_SOURCE, why);
     } else if (strcmp(cfg->state, "failed") == 0) {
-        sync_record_set_failed(rec, cfg->error[0] ? cfg->error : "failed");
+        /* failed before this start: shown, not counted (its cause is not kept) */
+        sync_record_set_failed(rec, BIM_CAUSE_SOURCE, cfg->error[0] ? cfg->error : "failed");
+        rec->failure_counted = true;
         if (e->has_tmp)
             sync_adopt_fixup_add(ctx, e, true, false, NULL);
     } else if (e->has_backing) {
@@ -213,12 +207,12 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
             ctx->rc = -ENOMEM;
     } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
         const char *why;
-        if (!sync_adopt_download(ctx, rec, e, &why)) {
-            sync_record_set_failed(rec, why);
+        if (!sync_adopt_resume(ctx, rec, e, &why)) {
+            sync_record_set_failed(rec, BIM_CAUSE_INTERRUPTED, why);
             sync_adopt_fixup_add(ctx, e, e->has_tmp, true, why);
         }
     } else {
-        sync_record_set_failed(rec, "backing file is missing");
+        sync_record_set_failed(rec, BIM_CAUSE_CHANGED, "backing file is missing");
     }
     sync_record_changed(sync, rec);
     log_info("image=%s uuid=%s adopted: %s%s%s", e->name, e->uuid, sync_state_name(rec->info.state),

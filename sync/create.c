@@ -31,50 +31,16 @@ struct sync_create_plan {
     const char *name;
     char uuid[STORE_UUID_MAX + 1];
     struct store_checksum expected;
-    char source[STORE_SOURCE_MAX];
-    const char *url;      /* download: as given */
-    bool url_credentials; /* download: the URL has credentials (not kept on disk) */
+    const struct sync_source_ops *ops;
+    struct sync_source_plan source; /* the source's part (its state until the job takes it) */
 };
 
-static enum sync_job_type sync_create_job_type(enum sync_source_type type)
-{
-    switch (type) {
-    case SYNC_SOURCE_UPLOAD:
-        return SYNC_JOB_UPLOAD;
-    case SYNC_SOURCE_DOWNLOAD:
-        return SYNC_JOB_DOWNLOAD;
-    case SYNC_SOURCE_PEER:
-        return SYNC_JOB_PEER;
-    case SYNC_SOURCE_STREAM:
-        return SYNC_JOB_STREAM;
-    default:
-        return SYNC_JOB_CLONE;
-    }
-}
-
-static int sync_create_validate_url(const struct sync_create_request *req,
-                                    struct sync_create_plan *plan, struct bim_error *err)
-{
-    struct bim_error url_err = {{0}};
-    char *shown = malloc(SYNC_URL_MAX + 1);
-    int rc;
-
-    if (!shown)
-        return bim_error_set(err, -ENOMEM, "%s: out of memory", plan->name);
-    rc = http_url_check(req->url, shown, SYNC_URL_MAX + 1, &plan->url_credentials, &url_err);
-    if (rc < 0)
-        bim_error_set(err, rc, "%s: %s", plan->name, url_err.message);
-    else
-        snprintf(plan->source, sizeof(plan->source), "download:%s", shown);
-    plan->url = req->url;
-    free(shown);
-    return rc;
-}
-
-static int sync_create_validate(const struct sync_create_request *req,
+/* Name, uuid and checksum here; the source's fields by its prepare. The
+ * message names the image. */
+static int sync_create_validate(struct sync *sync, const struct sync_create_request *req,
                                 struct sync_create_plan *plan, struct bim_error *err)
 {
-    struct bim_error sum_err = {{0}};
+    struct bim_error cause = {0};
     const char *name = req->name ? req->name : "";
     int rc;
 
@@ -82,45 +48,21 @@ static int sync_create_validate(const struct sync_create_request *req,
     if (rc < 0)
         return rc;
     plan->name = name;
-    if (req->uuid && wire_uuid_check(req->uuid, &sum_err) < 0)
-        return bim_error_set(err, -EINVAL, "%s: %s", name, sum_err.message);
+    if (req->uuid && wire_uuid_check(req->uuid, &cause) < 0)
+        return bim_error_set(err, -EINVAL, "%s: %s", name, cause.message);
     if (req->uuid)
         str_copy(plan->uuid, sizeof(plan->uuid), req->uuid);
     else
         store_uuid_generate(plan->uuid);
-    rc = store_checksum_parse(req->checksum, &plan->expected, &sum_err);
+    rc = store_checksum_parse(req->checksum, &plan->expected, &cause);
     if (rc < 0)
-        return bim_error_set(err, -EINVAL, "%s: %s", name, sum_err.message);
-    switch (req->type) {
-    case SYNC_SOURCE_UPLOAD:
-        if (req->fd < 0)
-            return bim_error_set(err, -EINVAL, "%s: upload needs a file descriptor", name);
-        str_copy(plan->source, sizeof(plan->source), "upload");
-        return 0;
-    case SYNC_SOURCE_CLONE:
-        if (wire_name_check(req->from, &sum_err) < 0)
-            return bim_error_set(err, -EINVAL, "%s: clone source %s", name, sum_err.message);
-        if (strcmp(req->from, name) == 0)
-            return bim_error_set(err, -EINVAL, "%s: cannot clone an image from itself", name);
-        snprintf(plan->source, sizeof(plan->source), "clone:%s", req->from);
-        return 0;
-    case SYNC_SOURCE_DOWNLOAD:
-        return sync_create_validate_url(req, plan, err);
-    case SYNC_SOURCE_PEER:
-        if (!req->uuid)
-            return bim_error_set(err, -EINVAL, "%s: sync needs the image's uuid", name);
-        for (size_t i = 0; req->peers && req->peers[i]; i++) {
-            if (wire_peer_check(req->peers[i], &sum_err) < 0)
-                return bim_error_set(err, -EINVAL, "%s: %s", name, sum_err.message);
-        }
-        return sync_peer_source_text(name, req->peers, plan->source, sizeof(plan->source), err);
-    case SYNC_SOURCE_STREAM:
-        if (!req->stream)
-            return bim_error_set(err, -EINVAL, "%s: a stream upload needs its stream", name);
-        str_copy(plan->source, sizeof(plan->source), "upload");
-        return 0;
-    }
-    return bim_error_set(err, -EINVAL, "%s: unknown source type", name);
+        return bim_error_set(err, -EINVAL, "%s: %s", name, cause.message);
+    if (!plan->ops)
+        return bim_error_set(err, -EINVAL, "%s: unknown source type", name);
+    rc = plan->ops->prepare(sync, req, &plan->source, &cause);
+    if (rc < 0)
+        bim_error_set(err, rc, "%s: %s", name, cause.message);
+    return rc;
 }
 
 /* Is <name>-<uuid> the directory of a record with another name? ("a" with
@@ -167,51 +109,12 @@ static int sync_create_reserve(struct sync *sync, const struct sync_create_plan 
     return 0;
 }
 
-/* The clone source must be ready; the job remembers it as it is now. */
-static int sync_create_clone_source(struct sync *sync, const struct sync_create_request *req,
-                                    struct sync_job *job, struct bim_error *err)
-{
-    struct sync_record *src = sync_record_find(sync, req->from);
-
-    if (!src || src->hidden)
-        return bim_error_set(err, -ENOENT, "%s: clone source %s: no such image", req->name,
-                             req->from);
-    if (src->info.state != SYNC_STATE_READY)
-        return bim_error_set(err, -EINVAL, "%s: clone source %s is not ready (%s)", req->name,
-                             req->from, sync_state_name(src->info.state));
-    job->from_id = src->info.id;
-    str_copy(job->from, sizeof(job->from), src->info.name);
-    str_copy(job->from_uuid, sizeof(job->from_uuid), src->info.uuid);
-    str_copy(job->from_checksum, sizeof(job->from_checksum), src->info.current_checksum);
-    job->from_seen = src->seen;
-    return 0;
-}
-
-/* A download keeps its URL in the cfg to resume after a restart, unless
- * the URL has credentials (see download_cfg.c). */
-static int sync_create_download_extra(const struct sync_create_plan *plan, char **extra)
-{
-    struct sync_download_saved *saved = calloc(1, sizeof(*saved));
-    int rc;
-
-    if (!saved)
-        return -ENOMEM;
-    saved->present = true;
-    saved->size = -1;
-    saved->credentials = plan->url_credentials;
-    if (!plan->url_credentials)
-        str_copy(saved->url, sizeof(saved->url), plan->url);
-    rc = sync_download_saved_put(NULL, saved, extra);
-    free(saved);
-    return rc;
-}
-
 /* Write the in-progress cfg (no lock held). */
-static int sync_create_prepare(struct sync *sync, const struct sync_create_plan *plan,
+static int sync_create_prepare(struct sync *sync, struct sync_create_plan *plan,
                                struct bim_error *err)
 {
     struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error store_err = {{0}};
+    struct bim_error store_err = {0};
     char dir[PATH_MAX];
     int rc;
 
@@ -235,14 +138,9 @@ static int sync_create_prepare(struct sync *sync, const struct sync_create_plan 
     str_copy(cfg->uuid, sizeof(cfg->uuid), plan->uuid);
     store_checksum_format(&plan->expected, cfg->expected_checksum);
     str_copy(cfg->state, sizeof(cfg->state), "in-progress");
-    str_copy(cfg->source, sizeof(cfg->source), plan->source);
-    if (plan->url) {
-        rc = sync_create_download_extra(plan, &cfg->extra);
-        if (rc < 0) {
-            rc = bim_error_set(err, rc, "%s: out of memory", plan->name);
-            goto out;
-        }
-    }
+    str_copy(cfg->source, sizeof(cfg->source), plan->source.source);
+    cfg->extra = plan->source.extra; /* the cfg's until cleared */
+    plan->source.extra = NULL;
     rc = store_image_prepare(sync->store, plan->name, plan->uuid, cfg, &store_err);
     if (rc < 0) {
         bim_error_set(err, rc, "%s: %s", plan->name,
@@ -259,30 +157,36 @@ out:
 int sync_create(struct sync *sync, const struct sync_create_request *req,
                 struct sync_image_info *out, struct bim_error *err)
 {
-    int fd = req->type == SYNC_SOURCE_UPLOAD ? req->fd : -1;
+    const struct sync_source_ops *ops = sync_source_get(req->type);
+    int fd = ops && ops->takes_fd ? req->fd : -1;
     struct sync_create_plan plan;
     struct sync_record *rec = NULL;
     struct sync_job *job = NULL;
+    struct bim_error cause = {0};
     int rc;
 
     memset(&plan, 0, sizeof(plan));
-    rc = sync_create_validate(req, &plan, err);
+    plan.ops = ops;
+    rc = sync_create_validate(sync, req, &plan, err);
+    if (plan.source.state)
+        fd = -1; /* the source's state owns it now */
     if (rc < 0)
         goto out;
 
     pthread_mutex_lock(&sync->lock);
     rc = sync_create_reserve(sync, &plan, out, &rec, err);
     if (rc == 0) {
-        job = sync_job_new(sync, sync_create_job_type(req->type), rec);
-        if (job && plan.url && !(job->url = strdup(plan.url))) {
-            sync_job_free(job);
-            job = NULL;
-        }
-        if (!job)
+        job = sync_job_new(sync, ops, rec, plan.source.state);
+        if (job)
+            plan.source.state = NULL;
+        else
             rc = bim_error_set(err, -ENOMEM, "%s: out of memory", plan.name);
     }
-    if (rc == 0 && req->type == SYNC_SOURCE_CLONE)
-        rc = sync_create_clone_source(sync, req, job, err);
+    if (rc == 0 && ops->reserve) {
+        rc = ops->reserve(sync, req, job->state, &cause);
+        if (rc < 0)
+            bim_error_set(err, rc, "%s: %s", plan.name, cause.message);
+    }
     pthread_mutex_unlock(&sync->lock);
     if (rc != 0) /* 1: the image exists with this uuid */
         goto out;
@@ -292,24 +196,20 @@ int sync_create(struct sync *sync, const struct sync_create_request *req,
         goto out;
 
     job->expected = plan.expected;
-    str_copy(job->source, sizeof(job->source), plan.source);
-    job->fd = fd;
-    fd = -1;
-    if (req->type == SYNC_SOURCE_PEER)
-        job->size = req->size;
+    str_copy(job->source, sizeof(job->source), plan.source.source);
     pthread_mutex_lock(&sync->lock);
     rec->hidden = false;
-    str_copy(rec->info.source, sizeof(rec->info.source), plan.source);
+    str_copy(rec->info.source, sizeof(rec->info.source), plan.source.source);
     store_checksum_format(&plan.expected, rec->info.expected_checksum);
     sync_record_changed(sync, rec);
-    if (req->type == SYNC_SOURCE_STREAM)
-        sync_stream_attach(sync, job, req->stream);
+    if (ops->start)
+        ops->start(sync, job, req);
     else
         sync_job_enqueue(sync, job);
     *out = rec->info;
     pthread_cond_broadcast(&sync->cond);
     pthread_mutex_unlock(&sync->lock);
-    log_info("image=%s uuid=%s created from %s", plan.name, plan.uuid, plan.source);
+    log_info("image=%s uuid=%s created from %s", plan.name, plan.uuid, plan.source.source);
     job = NULL;
     rec = NULL;
 out:
@@ -320,6 +220,9 @@ out:
         pthread_mutex_unlock(&sync->lock);
     }
     sync_job_free(job);
+    if (plan.source.state && ops->free_state)
+        ops->free_state(plan.source.state);
+    free(plan.source.extra);
     if (fd >= 0)
         close(fd);
     return rc < 0 ? rc : 0;
@@ -347,7 +250,7 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
     dropped = sync_job_cancel(sync, rec);
     /* a pushed upload is not waited for (its next bytes may be a minute
      * away): it is detached as soon as it is out of the store */
-    while (rec->job && !(rec->job->type == SYNC_JOB_STREAM && sync_stream_cancel(rec, &writer)))
+    while (rec->job && !(rec->job->ops->detach && rec->job->ops->detach(rec, &writer)))
         pthread_cond_wait(&sync->cond, &sync->lock);
     pthread_mutex_unlock(&sync->lock);
     sync_job_free(dropped);

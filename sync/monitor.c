@@ -61,7 +61,7 @@ static void sync_monitor_apply(struct sync *sync, const struct sync_monitor_item
         return; /* it moved on while we looked */
     if (item->rc == -ENOENT) {
         log_warn("image=%s uuid=%s backing file is missing", item->name, item->uuid);
-        sync_record_set_failed(rec, "backing file is missing");
+        sync_record_set_failed(rec, BIM_CAUSE_CHANGED, "backing file is missing");
         sync_record_changed(sync, rec);
         return;
     }

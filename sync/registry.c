@@ -103,9 +103,10 @@ void sync_record_hide_deleted(struct sync *sync, struct sync_record *rec)
     rec->hidden = true;
 }
 
-void sync_record_set_failed(struct sync_record *rec, const char *message)
+void sync_record_set_failed(struct sync_record *rec, enum bim_cause cause, const char *message)
 {
     rec->info.state = SYNC_STATE_FAILED;
+    rec->info.cause = cause;
     rec->info.rate = 0;
     str_copy(rec->info.error, sizeof(rec->info.error), message);
 }

@@ -36,11 +36,16 @@
 #include <string.h>
 #include <time.h>
 
+/* The rehash's state: the checksum the image had before ("" if none known). */
+struct sync_rehash {
+    char old_checksum[STORE_CHECKSUM_HEX + 1];
+};
+
 static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result *result)
 {
     struct sync *sync = job->sync;
     struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (!cfg)
@@ -77,16 +82,17 @@ static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result
 static void sync_rehash_judge(const struct sync_job *job, const struct store_result *result,
                               char *cause, size_t len)
 {
+    const struct sync_rehash *rh = job->state;
     char want[STORE_EXPECTED_MAX + 1];
 
     cause[0] = '\0';
     if (job->expected.algo == STORE_DIGEST_SHA512)
         store_checksum_format(&job->expected, want);
     else
-        str_copy(want, sizeof(want), job->old_checksum);
+        str_copy(want, sizeof(want), rh->old_checksum);
     if (want[0] && strcmp(want, result->checksum) != 0)
         snprintf(cause, len, "checksum mismatch: expected %s, got %s%s", want, result->checksum,
-                 job->old_checksum[0] ? " (backing changed on disk)" : "");
+                 rh->old_checksum[0] ? " (backing changed on disk)" : "");
 }
 
 struct sync_rehash_ticker {
@@ -147,11 +153,12 @@ static int sync_rehash_hash(struct sync_job *job, struct store_result *result,
     return rc;
 }
 
-void sync_rehash_run(struct sync_job *job)
+static void sync_rehash_run(struct sync_job *job)
 {
     struct sync *sync = job->sync;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char cause[BIM_ERROR_MAX];
+    enum bim_cause why = BIM_CAUSE_CHECKSUM;
     struct store_result result;
     bool mismatch = false;
     int rc;
@@ -161,11 +168,13 @@ void sync_rehash_run(struct sync_job *job)
     rc = sync_rehash_hash(job, &result, &err);
     if (rc == -ECANCELED || sync_job_cancelled(job))
         return; /* deleted, or shutting down: the record goes away */
-    if (rc == -ENOENT)
+    if (rc == -ENOENT) {
+        why = BIM_CAUSE_CHANGED;
         str_copy(cause, sizeof(cause), "backing file is missing");
-    else if (rc < 0)
+    } else if (rc < 0) {
+        why = err.message[0] ? err.cause : BIM_CAUSE_IO;
         str_copy(cause, sizeof(cause), err.message[0] ? err.message : strerror(-rc));
-    else
+    } else
         sync_rehash_judge(job, &result, cause, sizeof(cause));
     mismatch = rc == 0 && cause[0];
 
@@ -179,7 +188,7 @@ void sync_rehash_run(struct sync_job *job)
                           job->uuid, strerror(-rc));
         }
         pthread_mutex_lock(&sync->lock);
-        sync_record_set_failed(job->record, cause);
+        sync_record_set_failed(job->record, why, cause);
         sync_record_changed(sync, job->record);
         pthread_mutex_unlock(&sync->lock);
         return;
@@ -195,13 +204,16 @@ void sync_rehash_run(struct sync_job *job)
 
 int sync_rehash_queue(struct sync *sync, struct sync_record *rec, const char *old_checksum)
 {
-    struct sync_job *job = sync_job_new(sync, SYNC_JOB_REHASH, rec);
+    struct sync_rehash *rh = calloc(1, sizeof(*rh));
+    struct sync_job *job = rh ? sync_job_new(sync, &sync_rehash_ops, rec, rh) : NULL;
 
-    if (!job)
+    if (!job) {
+        free(rh);
         return -ENOMEM;
+    }
     if (store_checksum_parse(rec->info.expected_checksum, &job->expected, NULL) < 0)
         job->expected.algo = STORE_DIGEST_NONE;
-    str_copy(job->old_checksum, sizeof(job->old_checksum), old_checksum);
+    str_copy(rh->old_checksum, sizeof(rh->old_checksum), old_checksum);
     job->bytes_total = rec->info.size;
     rec->info.state = SYNC_STATE_UNKNOWN;
     rec->info.progress = 0;
@@ -211,3 +223,9 @@ int sync_rehash_queue(struct sync *sync, struct sync_record *rec, const char *ol
     sync_job_enqueue(sync, job);
     return 0;
 }
+
+const struct sync_source_ops sync_rehash_ops = {
+    .kind = "rehash",
+    .run = sync_rehash_run,
+    .free_state = free,
+};

@@ -2,7 +2,7 @@
  * send.c - serving ready images to peers: the count of GETs in flight per
  * image (sending_reference, bounded by the HTTP server's --send-limit), the
  * bytes served, and the daemon's counters for metrics (sends, refusals,
- * failures by reason).
+ * failures by their typed cause).
  *
  * Threads: HTTP server threads call begin/end, any thread reads the stats.
  * sync->lock guards sync->stats, every record's sending_reference,
@@ -14,61 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *sync_failure_reason_name(enum sync_failure_reason reason)
-{
-    switch (reason) {
-    case SYNC_FAILURE_CHECKSUM:
-        return "checksum";
-    case SYNC_FAILURE_FORMAT:
-        return "format";
-    case SYNC_FAILURE_SOURCE:
-        return "source";
-    case SYNC_FAILURE_IO:
-        return "io";
-    case SYNC_FAILURE_CHANGED:
-        return "changed";
-    case SYNC_FAILURE_INTERRUPTED:
-        return "interrupted";
-    case SYNC_FAILURE_REASONS:
-        break;
-    }
-    return "source";
-}
-
-/* The messages of sync/ and store/ say what happened; the reason follows
- * from their wording (see docs/http.md for the list). */
-enum sync_failure_reason sync_failure_classify(const char *message)
-{
-    static const struct {
-        const char *text;
-        enum sync_failure_reason reason;
-    } table[] = {
-        {"checksum mismatch", SYNC_FAILURE_CHECKSUM},
-        {"backing changed on disk", SYNC_FAILURE_CHANGED},
-        {"backing file is missing", SYNC_FAILURE_CHANGED},
-        {"interrupted by a daemon restart", SYNC_FAILURE_INTERRUPTED},
-        {"qcow2", SYNC_FAILURE_FORMAT},
-        {"multiple of 512", SYNC_FAILURE_FORMAT},
-        {"cannot write", SYNC_FAILURE_IO},
-        {"cannot copy", SYNC_FAILURE_IO},
-        {"cannot open backing", SYNC_FAILURE_IO},
-        {"cannot read back", SYNC_FAILURE_IO},
-        {"cannot sync", SYNC_FAILURE_IO},
-        {"cannot rename", SYNC_FAILURE_IO},
-    };
-
-    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-        if (strstr(message, table[i].text))
-            return table[i].reason;
-    return SYNC_FAILURE_SOURCE;
-}
-
 void sync_stats_note(struct sync *sync, struct sync_record *rec)
 {
     if (rec->info.state != SYNC_STATE_FAILED || rec->failure_counted)
         return;
     rec->failure_counted = true;
-    sync->stats.failures[sync_failure_classify(rec->info.error)]++;
+    sync->stats.failures[rec->info.cause < BIM_CAUSE_COUNT ? rec->info.cause : BIM_CAUSE_SOURCE]++;
 }
 
 void sync_stats_get(struct sync *sync, struct sync_stats *out)

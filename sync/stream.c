@@ -1,8 +1,8 @@
 /*
  * stream.c - uploads whose bytes the caller pushes (the HTTP server's PUT):
  * the image is created as any upload (sync_create with a STREAM source),
- * but its job is never queued: it is the record's running job from the
- * start, and the caller's thread moves the bytes through a 1 MiB buffer into
+ * whose start operation makes its job the record's running job at once
+ * instead of queueing it: the caller's thread moves the bytes through a 1 MiB buffer into
  * the store writer (zero blocks stay holes, hashed while written). The end
  * commits like every transfer. A cut upload (the client went away or
  * stalled, or sent more than announced) frees its data and ends failed,
@@ -52,21 +52,31 @@ struct sync_stream {
     bool detached; /* a delete took the job from the record, and w */
 };
 
-void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_stream *stream)
+/* Make job the record's running job and the stream's (create, sync->lock
+ * held): it runs in the caller's thread, never in a worker (the bytes may
+ * take minutes to come; a worker would wait for them). */
+static void sync_stream_start(struct sync *sync, struct sync_job *job,
+                              const struct sync_create_request *req)
 {
+    struct sync_stream *stream = req->stream;
+
     (void)sync;
     job->record->job = job;
     job->running = true;
     job->rate_ms = clock_monotonic_ms();
-    job->stream = stream;
     stream->job = job;
     stream->busy = true; /* begin opens the writer next */
 }
 
-bool sync_stream_cancel(struct sync_record *rec, struct store_writer **w)
+/* A delete cancels the record's stream job (sync->lock held). false: the
+ * stream's caller is writing or publishing: wait on sync->cond and ask again
+ * (rec->job may be gone by then). true: the job is detached from the record
+ * and *w is the writer (or NULL), for the caller to abort before it removes
+ * the directory; the stream frees itself and the job later. */
+static bool sync_stream_detach(struct sync_record *rec, struct store_writer **w)
 {
     struct sync_job *job = rec->job;
-    struct sync_stream *s = job->stream;
+    struct sync_stream *s = job->state;
 
     atomic_store(&job->cancel, true);
     if (s->busy)
@@ -78,6 +88,25 @@ bool sync_stream_cancel(struct sync_record *rec, struct store_writer **w)
     rec->job = NULL;
     return true;
 }
+
+static int sync_stream_prepare(struct sync *sync, const struct sync_create_request *req,
+                               struct sync_source_plan *plan, struct bim_error *err)
+{
+    (void)sync;
+    if (!req->stream)
+        return bim_error_set(err, -EINVAL, "a stream upload needs its stream");
+    plan->state = req->stream; /* not owned: the stream frees the job, not the reverse */
+    str_copy(plan->source, sizeof(plan->source), "upload");
+    return 0;
+}
+
+const struct sync_source_ops sync_stream_ops = {
+    .kind = "upload (pushed)",
+    .transfer = true,
+    .prepare = sync_stream_prepare,
+    .start = sync_stream_start,
+    .detach = sync_stream_detach,
+};
 
 /* Enter the store: false when a delete detached the stream. */
 static bool sync_stream_enter(struct sync_stream *s)
@@ -179,7 +208,8 @@ static int sync_stream_flush(struct sync_stream *s, struct bim_error *err)
         return 0;
     rc = store_writer_pwrite(s->w, s->buf, s->fill, s->off - s->fill);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(s->w, rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write: %s",
+                               store_writer_strerror(s->w, rc));
     s->fill = 0;
     sync_job_progress(s->job, s->off);
     return 0;
@@ -260,10 +290,9 @@ int sync_stream_end(struct sync_stream *s, struct sync_image_info *out, struct b
     if (sync_get_by_id(sync, id, out) < 0)
         return bim_error_set(err, -ECANCELED, "%s: deleted while uploading", name);
     if (out->state != SYNC_STATE_READY) {
-        enum sync_failure_reason why = sync_failure_classify(out->error);
-
         if (rc == 0)
-            rc = why == SYNC_FAILURE_CHECKSUM || why == SYNC_FAILURE_FORMAT ? -EINVAL : -EIO;
+            rc =
+                out->cause == BIM_CAUSE_CHECKSUM || out->cause == BIM_CAUSE_FORMAT ? -EINVAL : -EIO;
         return bim_error_set(err, rc, "%s: %s", out->name, out->error);
     }
     return 0;
@@ -291,7 +320,7 @@ static void sync_stream_cut_cause(const struct sync_stream *s, char *out, size_t
 
 void sync_stream_abort(struct sync_stream *s)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     if (!sync_stream_enter(s)) {
         /* deleted: the delete aborted the writer and removed the directory */

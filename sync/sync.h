@@ -62,6 +62,7 @@ struct sync_image_info {
     uint64_t bytes_total;          /* 0 when not known */
     uint64_t rate;                 /* bytes per second, recent */
     char error[BIM_ERROR_MAX];     /* errorMsg: the cause, without the name */
+    enum bim_cause cause;          /* failed: why, typed where it happened */
     char source[STORE_SOURCE_MAX]; /* user.bim.source */
     int sending_reference;         /* HTTP GETs of backing in flight */
     char sender[BIM_SENDER_MAX];   /* senderManagerAddress */
@@ -108,6 +109,8 @@ int sync_get(struct sync *sync, const char *name, struct sync_image_info *out,
              struct bim_error *err);
 int sync_get_by_id(struct sync *sync, uint64_t id, struct sync_image_info *out);
 
+/* Where the bytes come from: one operations table per type (sync/source.h,
+ * sync/sources.c). The values are 0, 1, ... with no gap. */
 enum sync_source_type {
     SYNC_SOURCE_UPLOAD,
     SYNC_SOURCE_CLONE,
@@ -239,26 +242,12 @@ int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct 
  * successful begin (the fd is the caller's business). */
 void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes);
 
-/* Why images failed, for metrics (classified from the error message). */
-enum sync_failure_reason {
-    SYNC_FAILURE_CHECKSUM,    /* checksum mismatch */
-    SYNC_FAILURE_FORMAT,      /* rejected image format */
-    SYNC_FAILURE_SOURCE,      /* the source failed: network, peer, HTTP status, upload */
-    SYNC_FAILURE_IO,          /* a local read or write failed */
-    SYNC_FAILURE_CHANGED,     /* a ready file changed or vanished behind bimfs's back */
-    SYNC_FAILURE_INTERRUPTED, /* cut by a daemon restart */
-    SYNC_FAILURE_REASONS
-};
-
-/* "checksum", "format", "source", "io", "changed", "interrupted" */
-const char *sync_failure_reason_name(enum sync_failure_reason reason);
-
 /* Counters since sync_open(). */
 struct sync_stats {
-    uint64_t failures[SYNC_FAILURE_REASONS]; /* images that became failed, by reason */
-    uint64_t sends;                          /* sends begun */
-    uint64_t sends_refused;                  /* refused over the limit */
-    uint64_t bytes_sent;                     /* all images, deleted ones included */
+    uint64_t failures[BIM_CAUSE_COUNT]; /* images that became failed, by cause (common.h) */
+    uint64_t sends;                     /* sends begun */
+    uint64_t sends_refused;             /* refused over the limit */
+    uint64_t bytes_sent;                /* all images, deleted ones included */
 };
 
 void sync_stats_get(struct sync *sync, struct sync_stats *out);

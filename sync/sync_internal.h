@@ -1,6 +1,9 @@
 /*
- * sync_internal.h - what the files of sync/ share: the registry, records,
- * jobs and watches (see docs/sync.md).
+ * sync_internal.h - the core of sync/: the registry, records, jobs, the
+ * worker pool and watches, and what every source may call (progress,
+ * finish, checks). Each source's own state and helpers are in its own file
+ * or folder header (source.h, download/download.h, peer/peer.h); neither
+ * libcurl nor jansson is seen from here (see docs/sync.md).
  *
  * Locks: sync->lock guards everything in struct sync below the "guarded"
  * line, every struct sync_record, and the queue links of every job. A watch's
@@ -13,10 +16,9 @@
 #ifndef BIMFS_SYNC_INTERNAL_H
 #define BIMFS_SYNC_INTERNAL_H
 
-#include "http/client.h"
+#include "source.h"
 #include "sync.h"
 
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -37,40 +39,9 @@
 #define SYNC_DEFAULT_WINDOW_EXTRA 40000   /* no data for stall + this long (all attempts): failed */
 #define SYNC_DEFAULT_BACKOFF_MS 1000      /* first pause between attempts, then doubled... */
 #define SYNC_DEFAULT_BACKOFF_MAX_MS 16000 /* ...up to this */
-#define SYNC_DOWNLOAD_BUFFER (1u << 20)   /* received bytes are written in pieces this large */
 #define SYNC_WRITEBACK_STEP (32u << 20)   /* writeback started / cache dropped per step */
 #define SYNC_HASH_LAG_MAX (64u << 20)     /* the hasher is at most this far behind a writer */
-#define SYNC_URL_MAX HTTP_URL_MAX         /* bytes of a download URL */
-/* longer ETag / Last-Modified values are not used */
-#define SYNC_VALIDATOR_MAX HTTP_VALIDATOR_MAX
-/* peer sync (docs/peer-sync.md) */
-#define SYNC_PEER_MAX BIM_PEERS_MAX             /* sources of one image */
-#define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX    /* bytes of one host:port */
-#define SYNC_PEER_TOKEN_MAX 512                 /* bytes of the bearer token */
-#define SYNC_PEER_FETCHERS 4                    /* fetcher threads of one sync at most... */
-#define SYNC_PEER_PER_SOURCE 2                  /* ...and connections to one source at once */
-#define SYNC_PEER_GAP (256u << 10)              /* shorter holes are fetched with the data */
-#define SYNC_PEER_HASH_LEAD (128ull << 20)      /* pieces start at most this far past hashed */
-#define SYNC_PEER_HASH_WAIT_MS 20               /* how often a fetcher ahead looks again */
-#define SYNC_PEER_DIRECT_MIN (64u << 10)        /* received pieces this large skip the buffer */
-#define SYNC_PEER_CONNECT_MS 5000               /* connecting to a source */
-#define SYNC_PEER_JSON_MAX (1u << 20)           /* the image's JSON */
-#define SYNC_PEER_JSON_TIMEOUT_MS 10000         /* one GET of the image or its extents */
-#define SYNC_PEER_EXTENTS_MAX (16u << 20)       /* the extents' JSON */
-#define SYNC_PEER_EXTENTS_COUNT BIM_EXTENTS_MAX /* extents used; the rest is fetched whole */
-#define SYNC_PEER_SIZE_MAX (UINT64_C(1) << 44)  /* 16 TiB (ext4's file limit): bounds the plan */
-#define SYNC_PEER_BACKOFF_MAX_MS 5000           /* longest pause before asking a source again */
-#define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
-#define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
-
-enum sync_job_type {
-    SYNC_JOB_UPLOAD,
-    SYNC_JOB_CLONE,
-    SYNC_JOB_REHASH,
-    SYNC_JOB_DOWNLOAD,
-    SYNC_JOB_PEER,
-    SYNC_JOB_STREAM, /* never queued: its bytes come through sync_stream_write() */
-};
+#define SYNC_PEER_TOKEN_MAX 512           /* bytes of the bearer token sent to peers */
 
 struct sync_record;
 
@@ -80,31 +51,14 @@ struct sync_record;
  * (or by whoever drops it from the queue: delete, close).
  */
 struct sync_job {
-    enum sync_job_type type;
+    const struct sync_source_ops *ops; /* its source (or rehash): what runs it */
+    void *state;                       /* the source's own state (freed by ops->free_state) */
     struct sync *sync;
     struct sync_record *record; /* valid while record->job == this job */
     char name[STORE_NAME_MAX + 1];
     char uuid[STORE_UUID_MAX + 1];
     struct store_checksum expected;
-    char source[STORE_SOURCE_MAX];
-    int fd; /* upload: the client's fd, owned; else -1 */
-    /* clone: the source as it was when the clone was requested */
-    uint64_t from_id;
-    char from[STORE_NAME_MAX + 1];
-    char from_uuid[STORE_UUID_MAX + 1];
-    char from_checksum[STORE_CHECKSUM_HEX + 1];
-    struct stat from_seen;
-    /* rehash: the checksum the image had before ("" if none known) */
-    char old_checksum[STORE_CHECKSUM_HEX + 1];
-    /* download: the URL as given, credentials included (malloc'd; never
-     * logged, shown or written to disk); resume: continue the backing.tmp a
-     * restart left (its validators are in the cfg) */
-    char *url;
-    bool resume;
-    /* peer sync: the size asked for, 0 if not given (sources: job->source) */
-    uint64_t size;
-    /* stream: the stream pushing the bytes (stream.c) */
-    struct sync_stream *stream;
+    char source[STORE_SOURCE_MAX]; /* display text (user.bim.source), never parsed */
 
     atomic_bool cancel;    /* set by delete/close; checked per chunk */
     bool running;          /* a worker took it (guarded by sync->lock) */
@@ -203,17 +157,15 @@ void sync_record_changed(struct sync *sync, struct sync_record *rec);
 /* Hide the record and queue delete events with its last state. */
 void sync_record_hide_deleted(struct sync *sync, struct sync_record *rec);
 
-/* Make the record failed with `message` (the cause, without the name). */
-void sync_record_set_failed(struct sync_record *rec, const char *message);
+/* Make the record failed with `message` (the cause's words, without the
+ * name) and its typed cause, as decided where the failure happened. */
+void sync_record_set_failed(struct sync_record *rec, enum bim_cause cause, const char *message);
 
 /* Make the record ready from what a commit or hash found. */
 void sync_record_set_ready(struct sync_record *rec, const struct store_result *result);
 
 /* Count the record's failure in sync->stats once (send.c; sync->lock held). */
 void sync_stats_note(struct sync *sync, struct sync_record *rec);
-
-/* Why an image failed, from its error message (send.c). */
-enum sync_failure_reason sync_failure_classify(const char *message);
 
 /* The same file, unchanged: inode, size and mtime equal. (no lock needed) */
 bool sync_stat_same(const struct stat *a, const struct stat *b);
@@ -229,7 +181,10 @@ void sync_watch_free(struct sync_watch *watch);
 
 /* ---- worker.c ---- */
 
-struct sync_job *sync_job_new(struct sync *sync, enum sync_job_type type, struct sync_record *rec);
+/* A job of `ops` for the record, owning `state` from now on (NULL: out of
+ * memory, and the state is still the caller's). */
+struct sync_job *sync_job_new(struct sync *sync, const struct sync_source_ops *ops,
+                              struct sync_record *rec, void *state);
 void sync_job_free(struct sync_job *job);
 
 /* Attach the job to its record and append it to the queue (sync->lock held). */
@@ -280,25 +235,6 @@ void sync_transfer_fail(struct sync_job *job, int rc, struct bim_error *err);
 void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
                           const char *message);
 
-/* ---- upload.c, clone.c, rehash.c: run one job (no lock held) ---- */
-
-void sync_upload_run(struct sync_job *job);
-void sync_clone_run(struct sync_job *job);
-void sync_rehash_run(struct sync_job *job);
-void sync_download_run(struct sync_job *job);
-void sync_peer_run(struct sync_job *job);
-
-/* stream.c: make job the record's running job and the stream's (create,
- * sync->lock held). */
-void sync_stream_attach(struct sync *sync, struct sync_job *job, struct sync_stream *stream);
-
-/* stream.c: a delete cancels the record's stream job (sync->lock held).
- * false: the stream's caller is writing or publishing: wait on sync->cond and
- * ask again (rec->job may be gone by then). true: the job is detached from
- * the record and *w is the writer (or NULL), for the caller to abort before
- * it removes the directory; the stream frees itself and the job later. */
-bool sync_stream_cancel(struct sync_record *rec, struct store_writer **w);
-
 /* ---- writeback.c: pacing a backing.tmp written in order ---- */
 
 struct sync_writeback {
@@ -315,93 +251,6 @@ void sync_writeback_note(struct sync_writeback *wb, struct store_writer *w, uint
 /* Wait while the writer's hasher is more than SYNC_HASH_LAG_MAX behind
  * `written` (not when cancelled, nor for a hasher that stopped moving). */
 void sync_writeback_pace(struct store_writer *w, uint64_t written, const atomic_bool *cancel);
-
-/* ---- download_cfg.c: what a download keeps in its cfg to resume ---- */
-
-struct sync_download_saved {
-    bool present;     /* the cfg has the download's object */
-    bool credentials; /* the URL had credentials: it is not kept */
-    char url[SYNC_URL_MAX + 1];
-    char etag[SYNC_VALIDATOR_MAX];
-    char last_modified[SYNC_VALIDATOR_MAX];
-    int64_t size; /* -1 when not known */
-};
-
-/* Read it from a cfg's extra fields (NULL: none; absent = !present). */
-int sync_download_saved_get(const char *extra, struct sync_download_saved *out);
-
-/* extra (may be NULL) with the object set to s; *out malloc'd JSON text. */
-int sync_download_saved_put(const char *extra, const struct sync_download_saved *s, char **out);
-
-/* Rewrite <name>-<uuid>/backing.cfg with the object set to s. */
-int sync_download_saved_store(struct sync *sync, const char *name, const char *uuid,
-                              const struct sync_download_saved *s, struct bim_error *err);
-
-/* ---- peer.c, peer_fetch.c: one image from other bimfs daemons ---- */
-
-/* "sync:<host:port>,..." for a create request's peers; -EINVAL with a message
- * ("<name>: ...") when the list is empty, too long or holds a bad address. */
-int sync_peer_source_text(const char *name, const char *const *peers, char *out, size_t outlen,
-                          struct bim_error *err);
-
-/* A byte range of the image: fetched (data) or marked as a hole. */
-struct sync_peer_piece {
-    uint64_t off;
-    uint64_t len;
-    uint64_t done; /* bytes of it written (by the fetcher holding it) */
-    bool hole;
-};
-
-struct sync_peer_source {
-    char addr[SYNC_PEER_ADDR_MAX + 1];
-    char url[SYNC_PEER_ADDR_MAX + STORE_NAME_MAX + 32]; /* http://addr/v1/images/<name> */
-    /* guarded by the transfer's lock */
-    unsigned active;   /* pieces being fetched from it */
-    unsigned failures; /* in a row */
-    uint64_t retry_ms; /* not asked again before this (monotonic) */
-    bool fatal;        /* answered what will not change (404, 401, another image) */
-    char error[512];   /* what went wrong last (fits a BIM_ERROR_MAX message) */
-};
-
-/* One sync in flight: made by peer.c, fetched by peer_fetch.c. */
-struct sync_peer_transfer {
-    struct sync_job *job;
-    struct store_writer *w;
-    char token[SYNC_PEER_TOKEN_MAX];
-    uint64_t size;
-    char checksum[STORE_CHECKSUM_HEX + 1]; /* the sources' SHA-512 */
-    unsigned stall_ms;                     /* no data from any source this long: failed */
-    unsigned low_speed_s;                  /* one GET without data this long: elsewhere */
-    struct sync_peer_source sources[SYNC_PEER_MAX];
-    size_t nsources;
-    struct sync_peer_piece *pieces;
-    size_t npieces;
-
-    pthread_mutex_t lock; /* guards the sources' state and what follows */
-    pthread_cond_t cond;  /* a piece ended or came back, or stop (CLOCK_MONOTONIC) */
-    size_t next;          /* pieces before this one were handed out once */
-    size_t *again;        /* pieces given back, handed out first (a stack) */
-    size_t nagain;
-    size_t left; /* pieces not finished */
-    bool stop;
-    int rc;
-    struct bim_error err;
-    uint64_t alive_ms;      /* a source last answered (a 503 included) */
-    int sender;             /* the source that delivered last, -1 */
-    _Atomic uint64_t bytes; /* data written + holes marked */
-};
-
-/* A client for peers: plain http, direct, no redirects, the transfer's token;
- * a GET receiving under a byte a second for t->low_speed_s fails. */
-int sync_peer_client_open(const struct sync_peer_transfer *t, struct http_client **out);
-
-/* Append "addr: error" of each source to out (for a failure message). */
-void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);
-
-/* Fetch every piece with fetcher threads, publish progress and the sender;
- * returns when all are written (0), on cancel (-ECANCELED), or when no
- * source can finish (-errno with a message naming each source's error). */
-int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err);
 
 /* Make the record unknown and queue a rehash job for it; old_checksum is what
  * the file hashed to before ("" if not known). sync->lock held. */

@@ -62,7 +62,8 @@ int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int
         if (data > off) {
             rc = store_writer_skip(w, off, data - off);
             if (rc < 0)
-                return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(w, rc));
+                return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write: %s",
+                                       store_writer_strerror(w, rc));
             off = data;
             sync_job_progress(job, off);
         }
@@ -72,7 +73,8 @@ int sync_transfer_copy_extents(struct sync_job *job, struct store_writer *w, int
                 return -ECANCELED;
             rc = store_writer_copy_fd(w, src_fd, off, (size_t)n, off);
             if (rc < 0)
-                return bim_error_set(err, rc, "cannot copy data: %s", store_writer_strerror(w, rc));
+                return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot copy data: %s",
+                                       store_writer_strerror(w, rc));
             off += n;
             sync_job_progress(job, off);
             sync_writeback_note(&wb, w, off);
@@ -109,7 +111,7 @@ void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
                           const char *message)
 {
     struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (!cfg) {
@@ -136,6 +138,7 @@ void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, 
 {
     struct sync *sync = job->sync;
     struct store_result result;
+    enum bim_cause why;
     const char *cause;
 
     memset(&result, 0, sizeof(result));
@@ -165,10 +168,11 @@ void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, 
         return;
     }
     cause = err && err->message[0] ? err->message : strerror(-rc);
+    why = err && err->message[0] ? err->cause : BIM_CAUSE_SOURCE;
     log_warn("image=%s uuid=%s failed: %s", job->name, job->uuid, cause);
     sync_cfg_save_failed(sync, job->name, job->uuid, cause);
     pthread_mutex_lock(&sync->lock);
-    sync_record_set_failed(job->record, cause);
+    sync_record_set_failed(job->record, why, cause);
     sync_record_changed(sync, job->record);
     pthread_mutex_unlock(&sync->lock);
 }

@@ -17,6 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The upload's state: the client's fd, owned (closed when read or freed). */
+struct sync_upload {
+    int fd;
+};
+
 static int sync_upload_flush(struct sync_job *job, struct store_writer *w, const char *buf,
                              size_t *fill, uint64_t *off, struct bim_error *err)
 {
@@ -29,7 +34,8 @@ static int sync_upload_flush(struct sync_job *job, struct store_writer *w, const
         return bim_error_set(err, -EFBIG, "upload too large");
     rc = store_writer_pwrite(w, buf, *fill, *off);
     if (rc < 0)
-        return bim_error_set(err, rc, "cannot write: %s", store_writer_strerror(w, rc));
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "cannot write: %s",
+                               store_writer_strerror(w, rc));
     *off = end;
     *fill = 0;
     sync_job_progress(job, end);
@@ -37,10 +43,10 @@ static int sync_upload_flush(struct sync_job *job, struct store_writer *w, const
 }
 
 /* Read a pipe or socket to EOF. *size is the number of bytes read. */
-static int sync_upload_stream(struct sync_job *job, struct store_writer *w, uint64_t *size,
+static int sync_upload_stream(struct sync_job *job, int fd, struct store_writer *w, uint64_t *size,
                               struct bim_error *err)
 {
-    struct pollfd pfd = {.fd = job->fd, .events = POLLIN};
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
     uint64_t off = 0, last_data = clock_monotonic_ms();
     size_t fill = 0;
     char *buf;
@@ -73,7 +79,7 @@ static int sync_upload_stream(struct sync_job *job, struct store_writer *w, uint
                 break;
             continue;
         }
-        n = read(job->fd, buf + fill, SYNC_PIPE_BUFFER - fill);
+        n = read(fd, buf + fill, SYNC_PIPE_BUFFER - fill);
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;
@@ -97,16 +103,17 @@ static int sync_upload_stream(struct sync_job *job, struct store_writer *w, uint
     return rc;
 }
 
-void sync_upload_run(struct sync_job *job)
+static void sync_upload_run(struct sync_job *job)
 {
-    struct bim_error err = {{0}};
+    struct sync_upload *up = job->state;
+    struct bim_error err = {0};
     struct store_writer *w = NULL;
     uint64_t size = 0;
     struct stat st;
     int rc;
 
     log_info("image=%s uuid=%s upload started", job->name, job->uuid);
-    if (fstat(job->fd, &st) < 0) {
+    if (fstat(up->fd, &st) < 0) {
         rc = bim_error_set(&err, -errno, "cannot read the upload: %s", strerror(errno));
         goto out;
     }
@@ -119,12 +126,47 @@ void sync_upload_run(struct sync_job *job)
         size = (uint64_t)st.st_size;
         rc = sync_size_check(job->sync, size, &err);
         if (rc == 0)
-            rc = sync_transfer_copy_extents(job, w, job->fd, size, &err);
+            rc = sync_transfer_copy_extents(job, w, up->fd, size, &err);
     } else {
-        rc = sync_upload_stream(job, w, &size, &err);
+        rc = sync_upload_stream(job, up->fd, w, &size, &err);
     }
 out:
-    close(job->fd);
-    job->fd = -1;
+    close(up->fd);
+    up->fd = -1;
     sync_transfer_finish(job, w, rc, size, &err);
 }
+
+static int sync_upload_prepare(struct sync *sync, const struct sync_create_request *req,
+                               struct sync_source_plan *plan, struct bim_error *err)
+{
+    struct sync_upload *up;
+
+    (void)sync;
+    if (req->fd < 0)
+        return bim_error_set(err, -EINVAL, "upload needs a file descriptor");
+    up = malloc(sizeof(*up));
+    if (!up)
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    up->fd = req->fd;
+    plan->state = up;
+    str_copy(plan->source, sizeof(plan->source), "upload");
+    return 0;
+}
+
+static void sync_upload_free(void *state)
+{
+    struct sync_upload *up = state;
+
+    if (up && up->fd >= 0)
+        close(up->fd);
+    free(up);
+}
+
+const struct sync_source_ops sync_upload_ops = {
+    .kind = "upload",
+    .takes_fd = true,
+    .transfer = true,
+    .prepare = sync_upload_prepare,
+    .run = sync_upload_run,
+    .free_state = sync_upload_free,
+};

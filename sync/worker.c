@@ -18,16 +18,17 @@
 #include <string.h>
 #include <unistd.h>
 
-struct sync_job *sync_job_new(struct sync *sync, enum sync_job_type type, struct sync_record *rec)
+struct sync_job *sync_job_new(struct sync *sync, const struct sync_source_ops *ops,
+                              struct sync_record *rec, void *state)
 {
     struct sync_job *job = calloc(1, sizeof(*job));
 
     if (!job)
         return NULL;
-    job->type = type;
+    job->ops = ops;
+    job->state = state;
     job->sync = sync;
     job->record = rec;
-    job->fd = -1;
     str_copy(job->name, sizeof(job->name), rec->info.name);
     str_copy(job->uuid, sizeof(job->uuid), rec->info.uuid);
     atomic_init(&job->cancel, false);
@@ -38,9 +39,8 @@ void sync_job_free(struct sync_job *job)
 {
     if (!job)
         return;
-    if (job->fd >= 0)
-        close(job->fd);
-    free(job->url);
+    if (job->state && job->ops->free_state)
+        job->ops->free_state(job->state);
     free(job);
 }
 
@@ -126,7 +126,7 @@ void sync_job_progress(struct sync_job *job, uint64_t bytes_done)
 
     pthread_mutex_lock(&sync->lock);
     rec = job->record;
-    if (job->type != SYNC_JOB_REHASH)
+    if (job->ops->transfer)
         rec->info.state = SYNC_STATE_IN_PROGRESS;
     rec->info.progress = pct;
     rec->info.bytes_done = bytes_done;
@@ -134,29 +134,6 @@ void sync_job_progress(struct sync_job *job, uint64_t bytes_done)
     rec->info.rate = job->rate;
     sync_record_changed(sync, rec);
     pthread_mutex_unlock(&sync->lock);
-}
-
-static void sync_job_run(struct sync_job *job)
-{
-    switch (job->type) {
-    case SYNC_JOB_UPLOAD:
-        sync_upload_run(job);
-        break;
-    case SYNC_JOB_CLONE:
-        sync_clone_run(job);
-        break;
-    case SYNC_JOB_REHASH:
-        sync_rehash_run(job);
-        break;
-    case SYNC_JOB_DOWNLOAD:
-        sync_download_run(job);
-        break;
-    case SYNC_JOB_PEER:
-        sync_peer_run(job);
-        break;
-    case SYNC_JOB_STREAM:
-        break; /* never queued */
-    }
 }
 
 static void *sync_worker_main(void *arg)
@@ -174,14 +151,14 @@ static void *sync_worker_main(void *arg)
         sync_job_unlink(sync, job);
         job->running = true;
         job->rate_ms = clock_monotonic_ms();
-        if (job->type != SYNC_JOB_REHASH) {
+        if (job->ops->transfer) {
             job->record->info.state = SYNC_STATE_STARTING;
             sync_record_changed(sync, job->record);
         }
         pthread_mutex_unlock(&sync->lock);
 
         /* the job publishes its outcome itself; here it only lets go */
-        sync_job_run(job);
+        job->ops->run(job);
 
         pthread_mutex_lock(&sync->lock);
         job->record->job = NULL;

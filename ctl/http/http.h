@@ -91,7 +91,7 @@ struct ctl_http_request {
     bool uploading;
     struct sync_stream *stream;
     char upload_uuid[BIM_UUID_MAX + 1]; /* the image the stream created */
-    int upload_rc;    /* the upload failed: the answer waits for the body's end */
+    int upload_rc;                      /* the upload failed: the answer waits for the body's end */
     uint64_t dropped; /* body bytes dropped while the answer waits (CTL_HTTP_DRAIN_MAX) */
     struct bim_error upload_err;
 };

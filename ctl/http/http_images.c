@@ -35,7 +35,7 @@ enum MHD_Result ctl_http_images_list(struct ctl_http_request *req, struct MHD_Co
 enum MHD_Result ctl_http_image_get(struct ctl_http_request *req, struct MHD_Connection *conn,
                                    const char *name)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_image_info info;
     int rc;
 
@@ -89,7 +89,7 @@ enum MHD_Result ctl_http_backing(struct ctl_http_request *req, struct MHD_Connec
 {
     const char *range_value =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_send *send = &req->send;
     struct MHD_Response *resp;
     enum ctl_http_range_result range;
@@ -181,7 +181,7 @@ static int ctl_http_extents_json(int fd, uint64_t size, struct ctl_http_text *t)
 enum MHD_Result ctl_http_extents(struct ctl_http_request *req, struct MHD_Connection *conn,
                                  const char *name)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct ctl_http_text text = {.max = CTL_HTTP_EXTENTS_TEXT_MAX};
     struct sync_send backing;
     int rc;

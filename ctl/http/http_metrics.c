@@ -131,10 +131,9 @@ static int ctl_http_metric_counters(struct ctl_http *http, struct ctl_http_text 
     sync_stats_get(http->sync, &st);
     rc = ctl_http_metric_head(t, "bimfs_failures_total", "counter",
                               "Images that ended failed since start, by reason.");
-    for (int r = 0; rc == 0 && r < SYNC_FAILURE_REASONS; r++)
+    for (int r = 0; rc == 0 && r < BIM_CAUSE_COUNT; r++)
         rc = ctl_http_text_printf(t, "bimfs_failures_total{reason=\"%s\"} %" PRIu64 "\n",
-                                  sync_failure_reason_name((enum sync_failure_reason)r),
-                                  st.failures[r]);
+                                  bim_cause_name((enum bim_cause)r), st.failures[r]);
     if (rc == 0)
         rc = ctl_http_metric_head(t, "bimfs_sends_total", "counter",
                                   "GETs of backing served or refused since start.");

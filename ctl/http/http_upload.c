@@ -69,7 +69,7 @@ static enum MHD_Result ctl_http_upload_begin(struct ctl_http_request *req,
 {
     struct ctl_http_upload_args args = {0};
     struct sync_create_request create = {.name = name, .fd = -1};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_image_info info;
     char message[128];
     int rc;
@@ -122,7 +122,7 @@ static enum MHD_Result ctl_http_upload_data(struct ctl_http_request *req, const 
 static enum MHD_Result ctl_http_upload_end(struct ctl_http_request *req,
                                            struct MHD_Connection *conn)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_image_info info;
     int rc;
 
@@ -152,7 +152,7 @@ enum MHD_Result ctl_http_upload(struct ctl_http_request *req, struct MHD_Connect
  * (unless it was deleted, or replaced by another uuid, meanwhile). */
 static void ctl_http_upload_discard(struct ctl_http_request *req)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct sync_image_info info;
 
     if (sync_get(req->http->sync, req->name, &info, &err) != 0 ||

@@ -9,7 +9,7 @@
  * rewrite of the cfg loses nothing and converges); an error has a message.
  */
 #include "store.h"
-#include "sync_internal.h"
+#include "download/download.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +48,7 @@ static void fuzz_saved_check(const char *extra)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct store_checksum sum;
     char *text = NULL, *text2 = NULL;
 

@@ -1,26 +1,27 @@
 /*
  * fuzz_peer.c - what a peer sync client reads from a source (SPEC §8,
- * docs/peer-sync.md): the source list kept in the job (`sync:a:1,b:2`, from
- * the request or a cfg's source at restart), the image object of
+ * docs/peer-sync.md): the peer list of a request as sync_peer_list_parse()
+ * checks it into the job's typed list (and the transfer's sources), the image object of
  * GET /v1/images/<name> as sync_peer_image_judge() judges it, and the
  * extents of GET .../extents as sync_peer_extents_usable() checks them and
  * sync_peer_plan() cuts them into pieces.
  *
- * Those functions are static in sync/peer.c, so this file compiles peer.c
+ * Those functions are static in sync/peer/peer.c, so this file compiles it
  * itself (its public functions then come from here, not from libsync.a).
  *
- * Input: the source text, "\n", the image JSON, "\n", the extents JSON.
+ * Input: the peers (comma-separated), "\n", the image JSON, "\n", the extents JSON.
  * Checks beyond the sanitizers: an accepted image is ready with a valid
  * checksum; the plan covers [0, size) in order, without gaps or empty
  * pieces, data pieces at most SYNC_CHUNK_MAX, and data wherever an extent
  * says there is data.
  */
-#include "../../sync/peer.c"
+#include "../../sync/peer/peer.c"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct sync_job job;
+static struct sync_peer_job list;
 static struct sync_peer_transfer transfer;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -78,9 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
     struct sync_peer_transfer *t = &transfer;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char *source = fuzz_part(&p, end);
     char *image = fuzz_part(&p, end);
+    const char *peers[SYNC_PEER_MAX + 2];
+    size_t npeers = 0;
     json_t *img = NULL, *extents = NULL;
     char errors[BIM_ERROR_MAX];
     int rc;
@@ -89,13 +92,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(t, 0, sizeof(*t));
     str_copy(job.name, sizeof(job.name), "img");
     str_copy(job.uuid, sizeof(job.uuid), "b6f0e2a1");
-    str_copy(job.source, sizeof(job.source), source);
     t->job = &job;
 
-    rc = sync_peer_sources_parse(t, &err);
+    /* the first line: the peers as a request lists them, comma-separated */
+    for (char *q = source; npeers < SYNC_PEER_MAX + 1; npeers++) {
+        peers[npeers] = q;
+        q = strchr(q, ',');
+        if (!q) {
+            npeers++;
+            break;
+        }
+        *q++ = '\0';
+    }
+    peers[npeers] = NULL;
+    rc =
+        sync_peer_list_parse(source[0] ? peers : NULL, &list, job.source, sizeof(job.source), &err);
     if (rc < 0 && err.message[0] == '\0')
         abort();
-    if (rc == 0 && (t->nsources == 0 || t->nsources > SYNC_PEER_MAX))
+    if (rc == 0)
+        rc = sync_peer_sources_init(t, &list, &err);
+    if (rc == 0 && (t->nsources == 0 || t->nsources > SYNC_PEER_MAX || t->nsources != list.count))
         abort();
 
     img = json_loadb(image, strlen(image), JSON_REJECT_DUPLICATES, NULL);

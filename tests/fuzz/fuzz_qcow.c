@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct qcow_header hdr;
     struct qcow_map map;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (memfd < 0 && (memfd = memfd_create("fuzz_qcow", MFD_CLOEXEC)) < 0)

@@ -36,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void fuzz_reply_check(const struct ctl_request *req, int rc, const struct bim_error *err)
 {
     struct ctl_reply reply;
-    struct bim_error perr = {{0}};
+    struct bim_error perr = {0};
     json_t *value;
     char *text;
 
@@ -62,7 +62,7 @@ static void fuzz_request_check(const char *line, size_t len)
 {
     struct ctl_request req;
     struct ctl_reply reply;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = ctl_request_parse(line, len, &req, &err);
 
     if (rc < 0 && err.message[0] == '\0')
@@ -80,7 +80,7 @@ static void fuzz_request_check(const char *line, size_t len)
             if (!wire_peer_valid(req.peers[i]))
                 abort();
         }
-        if (req.source == CTL_SOURCE_DOWNLOAD && !req.url)
+        if (req.source == SYNC_SOURCE_DOWNLOAD && !req.url)
             abort();
     }
     fuzz_reply_check(&req, rc, &err);

@@ -4,7 +4,7 @@
  * the URL shown to users, the redaction of its credentials from messages
  * (http_url_redact), and "host:port" peers as the wire codec accepts them
  * (wire_peer_valid) and sync turns them into a source list
- * (sync_peer_source_text).
+ * (sync_peer_list_parse).
  *
  * Input: the URL or address (a NUL ends it). Checks beyond the sanitizers:
  * the shown URL has no user info; a message quoting the URL keeps none of
@@ -12,7 +12,7 @@
  */
 #include "request.h"
 #include "http/client.h"
-#include "sync_internal.h"
+#include "peer/peer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +35,7 @@ static char *fuzz_userinfo(const char *url)
 static void fuzz_url_check(const char *url)
 {
     char shown[HTTP_URL_MAX + 1], text[4 * HTTP_URL_MAX + 64];
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     bool credentials = false;
     char *info;
     int rc;
@@ -56,10 +56,11 @@ static void fuzz_url_check(const char *url)
 static void fuzz_peer_check(const char *peer)
 {
     const char *peers[] = {peer, NULL};
+    static struct sync_peer_job list;
     char out[STORE_SOURCE_MAX];
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
-    if (wire_peer_valid(peer) && sync_peer_source_text("img", peers, out, sizeof(out), &err) != 0)
+    if (wire_peer_valid(peer) && sync_peer_list_parse(peers, &list, out, sizeof(out), &err) != 0)
         abort(); /* the wire accepts a peer that the peer sync refuses */
 }
 

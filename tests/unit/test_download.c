@@ -2,11 +2,11 @@
  * test_download.c - the pure parts of downloads: URL checks and the URL users
  * see (sync/http/url.c), redaction of credentials in curl's messages, the
  * Content-Range parser (sync/http/client.c), and what the cfg keeps to resume
- * (sync/download_cfg.c). The transfers themselves are tested against a real
+ * (sync/download/cfg.c). The transfers themselves are tested against a real
  * server in tests/integration/test_download.py.
  */
 #include "check.h"
-#include "sync_internal.h"
+#include "download/download.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -32,7 +32,7 @@ static void test_url_accepts_http_and_https_and_strips_credentials(void)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char shown[SYNC_URL_MAX + 1] = "";
-        struct bim_error err = {{0}};
+        struct bim_error err = {0};
         bool creds = !cases[i].creds;
         int rc = http_url_check(cases[i].url, shown, sizeof(shown), &creds, &err);
         CHECK(rc == 0, "%s refused: %s", cases[i].url, err.message);
@@ -62,7 +62,7 @@ static void test_url_refuses_other_schemes_and_no_host(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char shown[SYNC_URL_MAX + 1];
-        struct bim_error err = {{0}};
+        struct bim_error err = {0};
         bool creds;
         int rc = http_url_check(bad[i], shown, sizeof(shown), &creds, &err);
         CHECK(rc == -EINVAL, "\"%s\" accepted (rc %d)", bad[i], rc);

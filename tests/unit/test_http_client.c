@@ -180,7 +180,7 @@ static void test_ok_keeps_headers_and_whole_body(void)
     struct sink k = {0};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, NULL, &req, "/disk.raw", &k, &resp, &err);
     server_stop(&s);
     CHECK(rc == 0, "rc %d: %s", rc, err.message);
@@ -211,7 +211,7 @@ static void test_range_if_range_and_token_are_sent_and_content_range_kept(void)
     struct http_request req = {
         .range = true, .range_first = 10, .range_last = -1, .if_range = "\"v1\""};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, &opts, &req, "/x", &k, &resp, &err);
     server_stop(&s);
     CHECK(rc == 0, "rc %d: %s", rc, err.message);
@@ -236,7 +236,7 @@ static void test_body_cut_short_is_a_transfer_error_worth_retrying(void)
     struct sink k = {0};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
     server_stop(&s);
     CHECK_INT(rc, -EAGAIN);
@@ -256,7 +256,7 @@ static void test_refused_connection_is_a_connect_error(void)
     struct sink k = {0};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
     CHECK_INT(rc, -EAGAIN);
     CHECK_INT(resp.cause, HTTP_CAUSE_CONNECT);
@@ -276,7 +276,7 @@ static void test_stall_ends_the_get(void)
     struct sink k = {0};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, &opts, &req, "/x", &k, &resp, &err);
     CHECK_INT(rc, -EAGAIN);
     CHECK_INT(resp.cause, HTTP_CAUSE_STALL);
@@ -294,7 +294,7 @@ static void test_callback_error_is_returned_as_is(void)
     struct sink k = {.fail_data = -ENOSPC};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
     server_stop(&s);
     CHECK_INT(rc, -ENOSPC);
@@ -313,7 +313,7 @@ static void test_cancel_flag_ends_the_get(void)
     struct sink k = {0};
     struct http_request req = {.cancel = &cancel};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
     CHECK_INT(rc, -ECANCELED);
     CHECK_INT(resp.cause, HTTP_CAUSE_CANCELLED);
@@ -332,7 +332,7 @@ static void test_skipped_body_and_retry_after(void)
     struct sink k = {.skip_status = 503};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
     server_stop(&s);
     CHECK(rc == 0, "rc %d: %s", rc, err.message);
@@ -358,7 +358,7 @@ static void test_redirects_followed_only_when_asked(void)
     struct sink k = {0};
     struct http_request req = {0};
     struct http_response resp;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc = get(&s, &opts, &req, "/first", &k, &resp, &err);
     server_stop(&s);
     CHECK(rc == 0, "rc %d: %s", rc, err.message);

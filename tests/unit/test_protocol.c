@@ -79,7 +79,7 @@ static void test_create_fields_parse(void)
         CHECK_STR(req.name, "ubuntu");
         CHECK_STR(req.uuid, "1a2b");
         CHECK_STR(req.url, "https://example.com/u.img");
-        CHECK_INT(req.source, CTL_SOURCE_DOWNLOAD);
+        CHECK_INT(req.source, SYNC_SOURCE_DOWNLOAD);
     }
     ctl_request_clear(&req);
 
@@ -398,7 +398,7 @@ static void test_reply_round_trip(void)
 {
     json_t *id = json_integer(3);
     json_t *reply = ctl_reply_error(id, -ENOENT, "ubuntu: no such image");
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct ctl_reply parsed;
     char *text = dump(reply);
     int rc = ctl_reply_parse(text, strlen(text), &parsed, &err);

@@ -230,7 +230,7 @@ static int open_path(const char *path, unsigned flags, struct qcow_image **out,
 
 static bool expected_open(struct expected *x, const char *name, unsigned flags)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct stat st;
     char raw_name[256];
     int fd, ret;
@@ -314,7 +314,7 @@ static void test_zero_flag_clusters_read_as_zeros(void)
 {
     struct qcow_image *img = NULL;
     struct qcow_segment seg;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     uint8_t buf[4096];
 
     /* libqcow 20201213 returns 0xab here (stale data) and header bytes for -u. */
@@ -408,7 +408,7 @@ static void expect_reject(const char *name, unsigned flags, int code, const char
                           bool header_level)
 {
     struct qcow_image *img = NULL;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int ret = open_path(path_of(name), flags, &img, &err);
 
     CHECK(ret == code && strstr(err.message, want),
@@ -505,7 +505,7 @@ static void test_rejects_corrupt_l2_entries(void)
 static void test_libqcow_rejection_is_reported_with_its_reasons(void)
 {
     struct qcow_image *img = NULL;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     /* A header length libqcow does not accept (it takes 104 or 112 only). */
     if (!sh("qemu-img create -q -f qcow2 hlen.qcow2 1M"))

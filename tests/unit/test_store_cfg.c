@@ -47,7 +47,7 @@ static void test_time_like_go(void)
 
 static void test_parse_longhorn_cfg(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_cfg cfg;
 
     CHECK_INT(store_cfg_parse(longhorn_cfg, strlen(longhorn_cfg), &cfg, &err), 0);
@@ -133,7 +133,7 @@ static void test_wrong_types_are_corrupt(void)
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct bim_error err = {""};
+        struct bim_error err = {0};
         struct store_cfg cfg;
 
         CHECK(store_cfg_parse(bad[i], strlen(bad[i]), &cfg, &err) == -EINVAL,
@@ -165,7 +165,7 @@ static void test_too_long_string_is_corrupt(void)
 
 static void test_open_creates_images_dir(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store *store = NULL;
     char path[256];
     struct stat st;
@@ -179,7 +179,7 @@ static void test_open_creates_images_dir(void)
 
 static void test_open_missing_disk_fails(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store *store = NULL;
     char path[256];
 
@@ -212,7 +212,7 @@ static void test_disk_uuid(void)
 
 static void test_prepare_writes_cfg_with_path_and_uuid(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_cfg cfg = {0}, back;
     struct store *store = NULL;
     char path[512], text[8192] = "", want[512];

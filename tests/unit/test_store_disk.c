@@ -69,7 +69,7 @@ static void scan_cb(void *ctx, const struct store_entry *e)
 static void prepare(const char *name, const char *uuid)
 {
     struct store_cfg cfg = {0};
-    struct bim_error err = {""};
+    struct bim_error err = {0};
 
     strcpy(cfg.state, "in-progress");
     CHECK(store_image_prepare(store, name, uuid, &cfg, &err) == 0, "prepare %s: %s", name,
@@ -178,7 +178,7 @@ static void test_writes_past_the_max_size_are_refused(void)
 {
     static char buf[8192];
     struct store_writer *w = NULL;
-    struct bim_error err = {""};
+    struct bim_error err = {0};
 
     memset(buf, 'x', sizeof(buf));
     store_set_max_size(store, 3 * 4096);
@@ -202,7 +202,7 @@ static void test_writes_past_the_max_size_are_refused(void)
 static void test_an_empty_image_is_refused(void)
 {
     struct store_writer *w = NULL;
-    struct bim_error err = {""};
+    struct bim_error err = {0};
 
     prepare("void", "v1");
     CHECK_INT(store_writer_open(store, "void", "v1", NULL, false, &w, &err), 0);
@@ -216,7 +216,7 @@ static void test_an_empty_image_is_refused(void)
 
 int main(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     char cmd[128];
 
     strcpy(tmpdir, "/tmp/bimfs-disk-XXXXXX");

@@ -189,7 +189,7 @@ static void test_libqcow_failure_is_reported(void)
 
 static void test_commit_detects_qcow2(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_checksum none = {0};
     struct store_result res;
     struct store_writer *w = NULL;

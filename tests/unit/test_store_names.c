@@ -118,7 +118,7 @@ static void test_checksum_sha256(void)
 
 static void test_checksum_garbage_is_invalid(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_checksum sum;
     char in[200];
     const char *bad[] = {"abc", "sha256:abc", "md5:0123", hex64, "sha1:" /* empty */};

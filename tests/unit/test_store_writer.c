@@ -68,7 +68,7 @@ static struct store_writer *writer_new(const char *name, const char *uuid, const
     struct store_checksum sum;
     struct store_cfg cfg = {0};
     struct store_writer *w = NULL;
-    struct bim_error err = {""};
+    struct bim_error err = {0};
 
     strcpy(cfg.state, "in-progress");
     CHECK_INT(store_checksum_parse(expected, &sum, &err), 0);
@@ -106,7 +106,7 @@ static void *piece_thread(void *arg)
 static void test_two_threads_write_commit_and_hash(void)
 {
     char sha512[129];
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res, again;
     _Atomic uint64_t progress = 0;
     struct store_writer *w = writer_new("two", "t1", NULL, false);
@@ -148,7 +148,7 @@ static void test_two_threads_write_commit_and_hash(void)
 
 static void test_out_of_order_pieces_advance_prefix(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w = writer_new("order", "o1", NULL, false);
     char sha512[129];
@@ -175,7 +175,7 @@ static void test_out_of_order_pieces_advance_prefix(void)
 static void test_wrong_checksum_is_a_mismatch(void)
 {
     char wrong[129], want[400], sha512[129];
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w;
 
@@ -197,7 +197,7 @@ static void test_wrong_checksum_is_a_mismatch(void)
 static void test_sha256_expectation(void)
 {
     char sha256[65], expected[80], wrong[80], want[300];
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w;
 
@@ -248,7 +248,7 @@ static void test_ready_cfg_after_commit(void)
 
 static void test_skipped_tail_is_zeros(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w = writer_new("skip", "k1", NULL, false);
     unsigned char *buf = calloc(1, 4 * MiB);
@@ -270,7 +270,7 @@ static void test_skipped_tail_is_zeros(void)
 
 static void test_incomplete_data_is_refused(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w = writer_new("part", "p1", NULL, false);
 
@@ -287,7 +287,7 @@ static void test_incomplete_data_is_refused(void)
 
 static void copy_check(const char *name, int src_fd)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w = writer_new(name, "c1", NULL, false);
     char sha512[129];
@@ -323,7 +323,7 @@ static void test_copy_fd_from_file_and_memfd(void)
 
 static void test_resume_keeps_and_rehashes_tmp(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w;
     char path[4096], sha512[129];
@@ -353,7 +353,7 @@ static void test_resume_keeps_and_rehashes_tmp(void)
 static void test_trusted_checksum(void)
 {
     char sha512[129], wrong[129];
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     struct store_writer *w = writer_new("trust", "u1", NULL, false);
 
@@ -379,7 +379,7 @@ static void test_trusted_checksum(void)
 
 static void test_hash_can_be_cancelled(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     struct store_result res;
     atomic_bool cancel = true;
 
@@ -463,7 +463,7 @@ static void test_scan_reports_images_and_leaves_others_alone(void)
 
 int main(void)
 {
-    struct bim_error err = {""};
+    struct bim_error err = {0};
     char cmd[128];
 
     strcpy(tmpdir, "/tmp/bimfs-writer-XXXXXX");

@@ -135,7 +135,7 @@ static bool image_file_exists(const char *name, const char *uuid, const char *fi
 static void restart(void)
 {
     struct sync_options opts = {.workers = 2, .check_interval_ms = CHECK_MS};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     sync_close(manager);
     manager = NULL;
@@ -147,7 +147,7 @@ static void restart(void)
 static void test_upload_from_file_becomes_ready_with_its_checksum(void)
 {
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(create_upload_file("base", "u1", NULL, &info, &err), 0);
     CHECK(info.id != 0, "a created image has an id");
@@ -170,7 +170,7 @@ static void test_upload_from_file_becomes_ready_with_its_checksum(void)
 static void test_create_same_name_and_uuid_returns_the_existing_image(void)
 {
     struct sync_image_info first, again;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(sync_get(manager, "base", &first, &err), 0);
     CHECK_INT(create_upload("base", "u1", NULL, open("/dev/null", O_RDONLY), &again, &err), 0);
@@ -182,7 +182,7 @@ static void test_create_same_name_and_uuid_returns_the_existing_image(void)
 static void test_create_same_name_other_uuid_is_eexist(void)
 {
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(create_upload_file("base", "u2", NULL, &info, &err), -EEXIST);
     CHECK_STR(err.message, "base: already exists with uuid u1");
@@ -194,7 +194,7 @@ static void test_create_rejects_bad_requests_before_creating_anything(void)
     struct sync_create_request dl = {
         .name = "dl", .type = SYNC_SOURCE_DOWNLOAD, .url = "ftp://x/y"};
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char stray[PATH_MAX];
 
     CHECK_INT(create_upload_file("-bad", NULL, NULL, &info, &err), -EINVAL);
@@ -221,7 +221,7 @@ static void test_clone_of_a_ready_image_has_the_same_checksum(void)
     struct sync_create_request req = {
         .name = "copy", .uuid = "c1", .type = SYNC_SOURCE_CLONE, .from = "base"};
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(sync_create(manager, &req, &info, &err), 0);
     info = wait_settled("copy", SYNC_STATE_READY);
@@ -236,7 +236,7 @@ static void test_wrong_checksum_fails_and_leaves_no_data(void)
 {
     char zeros[129];
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     memset(zeros, '0', 128);
     zeros[128] = '\0';
@@ -278,7 +278,7 @@ static void test_watch_sees_updates_then_the_delete(void)
 {
     struct sync_watch *w;
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int updates = 0, deletes = 0;
     bool delete_last = false;
     struct pollfd pfd = {.events = POLLIN};
@@ -309,7 +309,7 @@ static void test_watch_filtered_by_name_sees_only_that_image(void)
     struct sync_watch *only_base, *all;
     struct sync_image_info info;
     struct sync_event ev;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int updates = 0, deletes = 0;
 
     CHECK_INT(sync_watch_open(manager, "base", &only_base), 0);
@@ -348,7 +348,7 @@ static void test_upload_from_a_pipe(void)
     unsigned char *buf = malloc(3 * MIB);
     char want[STORE_CHECKSUM_HEX + 1];
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     pthread_t thread;
     int fds[2];
 
@@ -369,7 +369,7 @@ static void test_upload_from_a_pipe(void)
 static void test_delete_cancels_a_running_upload_quickly(void)
 {
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     uint64_t start;
     int fds[2];
 
@@ -418,7 +418,7 @@ static void test_transfer_cut_by_a_restart_is_failed_and_cleaned(void)
 {
     struct store_cfg cfg;
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char tmp[PATH_MAX];
     int fd;
 
@@ -516,7 +516,7 @@ static void test_overwritten_byte_fails_as_changed_on_disk(void)
 int main(void)
 {
     struct sync_options opts = {.workers = 2, .check_interval_ms = CHECK_MS};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char cmd[PATH_MAX + 16];
 
     snprintf(disk, sizeof(disk), "/tmp/test_sync.XXXXXX");

@@ -65,7 +65,7 @@ static int push(const char *name, const char *uuid, const char *checksum, size_t
 static void test_stream_upload_becomes_ready_with_holes_kept(void)
 {
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char path[PATH_MAX];
     struct stat st;
 
@@ -84,7 +84,7 @@ static void test_stream_same_uuid_returns_the_image_other_uuid_is_eexist(void)
     struct sync_create_request req = {.name = "pushed", .uuid = "p1"};
     struct sync_stream *s = NULL;
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(sync_stream_begin(manager, &req, 4 * MIB, &s, &info, &err), 1);
     CHECK(s == NULL && info.state == SYNC_STATE_READY, "the existing image, no stream");
@@ -95,7 +95,7 @@ static void test_stream_same_uuid_returns_the_image_other_uuid_is_eexist(void)
 static void test_stream_checksum_mismatch_fails_the_image(void)
 {
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char zeros[129];
 
     memset(zeros, '0', 128);
@@ -104,6 +104,7 @@ static void test_stream_checksum_mismatch_fails_the_image(void)
     CHECK(strstr(err.message, "checksum mismatch") != NULL, "message: %s", err.message);
     CHECK(sync_get(manager, "mismatch", &info, NULL) == 0 && info.state == SYNC_STATE_FAILED,
           "the image is failed");
+    CHECK_INT(info.cause, BIM_CAUSE_CHECKSUM);
     CHECK_INT(push("badsum", "b1", "sha1:abc", MIB, &info, &err), -EINVAL);
     CHECK(sync_get(manager, "badsum", &info, NULL) == -ENOENT, "an invalid checksum created it");
 }
@@ -114,7 +115,7 @@ static void test_cut_stream_fails_and_leaves_no_data(void)
     struct sync_create_request req = {.name = "cut", .uuid = "c1"};
     struct sync_stream *s = NULL;
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char dir[PATH_MAX], path[PATH_MAX + 16];
 
     CHECK_INT(sync_stream_begin(manager, &req, 4 * MIB, &s, &info, &err), 0);
@@ -125,11 +126,44 @@ static void test_cut_stream_fails_and_leaves_no_data(void)
           "the cut image is not failed");
     CHECK(strstr(info.error, "body longer than the 4194304 bytes announced") != NULL, "error: %s",
           info.error);
+    CHECK_INT(info.cause, BIM_CAUSE_SOURCE);
     snprintf(dir, sizeof(dir), "%s/cut-c1", store_images_path(store));
     snprintf(path, sizeof(path), "%s/backing", dir);
     CHECK(access(path, F_OK) < 0, "%s is still there", path);
     snprintf(path, sizeof(path), "%s/backing.tmp", dir);
     CHECK(access(path, F_OK) < 0, "%s is still there", path);
+}
+
+/* The cause is typed where the failure happens (the store's format check),
+ * not read from the message: a raw image of 1000 bytes is a format failure,
+ * counted as one, while an image named like a qcow2 that is cut short is the
+ * source's failure. */
+static void test_failure_causes_are_typed_where_they_happen(void)
+{
+    struct sync_create_request odd = {.name = "odd", .uuid = "o1"};
+    struct sync_create_request cut = {.name = "cut.qcow2", .uuid = "q1"};
+    struct sync_stats before, after;
+    struct sync_stream *s = NULL;
+    struct sync_image_info info;
+    struct bim_error err = {0};
+
+    sync_stats_get(manager, &before);
+    CHECK_INT(sync_stream_begin(manager, &odd, 1000, &s, &info, &err), 0);
+    CHECK_INT(sync_stream_write(s, image, 1000, &err), 0);
+    CHECK_INT(sync_stream_end(s, &info, &err), -EINVAL);
+    CHECK(strstr(info.error, "multiple of 512") != NULL, "error: %s", info.error);
+    CHECK_INT(info.cause, BIM_CAUSE_FORMAT);
+    CHECK_INT(sync_stream_begin(manager, &cut, 2 * MIB, &s, &info, &err), 0);
+    CHECK_INT(sync_stream_write(s, image, MIB, &err), 0);
+    sync_stream_abort(s);
+    CHECK(sync_get(manager, "cut.qcow2", &info, NULL) == 0 && info.state == SYNC_STATE_FAILED,
+          "the cut image is not failed");
+    CHECK_INT(info.cause, BIM_CAUSE_SOURCE);
+    sync_stats_get(manager, &after);
+    CHECK_INT(after.failures[BIM_CAUSE_FORMAT] - before.failures[BIM_CAUSE_FORMAT], 1);
+    CHECK_INT(after.failures[BIM_CAUSE_SOURCE] - before.failures[BIM_CAUSE_SOURCE], 1);
+    CHECK_INT(sync_delete(manager, "odd", &err), 0);
+    CHECK_INT(sync_delete(manager, "cut.qcow2", &err), 0);
 }
 
 static void *delete_gone(void *arg)
@@ -144,7 +178,7 @@ static void test_delete_while_streaming_cancels_the_next_write(void)
     struct sync_create_request req = {.name = "gone", .uuid = "g1"};
     struct sync_stream *s = NULL;
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     pthread_t deleter;
 
     CHECK_INT(sync_stream_begin(manager, &req, SYNC_STREAM_SIZE_UNKNOWN, &s, &info, &err), 0);
@@ -163,7 +197,7 @@ static void test_sends_count_up_to_the_limit(void)
     struct sync_send a, b, c;
     struct sync_image_info info;
     struct sync_stats before, after;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct stat st;
 
     sync_stats_get(manager, &before);
@@ -186,13 +220,13 @@ static void test_sends_count_up_to_the_limit(void)
     CHECK_INT(after.sends - before.sends, 2);
     CHECK_INT(after.sends_refused - before.sends_refused, 1);
     CHECK_INT(after.bytes_sent - before.bytes_sent, 4 * MIB);
-    CHECK(after.failures[SYNC_FAILURE_CHECKSUM] >= 1, "the checksum failure is counted");
+    CHECK(after.failures[BIM_CAUSE_CHECKSUM] >= 1, "the checksum failure is counted");
 }
 
 static void test_send_of_missing_or_failed_image_is_refused(void)
 {
     struct sync_send s;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(sync_send_begin(manager, "nope", 3, &s, &err), -ENOENT);
     CHECK_INT(sync_send_begin(manager, "mismatch", 3, &s, &err), -EBUSY);
@@ -208,7 +242,7 @@ static void test_peer_sync_requests_are_checked(void)
     struct sync_create_request req = {
         .name = "peer", .uuid = "u1", .type = SYNC_SOURCE_PEER, .fd = -1, .peers = none};
     struct sync_image_info info;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     CHECK_INT(sync_create(manager, &req, &info, &err), -EINVAL);
     req.peers = bad;
@@ -228,7 +262,7 @@ static void test_peer_sync_requests_are_checked(void)
 int main(void)
 {
     struct sync_options opts = {.workers = 2};
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char cmd[PATH_MAX + 16];
 
     snprintf(disk, sizeof(disk), "/tmp/test_sync_send.XXXXXX");
@@ -246,6 +280,7 @@ int main(void)
     RUN(test_stream_same_uuid_returns_the_image_other_uuid_is_eexist);
     RUN(test_stream_checksum_mismatch_fails_the_image);
     RUN(test_cut_stream_fails_and_leaves_no_data);
+    RUN(test_failure_causes_are_typed_where_they_happen);
     RUN(test_delete_while_streaming_cancels_the_next_write);
     RUN(test_sends_count_up_to_the_limit);
     RUN(test_send_of_missing_or_failed_image_is_refused);

@@ -51,7 +51,7 @@ static json_t *image_json(void)
 static void test_image_round_trip_is_the_same_image(void)
 {
     struct wire_image in, out;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     json_t *value;
     char *text;
 
@@ -86,7 +86,7 @@ static void test_image_fields_keep_longhorn_names(void)
 static void test_image_invalid_utf8_is_sent_as_question_marks(void)
 {
     struct wire_image in, out;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     json_t *value;
 
     image_fill(&in);
@@ -103,7 +103,7 @@ static void test_image_progress_details_are_optional(void)
     json_t *value = image_json();
     json_t *status = json_object_get(value, "status");
     struct wire_image out;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     json_object_del(status, "bytesDone");
     json_object_del(status, "bytesTotal");
@@ -123,7 +123,7 @@ static void expect_refused(const char *path, json_t *v, const char *want)
     json_t *obj = value;
     const char *key = path;
     struct wire_image out;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (strncmp(path, "status.", 7) == 0) {
@@ -178,7 +178,7 @@ static void test_image_oversized_fields_are_refused(void)
 static void test_image_text_that_is_not_an_image_is_refused(void)
 {
     struct wire_image out;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     const char *text = "{\"name\": \"a\"";
 
     CHECK_INT(wire_image_parse(text, strlen(text), 100, &out, &err), -EPROTO);
@@ -218,7 +218,7 @@ static void test_errors_socket_and_http_come_from_one_cause(void)
 
 static void test_names_uuids_and_peers(void)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     char long_name[BIM_NAME_MAX + 2];
 
     CHECK(wire_name_valid("ubuntu-22.04_x"), "a valid name refused");

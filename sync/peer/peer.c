@@ -3,11 +3,11 @@
  * bimfs daemons over their HTTP API. This file holds the job's frame: the
  * source list, asking the sources for the image (uuid, state, size,
  * checksum) and its data extents, the plan of pieces, the expectation, the
- * writer, and the outcome. The pieces move in peer_fetch.c.
+ * writer, and the outcome. The pieces move in fetch.c.
  *
  *   GET http://<source>/v1/images/<name>           which image, ready?, size, checksum
  *   GET http://<source>/v1/images/<name>/extents   where the data is
- *   GET .../backing with Range                     the data (peer_fetch.c)
+ *   GET .../backing with Range                     the data (fetch.c)
  *
  * A source that does not answer, answers 5xx or has the image not ready
  * yet is asked again (backing off up to SYNC_PEER_BACKOFF_MAX_MS); one that
@@ -18,10 +18,10 @@
  * HTTP is the client's (sync/http/client.h); this file opens it for peers
  * and reads the small JSON answers into a bounded buffer.
  *
- * Threads: the worker thread running the job (and peer_fetch.c's fetchers,
+ * Threads: the worker thread running the job (and fetch.c's fetchers,
  * which share only the transfer). sync->lock is taken only to publish.
  */
-#include "sync_internal.h"
+#include "peer.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -48,24 +48,27 @@ static bool sync_peer_addr_valid(const char *addr)
     return true;
 }
 
-int sync_peer_source_text(const char *name, const char *const *peers, char *out, size_t outlen,
-                          struct bim_error *err)
+int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, char *text,
+                         size_t textlen, struct bim_error *err)
 {
-    size_t count = 0, len;
+    size_t len;
 
+    out->count = 0;
     if (!peers || !peers[0])
-        return bim_error_set(err, -EINVAL, "%s: sync needs at least one peer (host:port)", name);
-    len = (size_t)snprintf(out, outlen, "sync:");
-    for (; peers[count]; count++) {
-        if (count == SYNC_PEER_MAX)
-            return bim_error_set(err, -EINVAL, "%s: more than %d peers", name, SYNC_PEER_MAX);
-        if (!sync_peer_addr_valid(peers[count]))
-            return bim_error_set(err, -EINVAL,
-                                 "%s: invalid peer address \"%.64s\": expected host:port", name,
-                                 peers[count]);
-        len += (size_t)snprintf(out + len, outlen - len, "%s%s", count ? "," : "", peers[count]);
-        if (len >= outlen)
-            return bim_error_set(err, -EINVAL, "%s: the peer list is too long", name);
+        return bim_error_set(err, -EINVAL, "sync needs at least one peer (host:port)");
+    len = (size_t)snprintf(text, textlen, "sync:");
+    for (; peers[out->count]; out->count++) {
+        const char *peer = peers[out->count];
+
+        if (out->count == SYNC_PEER_MAX)
+            return bim_error_set(err, -EINVAL, "more than %d peers", SYNC_PEER_MAX);
+        if (!sync_peer_addr_valid(peer))
+            return bim_error_set(err, -EINVAL, "invalid peer address \"%.64s\": expected host:port",
+                                 peer);
+        str_copy(out->addrs[out->count], sizeof(out->addrs[out->count]), peer);
+        len += (size_t)snprintf(text + len, textlen - len, "%s%s", out->count ? "," : "", peer);
+        if (len >= textlen)
+            return bim_error_set(err, -EINVAL, "the peer list is too long");
     }
     return 0;
 }
@@ -77,26 +80,18 @@ void sync_set_peer_token(struct sync *sync, const char *token)
     pthread_mutex_unlock(&sync->lock);
 }
 
-/* Sources from job->source ("sync:a:1,b:2"). */
-static int sync_peer_sources_parse(struct sync_peer_transfer *t, struct bim_error *err)
+/* The transfer's sources, from the job's typed list. */
+static int sync_peer_sources_init(struct sync_peer_transfer *t, const struct sync_peer_job *pj,
+                                  struct bim_error *err)
 {
-    const char *p = t->job->source + strlen("sync:");
-
-    if (strncmp(t->job->source, "sync:", 5) != 0)
-        return bim_error_set(err, -EINVAL, "not a peer sync source: %.64s", t->job->source);
-    while (*p && t->nsources < SYNC_PEER_MAX) {
+    for (size_t i = 0; i < pj->count && t->nsources < SYNC_PEER_MAX; i++) {
         struct sync_peer_source *s = &t->sources[t->nsources];
-        size_t n = strcspn(p, ",");
 
-        if (n == 0 || n > SYNC_PEER_ADDR_MAX)
-            return bim_error_set(err, -EINVAL, "invalid peer list");
-        memcpy(s->addr, p, n);
-        s->addr[n] = '\0';
+        str_copy(s->addr, sizeof(s->addr), pj->addrs[i]);
         /* built in two steps: GCC cannot tell that job->name and s are apart */
-        snprintf(s->url, sizeof(s->url), "http://%.*s/v1/images/", (int)n, p);
+        snprintf(s->url, sizeof(s->url), "http://%s/v1/images/", pj->addrs[i]);
         strncat(s->url, t->job->name, sizeof(s->url) - strlen(s->url) - 1);
         t->nsources++;
-        p += n + (p[n] == ',');
     }
     return t->nsources ? 0 : bim_error_set(err, -EINVAL, "no peer to sync from");
 }
@@ -214,7 +209,7 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
 {
     const struct sync_job *job = t->job;
     char expected[STORE_EXPECTED_MAX + 1];
-    struct bim_error why = {{0}};
+    struct bim_error why = {0};
     struct wire_image img; /* the wire codec reads what ctl/image.c wrote */
     const char *uuid = img.uuid, *state = img.status.state, *sum = img.status.current_checksum;
     uint64_t size;
@@ -244,9 +239,9 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
                  SYNC_PEER_SIZE_MAX);
         return -ENOENT;
     }
-    if (job->size && size != job->size) {
+    if (t->want_size && (uint64_t)size != t->want_size) {
         snprintf(s->error, sizeof(s->error), "has %" PRIu64 " bytes, not the %" PRIu64 " asked for",
-                 size, job->size);
+                 (uint64_t)size, t->want_size);
         return -ENOENT;
     }
     if (job->expected.algo == STORE_DIGEST_SHA512 && strcmp(job->expected.hex, sum) != 0) {
@@ -265,7 +260,7 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
 static int sync_peer_ask(struct sync_peer_transfer *t, struct http_client *h,
                          struct sync_peer_source *s)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct http_response reply;
     json_t *img = NULL;
     int rc;
@@ -340,7 +335,8 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
                 mismatch = s;
         }
         if (!again && mismatch)
-            return bim_error_set(err, -EINVAL, "%s (from %s)", mismatch->error, mismatch->addr);
+            return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL, "%s (from %s)",
+                                   mismatch->error, mismatch->addr);
         sync_peer_errors(t, causes, sizeof(causes));
         if (!again)
             return bim_error_set(err, -ENOENT, "no source can provide the image: %s", causes);
@@ -459,7 +455,7 @@ static json_t *sync_peer_extents(struct sync_peer_transfer *t, struct http_clien
     for (size_t k = 0; k < t->nsources; k++) {
         struct sync_peer_source *s = &t->sources[(first + k) % t->nsources];
         struct http_response reply;
-        struct bim_error err = {{0}};
+        struct bim_error err = {0};
         json_t *extents = NULL;
 
         if (s->fatal)
@@ -525,7 +521,8 @@ static int sync_peer_transfer_init(struct sync_peer_transfer *t, struct sync_job
     pthread_mutex_lock(&job->sync->lock);
     str_copy(t->token, sizeof(t->token), job->sync->peer_token);
     pthread_mutex_unlock(&job->sync->lock);
-    rc = sync_peer_sources_parse(t, err);
+    t->want_size = ((const struct sync_peer_job *)job->state)->size;
+    rc = sync_peer_sources_init(t, job->state, err);
     if (rc < 0)
         return rc;
     pthread_condattr_init(&attr);
@@ -547,10 +544,10 @@ static void sync_peer_transfer_free(struct sync_peer_transfer *t)
     free(t);
 }
 
-void sync_peer_run(struct sync_job *job)
+static void sync_peer_run(struct sync_job *job)
 {
     struct sync_peer_transfer *t = calloc(1, sizeof(*t));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct store_writer *w = NULL;
     struct store_checksum expected;
     json_t *extents = NULL;
@@ -583,8 +580,8 @@ void sync_peer_run(struct sync_job *job)
         sync_transfer_fail(job, rc, &err);
         goto out;
     }
-    log_info("image=%s uuid=%s sync from %s: %" PRIu64 " bytes in %zu pieces", job->name, job->uuid,
-             job->source + 5, t->size, t->npieces);
+    log_info("image=%s uuid=%s %s: %" PRIu64 " bytes in %zu pieces", job->name, job->uuid,
+             job->source, t->size, t->npieces);
     sync_peer_expect(t, &expected);
     rc = store_writer_open(job->sync->store, job->name, job->uuid, &expected, false, &w, &err);
     if (rc == 0) {
@@ -608,3 +605,35 @@ void sync_peer_run(struct sync_job *job)
 out:
     sync_peer_transfer_free(t);
 }
+
+/* ---- the source's operations (source.h) ---- */
+
+static int sync_peer_prepare(struct sync *sync, const struct sync_create_request *req,
+                             struct sync_source_plan *plan, struct bim_error *err)
+{
+    struct sync_peer_job *pj;
+    int rc;
+
+    (void)sync;
+    if (!req->uuid)
+        return bim_error_set(err, -EINVAL, "sync needs the image's uuid");
+    pj = calloc(1, sizeof(*pj));
+    if (!pj)
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    rc = sync_peer_list_parse(req->peers, pj, plan->source, sizeof(plan->source), err);
+    if (rc < 0) {
+        free(pj);
+        return rc;
+    }
+    pj->size = req->size;
+    plan->state = pj;
+    return 0;
+}
+
+const struct sync_source_ops sync_peer_ops = {
+    .kind = "sync",
+    .transfer = true,
+    .prepare = sync_peer_prepare,
+    .run = sync_peer_run,
+    .free_state = free,
+};

@@ -36,7 +36,7 @@
  * held while transferring; sync->lock only inside sync_job_progress() and to
  * read sync->stopping.
  */
-#include "sync_internal.h"
+#include "download.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -100,6 +100,7 @@ static int sync_download_vstop(struct sync_download *d, enum sync_download_end e
     d->end = end;
     d->local = local;
     vsnprintf(d->why.message, sizeof(d->why.message), fmt, ap);
+    d->why.cause = local ? BIM_CAUSE_IO : BIM_CAUSE_SOURCE;
     return -ECANCELED;
 }
 
@@ -214,7 +215,7 @@ static void sync_download_flush_last(struct sync_download *d)
 /* Start over from byte 0: a fresh writer (an empty backing.tmp, a new digest). */
 static int sync_download_reset(struct sync_download *d)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     store_writer_abort(d->w);
@@ -236,7 +237,7 @@ static int sync_download_reset(struct sync_download *d)
  * sparse image takes far less); a full disk fails fast with ENOSPC. */
 static int sync_download_limit(struct sync_download *d, int64_t total)
 {
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
 
     if (total <= 0 || sync_size_check(d->sync, (uint64_t)total, &err) == 0)
         return 0;
@@ -255,7 +256,7 @@ static const char *sync_download_etag(const struct http_response *r)
 static void sync_download_remember(struct sync_download *d, const struct http_response *r)
 {
     struct sync_download_saved *s = &d->saved;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     if (strcmp(s->etag, sync_download_etag(r)) == 0 &&
@@ -416,7 +417,7 @@ static void sync_download_attempt(struct sync_download *d)
         .ctx = d,
     };
     const char *validator = d->saved.etag[0] ? d->saved.etag : d->saved.last_modified;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     int rc;
 
     d->attempts++;
@@ -532,6 +533,7 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
         .stall_ms = d->sync->stall_ms,
     };
     struct sync_job *job = d->job;
+    const struct sync_download_job *dj = job->state;
     struct store_cfg *cfg;
     bool creds = false;
     int rc;
@@ -549,14 +551,14 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
         sync_download_saved_get(NULL, &d->saved);
     store_cfg_clear(cfg);
     free(cfg);
-    sync_download_set_total(d, job->resume ? d->saved.size : -1);
+    sync_download_set_total(d, dj->resume ? d->saved.size : -1);
 
     rc = store_writer_open(d->sync->store, job->name, job->uuid, sync_download_expected(d),
-                           job->resume, &d->w, err);
+                           dj->resume, &d->w, err);
     if (rc < 0)
         return rc;
     d->have = d->best = store_writer_written(d->w);
-    if (job->resume)
+    if (dj->resume)
         log_info("image=%s uuid=%s resuming the download of %s at byte %" PRIu64, job->name,
                  job->uuid, d->shown, d->have);
     else
@@ -567,10 +569,10 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
     return 0;
 }
 
-void sync_download_run(struct sync_job *job)
+static void sync_download_run(struct sync_job *job)
 {
     struct sync_download *d = calloc(1, sizeof(*d));
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     uint64_t size = 0;
     int rc;
 
@@ -580,7 +582,7 @@ void sync_download_run(struct sync_job *job)
     }
     d->job = job;
     d->sync = job->sync;
-    d->url = job->url ? job->url : "";
+    d->url = ((const struct sync_download_job *)job->state)->url;
     d->total = -1;
     d->data_ms = d->tick_ms = clock_monotonic_ms();
     d->buf = malloc(SYNC_DOWNLOAD_BUFFER);
@@ -621,3 +623,123 @@ void sync_download_run(struct sync_job *job)
     sync_transfer_finish(job, d->w, rc, size, &err);
     free(d);
 }
+
+/* ---- the source's operations (source.h) ---- */
+
+#define SYNC_DOWNLOAD_INTERRUPTED "interrupted by a daemon restart"
+#define SYNC_DOWNLOAD_INTERRUPTED_CREDENTIALS                                                      \
+    "interrupted by a daemon restart; a download from a URL with credentials cannot resume "       \
+    "(bimfs keeps no credentials on disk): delete the image and create it again"
+
+static void sync_download_job_free(void *state)
+{
+    struct sync_download_job *dj = state;
+
+    if (!dj)
+        return;
+    if (dj->url)
+        explicit_bzero(dj->url, strlen(dj->url));
+    free(dj->url);
+    free(dj);
+}
+
+static struct sync_download_job *sync_download_job_new(const char *url, bool resume)
+{
+    struct sync_download_job *dj = calloc(1, sizeof(*dj));
+
+    if (!dj || !(dj->url = strdup(url))) {
+        free(dj);
+        return NULL;
+    }
+    dj->resume = resume;
+    return dj;
+}
+
+/* The URL must be http(s); the cfg keeps it to resume after a restart,
+ * unless it has credentials (cfg.c). */
+static int sync_download_prepare(struct sync *sync, const struct sync_create_request *req,
+                                 struct sync_source_plan *plan, struct bim_error *err)
+{
+    struct sync_download_saved *saved = calloc(1, sizeof(*saved));
+    char *shown = malloc(SYNC_URL_MAX + 1);
+    bool credentials = false;
+    int rc;
+
+    (void)sync;
+    if (!saved || !shown) {
+        rc = bim_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = http_url_check(req->url, shown, SYNC_URL_MAX + 1, &credentials, err);
+    if (rc < 0)
+        goto out;
+    snprintf(plan->source, sizeof(plan->source), "download:%s", shown);
+    saved->present = true;
+    saved->size = -1;
+    saved->credentials = credentials;
+    if (!credentials)
+        str_copy(saved->url, sizeof(saved->url), req->url);
+    rc = sync_download_saved_put(NULL, saved, &plan->extra);
+    if (rc == 0 && !(plan->state = sync_download_job_new(req->url, false)))
+        rc = -ENOMEM;
+    if (rc < 0)
+        bim_error_set(err, rc, "out of memory");
+out:
+    free(shown);
+    free(saved);
+    return rc;
+}
+
+/* A download cut by a restart is one whose cfg has the download's object
+ * (typed: never read back from the source text); it is queued again
+ * (resuming its backing.tmp) when that object keeps the URL. */
+static int sync_download_resume(struct sync *sync, struct sync_record *rec,
+                                const struct store_entry *e, struct sync_job **job,
+                                const char **why)
+{
+    struct sync_download_saved *saved = calloc(1, sizeof(*saved));
+    struct sync_download_job *dj = NULL;
+    int rc;
+
+    *job = NULL;
+    *why = SYNC_DOWNLOAD_INTERRUPTED;
+    if (!saved)
+        return -ENOMEM;
+    sync_download_saved_get(e->cfg.extra, saved);
+    if (!saved->present) {
+        rc = 0; /* not a download */
+        goto out;
+    }
+    if (saved->credentials)
+        *why = SYNC_DOWNLOAD_INTERRUPTED_CREDENTIALS;
+    rc = -ENOENT;
+    if (!saved->url[0])
+        goto out;
+    rc = -ENOMEM;
+    dj = sync_download_job_new(saved->url, e->has_tmp);
+    if (!dj || !(*job = sync_job_new(sync, &sync_download_ops, rec, dj)))
+        goto out;
+    dj = NULL;
+    rc = -EINVAL;
+    if (store_checksum_parse(e->cfg.expected_checksum, &(*job)->expected, NULL) < 0)
+        goto out; /* a cfg bimfs did not write: do not guess */
+    str_copy((*job)->source, sizeof((*job)->source), e->cfg.source);
+    rc = 1;
+out:
+    if (rc != 1) {
+        sync_job_free(*job);
+        *job = NULL;
+    }
+    sync_download_job_free(dj);
+    free(saved);
+    return rc;
+}
+
+const struct sync_source_ops sync_download_ops = {
+    .kind = "download",
+    .transfer = true,
+    .prepare = sync_download_prepare,
+    .run = sync_download_run,
+    .resume = sync_download_resume,
+    .free_state = sync_download_job_free,
+};

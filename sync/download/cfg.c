@@ -1,5 +1,5 @@
 /*
- * download_cfg.c - what a download keeps in its backing.cfg so that the
+ * cfg.c - what a download keeps in its backing.cfg so that the
  * next start can resume it: one object among the cfg's extra fields
  * (Longhorn ignores fields it does not know):
  *
@@ -16,7 +16,7 @@
  * Threads: the worker running the download, create (before the job exists)
  * and adoption (before any worker runs); no shared state.
  */
-#include "sync_internal.h"
+#include "download.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,5 +1,5 @@
 /*
- * peer_fetch.c - moving the pieces of a peer sync: fetcher threads (each
+ * fetch.c - moving the pieces of a peer sync: fetcher threads (each
  * with its own HTTP client and connection) take pieces in order, holes are
  * marked with store_writer_skip, data ranges are fetched from a source
  * with Range and written with store_writer_pwrite (zero blocks stay holes;
@@ -22,7 +22,7 @@
  * the fetcher holding it (its `done` is written only by that fetcher);
  * t->bytes is atomic. No lock is held across network or disk I/O.
  */
-#include "sync_internal.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +45,7 @@ struct sync_peer_fetcher {
     unsigned index;
     pthread_t thread;
     struct http_client *http;
-    char *buf; /* SYNC_DOWNLOAD_BUFFER bytes not yet written */
+    char *buf; /* SYNC_PEER_BUFFER bytes not yet written */
     size_t fill;
     /* the GET in flight */
     struct sync_peer_piece *piece;
@@ -128,7 +128,7 @@ static int sync_peer_on_data(void *ctx, const void *data, size_t len)
     if (f->fill == 0 && len >= SYNC_PEER_DIRECT_MIN)
         return sync_peer_write(f, data, len) < 0 ? -EIO : 0;
     while (len > 0) {
-        size_t n = SYNC_DOWNLOAD_BUFFER - f->fill;
+        size_t n = SYNC_PEER_BUFFER - f->fill;
 
         if (n > len)
             n = len;
@@ -136,7 +136,7 @@ static int sync_peer_on_data(void *ctx, const void *data, size_t len)
         f->fill += n;
         data = (const char *)data + n;
         len -= n;
-        if (f->fill == SYNC_DOWNLOAD_BUFFER && sync_peer_flush(f) < 0)
+        if (f->fill == SYNC_PEER_BUFFER && sync_peer_flush(f) < 0)
             return -EIO;
     }
     return 0;
@@ -151,7 +151,7 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     struct sync_peer_piece *p = f->piece;
     char url[sizeof(s->url) + 16];
     struct http_response reply;
-    struct bim_error err = {{0}};
+    struct bim_error err = {0};
     struct http_request req = {
         .url = url,
         .range = true,
@@ -227,11 +227,12 @@ static void sync_peer_finished(struct sync_peer_transfer *t)
 }
 
 /* Stop the transfer with rc and message (the first failure wins). */
-static void sync_peer_fail(struct sync_peer_transfer *t, int rc, const char *message)
+static void sync_peer_fail(struct sync_peer_transfer *t, int rc, enum bim_cause cause,
+                           const char *message)
 {
     if (!t->stop) {
         t->rc = rc;
-        bim_error_set(&t->err, rc, "%s", message);
+        bim_error_cause(&t->err, cause, rc, "%s", message);
     }
     t->stop = true;
     pthread_cond_broadcast(&t->cond);
@@ -263,7 +264,7 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_transfer *t, uns
     if (!usable) {
         sync_peer_errors(t, causes, sizeof(causes));
         snprintf(message, sizeof(message), "no source can finish the image: %s", causes);
-        sync_peer_fail(t, -EIO, message);
+        sync_peer_fail(t, -EIO, BIM_CAUSE_SOURCE, message);
     }
     return NULL;
 }
@@ -303,10 +304,10 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
                  s->addr, why);
         break;
     case SYNC_PEER_LOCAL:
-        sync_peer_fail(t, -EIO, why);
+        sync_peer_fail(t, -EIO, BIM_CAUSE_IO, why);
         break;
     case SYNC_PEER_CANCELED:
-        sync_peer_fail(t, -ECANCELED, "cancelled");
+        sync_peer_fail(t, -ECANCELED, BIM_CAUSE_SOURCE, "cancelled");
         break;
     }
     sync_peer_give_back(t, p);
@@ -333,7 +334,7 @@ static bool sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_piece *
             atomic_fetch_add(&t->bytes, p->len);
         pthread_mutex_lock(&t->lock);
         if (rc < 0)
-            sync_peer_fail(t, rc, store_writer_strerror(t->w, rc));
+            sync_peer_fail(t, rc, BIM_CAUSE_IO, store_writer_strerror(t->w, rc));
         else
             sync_peer_finished(t);
         return true;
@@ -422,14 +423,14 @@ static void sync_peer_watch(struct sync_peer_transfer *t)
             progress_ms = now;
         }
         if (sync_job_cancelled(t->job)) {
-            sync_peer_fail(t, -ECANCELED, "cancelled");
+            sync_peer_fail(t, -ECANCELED, BIM_CAUSE_SOURCE, "cancelled");
         } else if (now - progress_ms >= t->stall_ms &&
                    (now - t->alive_ms >= t->stall_ms ||
                     now - progress_ms >= SYNC_PEER_BUSY_MAX_MS)) {
             sync_peer_errors(t, causes, sizeof(causes));
             snprintf(message, sizeof(message), "no source sent data for %u s: %s",
                      (unsigned)((now - progress_ms) / 1000), causes);
-            sync_peer_fail(t, -ETIMEDOUT, message);
+            sync_peer_fail(t, -ETIMEDOUT, BIM_CAUSE_SOURCE, message);
         }
         sender = t->sender;
         pthread_mutex_unlock(&t->lock);
@@ -462,7 +463,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
 
         f->t = t;
         f->index = (unsigned)started;
-        f->buf = malloc(SYNC_DOWNLOAD_BUFFER);
+        f->buf = malloc(SYNC_PEER_BUFFER);
         rc = f->buf ? sync_peer_client_open(t, &f->http) : -ENOMEM;
         if (rc == 0)
             rc = -pthread_create(&f->thread, NULL, sync_peer_fetcher_main, f);
@@ -471,7 +472,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     }
     pthread_mutex_lock(&t->lock);
     if (rc < 0)
-        sync_peer_fail(t, rc, "cannot start the fetcher threads");
+        sync_peer_fail(t, rc, BIM_CAUSE_SOURCE, "cannot start the fetcher threads");
     else
         sync_peer_watch(t);
     t->stop = true;

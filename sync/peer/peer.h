@@ -1,0 +1,110 @@
+/*
+ * peer.h - what the files of sync/peer/ share: peer sync, an image copied
+ * from other bimfs daemons over their HTTP API (docs/peer-sync.md). Its
+ * operations are sync_peer_ops (source.h); this header is the folder's own.
+ *
+ * Locks: a transfer's own lock guards its sources' state and the piece
+ * queue (see struct sync_peer_transfer); sync->lock only to publish.
+ */
+#ifndef BIMFS_SYNC_PEER_H
+#define BIMFS_SYNC_PEER_H
+
+#include "../http/client.h"
+#include "../sync_internal.h"
+
+#include <jansson.h>
+
+#define SYNC_PEER_BUFFER (1u << 20)          /* received bytes are written in pieces this large */
+#define SYNC_PEER_MAX BIM_PEERS_MAX          /* sources of one image */
+#define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX /* bytes of one host:port */
+#define SYNC_PEER_FETCHERS 4                 /* fetcher threads of one sync at most... */
+#define SYNC_PEER_PER_SOURCE 2               /* ...and connections to one source at once */
+#define SYNC_PEER_GAP (256u << 10)           /* shorter holes are fetched with the data */
+#define SYNC_PEER_HASH_LEAD (128ull << 20)   /* pieces start at most this far past hashed */
+#define SYNC_PEER_HASH_WAIT_MS 20            /* how often a fetcher ahead looks again */
+#define SYNC_PEER_DIRECT_MIN (64u << 10)     /* received pieces this large skip the buffer */
+#define SYNC_PEER_CONNECT_MS 5000            /* connecting to a source */
+#define SYNC_PEER_JSON_MAX (1u << 20)        /* the image's JSON */
+#define SYNC_PEER_JSON_TIMEOUT_MS 10000      /* one GET of the image or its extents */
+#define SYNC_PEER_EXTENTS_MAX (16u << 20)    /* the extents' JSON */
+#define SYNC_PEER_EXTENTS_COUNT BIM_EXTENTS_MAX /* extents used; the rest is fetched whole */
+#define SYNC_PEER_SIZE_MAX (UINT64_C(1) << 44)  /* 16 TiB (ext4's file limit): bounds the plan */
+#define SYNC_PEER_BACKOFF_MAX_MS 5000           /* longest pause before asking a source again */
+#define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
+#define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
+
+/* The peer sync's own state (the job's `state`): the sources as asked for,
+ * typed (the source text "sync:a:1,b:2" is for display only). */
+struct sync_peer_job {
+    char addrs[SYNC_PEER_MAX][SYNC_PEER_ADDR_MAX + 1];
+    size_t count;
+    uint64_t size; /* the size asked for, 0 if not given */
+};
+
+/* Check a request's peer list into *out (1 to SYNC_PEER_MAX valid host:port
+ * addresses) and write its display text ("sync:a:1,b:2") into text: 0, or
+ * -EINVAL with the cause. */
+int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, char *text,
+                         size_t textlen, struct bim_error *err);
+
+/* A byte range of the image: fetched (data) or marked as a hole. */
+struct sync_peer_piece {
+    uint64_t off;
+    uint64_t len;
+    uint64_t done; /* bytes of it written (by the fetcher holding it) */
+    bool hole;
+};
+
+struct sync_peer_source {
+    char addr[SYNC_PEER_ADDR_MAX + 1];
+    char url[SYNC_PEER_ADDR_MAX + STORE_NAME_MAX + 32]; /* http://addr/v1/images/<name> */
+    /* guarded by the transfer's lock */
+    unsigned active;   /* pieces being fetched from it */
+    unsigned failures; /* in a row */
+    uint64_t retry_ms; /* not asked again before this (monotonic) */
+    bool fatal;        /* answered what will not change (404, 401, another image) */
+    char error[512];   /* what went wrong last (fits a BIM_ERROR_MAX message) */
+};
+
+/* One sync in flight: made by peer.c, fetched by fetch.c. */
+struct sync_peer_transfer {
+    struct sync_job *job;
+    struct store_writer *w;
+    char token[SYNC_PEER_TOKEN_MAX];
+    uint64_t size;
+    uint64_t want_size;                    /* the size asked for, 0 if not given */
+    char checksum[STORE_CHECKSUM_HEX + 1]; /* the sources' SHA-512 */
+    unsigned stall_ms;                     /* no data from any source this long: failed */
+    unsigned low_speed_s;                  /* one GET without data this long: elsewhere */
+    struct sync_peer_source sources[SYNC_PEER_MAX];
+    size_t nsources;
+    struct sync_peer_piece *pieces;
+    size_t npieces;
+
+    pthread_mutex_t lock; /* guards the sources' state and what follows */
+    pthread_cond_t cond;  /* a piece ended or came back, or stop (CLOCK_MONOTONIC) */
+    size_t next;          /* pieces before this one were handed out once */
+    size_t *again;        /* pieces given back, handed out first (a stack) */
+    size_t nagain;
+    size_t left; /* pieces not finished */
+    bool stop;
+    int rc;
+    struct bim_error err;
+    uint64_t alive_ms;      /* a source last answered (a 503 included) */
+    int sender;             /* the source that delivered last, -1 */
+    _Atomic uint64_t bytes; /* data written + holes marked */
+};
+
+/* A client for peers: plain http, direct, no redirects, the transfer's token;
+ * a GET receiving under a byte a second for t->low_speed_s fails. */
+int sync_peer_client_open(const struct sync_peer_transfer *t, struct http_client **out);
+
+/* Append "addr: error" of each source to out (for a failure message). */
+void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);
+
+/* Fetch every piece with fetcher threads, publish progress and the sender;
+ * returns when all are written (0), on cancel (-ECANCELED), or when no
+ * source can finish (-errno with a message naming each source's error). */
+int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err);
+
+#endif
