@@ -16,6 +16,8 @@ packages=(
     clang libclang-rt-14-dev
     # peers served over HTTP in tests, and the benchmarks (qemu-storage-daemon, jq)
     qemu-system-common jq
+    # deploy/: systemd-analyze verify of the unit
+    systemd
 )
 
 missing=()
