@@ -4,8 +4,8 @@
  * <syslog.h> defines LOG_DEBUG and LOG_INFO, names common.h uses for its
  * levels.
  *
- * Threads: openlog() once, before any thread starts; syslog() is
- * thread-safe.
+ * Threads: openlog() once, when the daemon is up (other threads run then:
+ * glibc's openlog() and syslog() take the same internal lock).
  */
 #include "log_syslog.h"
 

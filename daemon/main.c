@@ -3,13 +3,19 @@
  *
  * Start-up order matters: everything that can refuse to start (DISK, the
  * HTTP port, the control socket, the mount) is checked before the process
- * daemonizes, so a refusal is one line on stderr and exit status 1. Threads
- * are started only after fuse_daemonize() (fork would lose them).
+ * goes to the background, so a refusal is one line on stderr and exit status
+ * 1. Without -f the process then forks (start_detach(), before any thread:
+ * fork would lose them); the parent waits until the child is ready — the
+ * disk adopted, the control socket and HTTP server serving, the mount
+ * answering a request — and exits 0, or exits with the child's status if it
+ * stops before that (what mount.fuse3 and mount(8) expect). Readiness is also
+ * sent to systemd (READY=1, and STOPPING=1 on the way down; start.h).
  *
  * Threads: main runs the FUSE loop (fs_run); sync, ctl and fs start their
- * own threads (see docs/architecture.md). SIGTERM/SIGINT end the FUSE loop
- * through libfuse's handlers; main then stops the control socket (removing
- * it), unmounts and joins everything.
+ * own threads (see docs/architecture.md); one short-lived readiness thread
+ * waits for the mount to answer, then calls start_ready(). SIGTERM/SIGINT end
+ * the FUSE loop through libfuse's handlers; main then stops the control
+ * socket (removing it), unmounts and joins everything.
  */
 #define FUSE_USE_VERSION 35
 
@@ -18,6 +24,7 @@
 #include "http/client.h"
 #include "listen.h"
 #include "options.h"
+#include "start.h"
 #include "store.h"
 #include "sync.h"
 #include "version.h"
@@ -26,6 +33,7 @@
 #include <fuse_lowlevel.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +41,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 /* Everything main owns, torn down in reverse order. */
@@ -46,8 +55,29 @@ struct daemon {
     int ctl_fd;
     int http_fd;
     char socket_path[PATH_MAX];
+    char mount_path[PATH_MAX]; /* absolute: the child runs in "/" */
     char token[512];
+    pthread_t ready_thread;
+    bool ready_started;
 };
+
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/* The readiness thread: statfs(2) on the mountpoint is answered by our own
+ * FUSE loop once it runs; then the daemon is up. When the loop never answers,
+ * the unmount at teardown makes statfs fail and nothing is announced. */
+static void *daemon_ready_wait(void *arg)
+{
+    struct daemon *d = arg;
+    struct statfs sfs;
+
+    if (statfs(d->mount_path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
+        start_ready();
+    else
+        log_warn("mount %s does not answer: %s", d->mount_path,
+                 errno ? strerror(errno) : "not a FUSE mount");
+    return NULL;
+}
 
 /* Raise the soft descriptor limit to the hard one: the HTTP server sizes
  * its connection limit from it (docs/http.md "Hostile clients"). */
@@ -75,7 +105,7 @@ static int __attribute__((format(printf, 1, 2))) refuse(const char *fmt, ...)
     return 1;
 }
 
-/* Make a relative socket path absolute: fuse_daemonize() changes to "/". */
+/* Make a relative socket path absolute: the background child runs in "/". */
 static int absolute_path(const char *path, char *out, size_t outlen)
 {
     char cwd[PATH_MAX];
@@ -135,7 +165,9 @@ static int daemon_prepare(struct daemon *d)
         return refuse("%s", err.message);
     if (o->ca_file && access(o->ca_file, R_OK) < 0)
         return refuse("--ca-file %s: %s", o->ca_file, strerror(errno));
-    if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode))
+    errno = 0;
+    if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode) ||
+        !realpath(o->mountpoint, d->mount_path))
         return refuse("mountpoint %s: %s", o->mountpoint,
                       errno ? strerror(errno) : "not a directory");
     if (listen_bind(o->listen, &d->http_fd, &err))
@@ -196,7 +228,15 @@ static int daemon_serve(struct daemon *d)
     }
     log_info("serving disk %s on %s (socket %s, disk uuid %s)", o->disk, o->mountpoint,
              d->socket_path, disk_uuid[0] ? disk_uuid : "none");
-    return fs_run(d->fs, d->sync);
+    rc = pthread_create(&d->ready_thread, NULL, daemon_ready_wait, d);
+    if (rc) {
+        log_error("cannot start the readiness thread: %s", strerror(rc));
+        return -rc;
+    }
+    d->ready_started = true;
+    rc = fs_run(d->fs, d->sync);
+    (void)start_notify("STOPPING=1");
+    return rc;
 }
 
 static void daemon_teardown(struct daemon *d)
@@ -211,6 +251,9 @@ static void daemon_teardown(struct daemon *d)
     }
     if (d->fs)
         fs_unmount(d->fs);
+    /* after the unmount: a statfs still waiting for the loop fails now */
+    if (d->ready_started)
+        pthread_join(d->ready_thread, NULL);
     if (d->sync)
         sync_close(d->sync);
     if (d->store)
@@ -225,6 +268,7 @@ int main(int argc, char **argv)
     struct daemon d = {.ctl_fd = -1, .http_fd = -1};
     struct bim_error err = {0};
     int status = 1;
+    int rc;
 
     if (options_parse(argc, argv, &d.opts, &err)) {
         fprintf(stderr, "bimfs: %s\n", err.message);
@@ -252,12 +296,11 @@ int main(int argc, char **argv)
 
     if (daemon_prepare(&d))
         goto out;
-    if (fuse_daemonize(d.opts.foreground) < 0) {
-        fprintf(stderr, "bimfs: cannot daemonize\n");
+    if (!d.opts.foreground && (rc = start_detach()) < 0) {
+        fprintf(stderr, "bimfs: cannot go to the background: %s\n", strerror(-rc));
         goto out;
     }
-    if (!d.opts.foreground)
-        log_use_syslog(); /* stderr is /dev/null from here */
+    /* the background child logs to stderr until it is ready (start.h) */
     status = daemon_serve(&d) == 0 ? 0 : 1;
     log_info("stopping");
 out:

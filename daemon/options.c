@@ -8,6 +8,7 @@
 #include "options.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +42,10 @@ void options_usage(FILE *out)
             "                         background they go to syslog)\n"
             "  -d                     debug output (implies -f)\n"
             "  -s                     single-threaded FUSE loop\n"
-            "  -o OPT[,OPT...]        FUSE mount options (e.g. allow_other)\n"
+            "  -o OPT[,OPT...]        mount options: every option above as NAME=VALUE\n"
+            "                         (-o socket=PATH,listen=HOST:PORT; '_' may stand\n"
+            "                         for '-'), the rest FUSE's (e.g. allow_other);\n"
+            "                         so mount -t fuse.bimfs and /etc/fstab work\n"
             "  -h, --help             this help\n"
             "  -V, --version          print the version\n");
 }
@@ -140,6 +144,79 @@ static int option_take(struct options *opts, const char *name, const char *value
     return 0;
 }
 
+/* The name of one of our options as a mount option ("socket", "send-limit"
+ * or "send_limit") in its command-line form ("--socket"); false if it is not
+ * ours (then it is a FUSE option). */
+static bool mount_option_name(struct options *opts, const char *name, size_t len, char *out,
+                              size_t outlen)
+{
+    if (len == 0 || len + 3 > outlen)
+        return false;
+    memcpy(out, "--", 2);
+    for (size_t i = 0; i < len; i++)
+        out[2 + i] = name[i] == '_' ? '-' : name[i];
+    out[2 + len] = '\0';
+    return option_slot(opts, out) != NULL;
+}
+
+/*
+ * One -o value: a comma-separated list. Our options ("socket=PATH",
+ * "listen=HOST:PORT", ...) are taken as if given as --name VALUE, so that
+ * mount(8) and fstab lines work through mount.fuse3; the rest is handed to
+ * libfuse as one -o. The copy the values point into lives until
+ * options_free().
+ */
+static int options_take_mount_list(struct options *opts, const char *list, struct bim_error *err)
+{
+    char *copy = strdup(list);
+    char *fuse_list = malloc(strlen(list) + 1);
+    char *item, *next;
+    size_t fuse_len = 0;
+    int rc = 0;
+
+    if (!copy || !fuse_list) {
+        rc = bim_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    opts->owned[opts->nowned++] = copy;
+    for (item = copy; item; item = next) {
+        char name[64];
+        char *eq = strchr(item, '=');
+        size_t len;
+
+        next = strchr(item, ',');
+        if (next)
+            *next++ = '\0';
+        len = eq ? (size_t)(eq - item) : strlen(item);
+        if (!mount_option_name(opts, item, len, name, sizeof(name))) {
+            if (item[0]) {
+                if (fuse_len)
+                    fuse_list[fuse_len++] = ',';
+                memcpy(fuse_list + fuse_len, item, strlen(item));
+                fuse_len += strlen(item);
+            }
+            continue;
+        }
+        if (!eq) {
+            rc = bim_error_set(err, -EINVAL, "-o %s needs a value (-o %s=VALUE)", item, item);
+            goto out;
+        }
+        rc = option_take(opts, name, eq + 1, err);
+        if (rc)
+            goto out;
+    }
+    if (fuse_len) {
+        fuse_list[fuse_len] = '\0';
+        opts->owned[opts->nowned++] = fuse_list;
+        opts->fuse_argv[opts->fuse_argc++] = "-o";
+        opts->fuse_argv[opts->fuse_argc++] = fuse_list;
+        fuse_list = NULL;
+    }
+out:
+    free(fuse_list);
+    return rc;
+}
+
 int options_parse(int argc, char **argv, struct options *opts, struct bim_error *err)
 {
     const char *positional[2];
@@ -155,8 +232,10 @@ int options_parse(int argc, char **argv, struct options *opts, struct bim_error 
     opts->stall_timeout_sec = BIMFS_DEFAULT_STALL_TIMEOUT;
     opts->download_retries = BIMFS_DEFAULT_DOWNLOAD_RETRIES;
     opts->max_size = BIMFS_DEFAULT_MAX_SIZE;
-    opts->fuse_argv = calloc((size_t)argc + 1, sizeof(char *));
-    if (!opts->fuse_argv)
+    /* each -o may become "-o" and one list: at most argc + 1 entries */
+    opts->fuse_argv = calloc((size_t)argc + 2, sizeof(char *));
+    opts->owned = calloc((size_t)argc * 2 + 1, sizeof(char *));
+    if (!opts->fuse_argv || !opts->owned)
         return bim_error_set(err, -ENOMEM, "out of memory");
     opts->fuse_argv[opts->fuse_argc++] = argv[0];
 
@@ -180,10 +259,13 @@ int options_parse(int argc, char **argv, struct options *opts, struct bim_error 
                 rc = bim_error_set(err, -EINVAL, "-o needs a value");
                 goto out;
             }
-            opts->fuse_argv[opts->fuse_argc++] = arg;
-            opts->fuse_argv[opts->fuse_argc++] = argv[++i];
+            rc = options_take_mount_list(opts, argv[++i], err);
+            if (rc)
+                goto out;
         } else if (!strncmp(arg, "-o", 2)) {
-            opts->fuse_argv[opts->fuse_argc++] = arg;
+            rc = options_take_mount_list(opts, arg + 2, err);
+            if (rc)
+                goto out;
         } else if (!strncmp(arg, "--", 2) && (eq = strchr(arg, '=')) != NULL) {
             *eq = '\0';
             if (!option_slot(opts, arg)) {
@@ -228,6 +310,11 @@ out:
 
 void options_free(struct options *opts)
 {
+    for (int i = 0; opts->owned && i < opts->nowned; i++)
+        free(opts->owned[i]);
+    free(opts->owned);
+    opts->owned = NULL;
+    opts->nowned = 0;
     free(opts->fuse_argv);
     opts->fuse_argv = NULL;
 }

@@ -1,6 +1,9 @@
 /*
  * options.h - bimfs's command line (SPEC §1): our options are taken out,
  * everything else (FUSE options such as -f, -d, -s, -o X) is left for libfuse.
+ * Our options may also come as mount options (-o socket=PATH,...), the form
+ * mount.fuse3 passes from mount(8) and /etc/fstab; they are taken out of the
+ * -o list and the rest goes to libfuse.
  *
  * Threads: main thread only, before anything starts.
  */
@@ -43,6 +46,9 @@ struct options {
     /* what libfuse gets: argv[0] and the FUSE options, NULL-terminated */
     int fuse_argc;
     char **fuse_argv;
+    /* copies of -o lists that values and fuse_argv point into */
+    char **owned;
+    int nowned;
 };
 
 /* Parse argv. -EINVAL with a one-line message on a usage error. */

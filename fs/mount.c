@@ -167,7 +167,7 @@ int fs_mount(const struct fs_options *opts, struct fuse_args *args, struct fs **
     fs->uid = getuid();
     fs->gid = getgid();
     clock_gettime(CLOCK_REALTIME, &fs->start_time);
-    /* absolute: fuse_daemonize() changes to "/" and libfuse unmounts by
+    /* absolute: the background daemon runs in "/" and libfuse unmounts by
      * the path it mounted */
     fs->mountpoint = realpath(opts->mountpoint, NULL);
     if (!fs->mountpoint) {

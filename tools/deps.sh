@@ -16,6 +16,9 @@ packages=(
     clang libclang-rt-14-dev
     # peers served over HTTP in tests, and the benchmarks (qemu-storage-daemon, jq)
     qemu-system-common jq
+    # deploy/: systemd-analyze verify of the unit; the kustomize base's YAML and its
+    # schema check (the test installs the npm package kubernetes-models)
+    systemd python3-yaml nodejs npm
 )
 
 missing=()
