@@ -18,7 +18,7 @@ packages=(
     qemu-system-common jq
     # deploy/: systemd-analyze verify of the unit; the kustomize base's YAML and its
     # schema check (the test installs the npm package kubernetes-models)
-    systemd python3-yaml nodejs npm
+    systemd python3-yaml
 )
 
 missing=()
@@ -27,6 +27,14 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+# node and npm: Debian's, unless a node is already there (NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm package).
+if ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 # Any nginx flavour will do; nginx-light is the smallest.
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     missing+=(nginx-light)
