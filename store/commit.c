@@ -1,8 +1,8 @@
 /*
  * commit.c - finishing a writer: check that [0,size) is complete, take the
  * digest from the hasher (or the trusted checksum), compare it with the
- * expectation, detect the format, make backing.tmp durable, rename it to
- * backing and write the cfg as ready.
+ * expectation, keep the piece digests, detect the format, make backing.tmp
+ * durable, rename it to backing and write the cfg as ready.
  *
  * Threads: the committing thread only, after every pwrite/copy returned.
  */
@@ -67,6 +67,22 @@ static int store_commit_compare(struct store_writer *w, const char *sha512, cons
     store_checksum_format(&w->expected, expected);
     return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL,
                            "checksum mismatch: expected %s, got %s", expected, got);
+}
+
+/* Wait for the piece digests of [0,size) and keep them (backing.pieces,
+ * durably) before the image is published: a ready image written by bimfs
+ * always has them. */
+static int store_commit_pieces(struct store_writer *w, uint64_t size, const char *sha512,
+                               struct store_pieces *pieces, struct bim_error *err)
+{
+    int rc = store_pieces_hasher_finish(w, size, pieces);
+
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot compute the piece digests: %s", strerror(-rc));
+    rc = store_pieces_save_at(w->dirfd, sha512, pieces);
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot write backing.pieces: %s", strerror(-rc));
+    return 0;
 }
 
 /* ftruncate to size, detect the format, fsync, stat. */
@@ -140,6 +156,7 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
 {
     char sha256[65] = "";
     struct store_format_info info;
+    struct store_pieces pieces = {0};
     struct store_result res;
     struct store_cfg *cfg = NULL;
     int rc;
@@ -152,6 +169,9 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
     rc = store_commit_digest(w, size, res.checksum, sha256, err);
     if (rc == 0)
         rc = store_commit_compare(w, res.checksum, sha256, err);
+    if (rc == 0)
+        rc = store_commit_pieces(w, size, res.checksum, &pieces, err);
+    store_pieces_free(&pieces);
     if (rc == 0)
         rc = store_commit_file(w, size, &info, &res.st, err);
     if (rc < 0)

@@ -1,7 +1,7 @@
 /*
- * digest.c - SHA-512 (and, for sha256 expectations, SHA-256) over OpenSSL's
- * EVP interface, and the loop that feeds a range of a file into them with
- * holes and bytes past EOF counted as zeros.
+ * digest.c - SHA-512 (and SHA-256: for sha256 expectations, and alone for
+ * the pieces) over OpenSSL's EVP interface, and the loop that feeds a range
+ * of a file into them with holes and bytes past EOF counted as zeros.
  *
  * Threads: any. The EVP_MD objects are fetched once (pthread_once) and never
  * freed; a struct store_digest_ctx is used by one thread at a time.
@@ -42,9 +42,25 @@ int store_digest_init(struct store_digest_ctx *d, bool with_sha256)
     return 0;
 }
 
+int store_digest_init_sha256(struct store_digest_ctx *d)
+{
+    d->sha512 = d->sha256 = NULL;
+    pthread_once(&store_md_once, store_md_fetch);
+    return store_ctx_new(&d->sha256, store_md_sha256);
+}
+
+int store_digest_reset(struct store_digest_ctx *d)
+{
+    if (d->sha512 && EVP_DigestInit_ex2(d->sha512, NULL, NULL) != 1)
+        return -EIO;
+    if (d->sha256 && EVP_DigestInit_ex2(d->sha256, NULL, NULL) != 1)
+        return -EIO;
+    return 0;
+}
+
 int store_digest_update(struct store_digest_ctx *d, const void *buf, size_t len)
 {
-    if (EVP_DigestUpdate(d->sha512, buf, len) != 1)
+    if (d->sha512 && EVP_DigestUpdate(d->sha512, buf, len) != 1)
         return -EIO;
     if (d->sha256 && EVP_DigestUpdate(d->sha256, buf, len) != 1)
         return -EIO;
@@ -76,9 +92,18 @@ static int store_ctx_final_hex(EVP_MD_CTX *ctx, char *hex)
     return 0;
 }
 
+int store_digest_final_sha256(struct store_digest_ctx *d, uint8_t out[32])
+{
+    unsigned int len = 0;
+
+    if (!d->sha256 || EVP_DigestFinal_ex(d->sha256, out, &len) != 1 || len != 32)
+        return -EIO;
+    return 0;
+}
+
 int store_digest_final(struct store_digest_ctx *d, char *sha512, char *sha256)
 {
-    int rc = store_ctx_final_hex(d->sha512, sha512);
+    int rc = d->sha512 ? store_ctx_final_hex(d->sha512, sha512) : -EIO;
 
     if (rc == 0 && d->sha256 && sha256)
         rc = store_ctx_final_hex(d->sha256, sha256);
@@ -105,12 +130,8 @@ static int store_feed_data(struct store_digest_ctx *d, int fd, void *buf, size_t
     return rc;
 }
 
-/*
- * Where the data extent at pos ends (*data_end > pos), or where the hole at
- * pos ends (*hole_end > pos, *data_end == pos). Without SEEK_DATA support
- * everything is data.
- */
-static int store_find_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data_end,
+/* Without SEEK_DATA support everything is data. */
+int store_digest_find_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data_end,
                              uint64_t *hole_end)
 {
     off_t data, hole;
@@ -151,7 +172,7 @@ int store_digest_feed_fd(struct store_digest_ctx *d, int fd, uint64_t start, uin
         if (cancel && atomic_load(cancel))
             return -ECANCELED;
         if (pos >= data_end && pos >= hole_end) {
-            rc = store_find_extent(fd, pos, end, &data_end, &hole_end);
+            rc = store_digest_find_extent(fd, pos, end, &data_end, &hole_end);
             if (rc < 0)
                 return rc;
         }

@@ -318,9 +318,10 @@ int store_image_remove_tmp(struct store *store, const char *name, const char *uu
 
 int store_image_remove_data(struct store *store, const char *name, const char *uuid)
 {
-    static const char *const files[] = {STORE_BACKING_TMP, STORE_BACKING};
+    static const char *const files[] = {STORE_BACKING_TMP, STORE_BACKING, STORE_PIECES,
+                                        STORE_PIECES_TMP};
 
-    return store_image_unlink(store, name, uuid, files, 2, true);
+    return store_image_unlink(store, name, uuid, files, 4, true);
 }
 
 int store_image_remove(struct store *store, const char *name, const char *uuid)

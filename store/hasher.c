@@ -84,7 +84,7 @@ void store_hasher_stop(struct store_writer *w)
         return;
     }
     atomic_store(&w->stop, true);
-    pthread_cond_signal(&w->more);
+    pthread_cond_broadcast(&w->more);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->hasher, NULL);
     pthread_mutex_lock(&w->lock);

@@ -186,7 +186,8 @@ static bool store_leftover_kind(int dirfd, const char *dirname, const char *cons
                                 size_t *count)
 {
     static const char *const staging[] = {STORE_CFG, STORE_CFG_TMP};
-    static const char *const unfinished[] = {STORE_BACKING_TMP, STORE_CFG_TMP};
+    static const char *const unfinished[] = {STORE_BACKING_TMP, STORE_CFG_TMP, STORE_PIECES,
+                                             STORE_PIECES_TMP};
     size_t len = strlen(dirname);
     struct stat st;
 
@@ -205,7 +206,7 @@ static bool store_leftover_kind(int dirfd, const char *dirname, const char *cons
     if (fstatat(dirfd, STORE_CFG, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
         return false; /* has a cfg (or cannot tell): the scan judges it */
     *allowed = unfinished;
-    *count = 2;
+    *count = 4;
     return true;
 }
 

@@ -4,6 +4,7 @@
  *   DISK/backing-images/<name>-<uuid>/backing       the image, as stored
  *   DISK/backing-images/<name>-<uuid>/backing.cfg   compact JSON, Longhorn's fields
  *   DISK/backing-images/<name>-<uuid>/backing.tmp   data in flight
+ *   DISK/backing-images/<name>-<uuid>/backing.pieces the piece digests (pieces.c)
  *
  * The store knows nothing about FUSE, sockets or the image state machine; it
  * validates names, reads and writes cfg files atomically, scans the disk,
@@ -260,6 +261,44 @@ int store_image_hash(struct store *store, const char *name, const char *uuid,
                      const atomic_bool *cancel, _Atomic uint64_t *progress,
                      struct store_result *out, struct bim_error *err);
 
+/* ---- piece digests (SPEC §9; pieces.c) ---- */
+
+#define STORE_PIECES "backing.pieces"
+#define STORE_PIECE_SIZE (4u << 20)
+#define STORE_PIECE_HEX 64            /* SHA-256 as lowercase hex */
+#define STORE_PIECES_MAX (4ull << 20) /* 16 TiB of pieces */
+
+struct store_pieces {
+    uint64_t size;  /* bytes of the image */
+    uint64_t count; /* store_pieces_count(size) */
+    uint8_t (*sha256)[32];
+};
+
+uint64_t store_pieces_count(uint64_t size);                 /* ceil(size / piece) */
+uint64_t store_piece_length(uint64_t size, uint64_t index); /* 0 past the end */
+void store_piece_hex(const uint8_t digest[32], char out[STORE_PIECE_HEX + 1]);
+
+/* The digest of len zero bytes (a hole piece). */
+int store_piece_zero_digest(uint64_t len, uint8_t out[32]);
+/* The SHA-256 of len bytes in memory (a receiver checks a piece with it). */
+int store_piece_digest_buf(const void *buf, size_t len, uint8_t out[32]);
+
+/* count entries for size, zeroed; -EFBIG past STORE_PIECES_MAX. */
+int store_pieces_alloc(struct store_pieces *p, uint64_t size);
+void store_pieces_free(struct store_pieces *p);
+
+/* The digests kept for <name>-<uuid> of this size and SHA-512: -ENOENT when
+ * there are none, -ESTALE when the file is another image's or corrupt. */
+int store_image_load_pieces(struct store *store, const char *name, const char *uuid, uint64_t size,
+                            const char *sha512_hex, struct store_pieces *out);
+
+/* Compute the digests of backing (hole pieces without reading them) and
+ * keep them for the image whose SHA-512 is sha512_hex. -ECANCELED when
+ * *cancel becomes true; *progress gets the bytes done. */
+int store_image_compute_pieces(struct store *store, const char *name, const char *uuid,
+                               const char *sha512_hex, const atomic_bool *cancel,
+                               _Atomic uint64_t *progress, struct bim_error *err);
+
 /* ---- writing a new image ---- */
 
 /*
@@ -299,6 +338,11 @@ const char *store_writer_strerror(const struct store_writer *w, int rc);
 /* Bytes in the contiguous written prefix / hashed so far. */
 uint64_t store_writer_written(struct store_writer *w);
 uint64_t store_writer_hashed(struct store_writer *w);
+
+/* Bytes [0, n) whose piece digests are computed (whole pieces, and the
+ * last one once commit gave the size); the digest of piece i < n/piece. */
+uint64_t store_writer_pieced(struct store_writer *w);
+int store_writer_piece_digest(struct store_writer *w, uint64_t index, uint8_t out[32]);
 
 /* The fd of backing.tmp (for fallocate/extents; do not close). */
 int store_writer_fd(struct store_writer *w);

@@ -18,6 +18,7 @@
 #define STORE_BACKING_TMP "backing.tmp"
 #define STORE_CFG "backing.cfg"
 #define STORE_CFG_TMP "backing.cfg.tmp" /* store_durable_write's tmp of the cfg */
+#define STORE_PIECES_TMP STORE_PIECES ".tmp"
 #define STORE_DISK_CFG "longhorn-disk.cfg"
 #define STORE_CFG_FILE_MAX (256 * 1024) /* larger cfg files are corrupt */
 #define STORE_CHUNK (1024 * 1024)       /* hashing read size */
@@ -96,11 +97,15 @@ int store_image_dir_open(struct store *store, const char *name, const char *uuid
 /* ---- digest.c ---- */
 
 struct store_digest_ctx {
-    EVP_MD_CTX *sha512;
+    EVP_MD_CTX *sha512; /* NULL for a SHA-256 alone */
     EVP_MD_CTX *sha256; /* NULL unless asked for */
 };
 
 int store_digest_init(struct store_digest_ctx *d, bool with_sha256);
+int store_digest_init_sha256(struct store_digest_ctx *d); /* SHA-256 alone */
+int store_digest_reset(struct store_digest_ctx *d);       /* start over, same algorithms */
+/* Finish the SHA-256 into 32 raw bytes. */
+int store_digest_final_sha256(struct store_digest_ctx *d, uint8_t out[32]);
 int store_digest_update(struct store_digest_ctx *d, const void *buf, size_t len);
 int store_digest_zeros(struct store_digest_ctx *d, uint64_t len);
 /* Finish: lowercase hex into sha512 (129 bytes) and, if computed and not
@@ -116,6 +121,12 @@ void store_digest_free(struct store_digest_ctx *d);
  */
 int store_digest_feed_fd(struct store_digest_ctx *d, int fd, uint64_t start, uint64_t end,
                          void *buf, const atomic_bool *cancel, _Atomic uint64_t *progress);
+
+/* Where the data extent at pos ends (*data_end > pos), or where the hole at
+ * pos ends (*hole_end > pos, *data_end == pos), both at most end. Without
+ * SEEK_DATA support everything is data. */
+int store_digest_find_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data_end,
+                             uint64_t *hole_end);
 
 /* ---- writer.c / hasher.c / commit.c ---- */
 
@@ -150,10 +161,39 @@ struct store_writer {
     _Atomic uint64_t hashed; /* bytes fed to the digest */
     pthread_t hasher;
 
+    /* the piece digests (pieces_hasher.c), under lock too */
+    pthread_t pieces_thread;
+    bool pieces_running;        /* thread created and not joined */
+    int pieces_error;           /* 0 or -errno from it */
+    atomic_bool pieces_stop;    /* ask it to end */
+    bool final_known;           /* commit has said the size: */
+    uint64_t final_size;        /* the last, shorter piece can be hashed */
+    _Atomic uint64_t pieced;    /* [0, pieced) has its digests (a piece boundary or the end) */
+    struct store_pieces pieces; /* digests of [0, pieced); sha256 grown by the thread */
+    uint64_t pieces_cap;        /* entries allocated in pieces.sha256 */
+
     struct store_digest_ctx digest; /* owned by the hasher thread while it runs */
     bool trusted;                   /* store_writer_trust_checksum() was used */
     char trusted_sha512[STORE_CHECKSUM_HEX + 1];
 };
+
+/* The piece thread: start at open; finish (commit: wait for the digests of
+ * [0,size), end the thread, move them into *out); stop (abort/close). */
+int store_pieces_hasher_start(struct store_writer *w);
+int store_pieces_hasher_finish(struct store_writer *w, uint64_t size, struct store_pieces *out);
+void store_pieces_hasher_stop(struct store_writer *w);
+
+/* ---- pieces.c ---- */
+
+/* The digest of [off, off+len) of fd into out: a piece without data by its
+ * length alone, else read (holes as zeros) through d (a SHA-256 context,
+ * reset first) and buf (STORE_CHUNK bytes). */
+int store_piece_digest_fd(struct store_digest_ctx *d, int fd, uint64_t off, uint64_t len, void *buf,
+                          uint8_t out[32]);
+int store_pieces_save_at(int dirfd, const char *sha512_hex, const struct store_pieces *p);
+/* -ESTALE when the file is not that of this size and SHA-512 (or corrupt). */
+int store_pieces_load_at(int dirfd, uint64_t size, const char *sha512_hex,
+                         struct store_pieces *out);
 
 /* Mark [off, end) done, advance `written`, wake the hasher. */
 int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end);

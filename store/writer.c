@@ -1,7 +1,8 @@
 /*
  * writer.c - writing backing.tmp: open/abort, pwrite with zero-block
  * skipping, copy_file_range, skip, and the bookkeeping of completed ranges
- * that tells the hasher how far the contiguous written prefix reaches.
+ * that tells the hasher and the piece thread (pieces_hasher.c) how far the
+ * contiguous written prefix reaches.
  *
  * Threads: pwrite/copy_fd/skip may run in several threads at once (disjoint
  * ranges); the hasher thread (hasher.c) reads what they wrote. w->lock
@@ -90,6 +91,12 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
         bim_error_set(err, rc, "cannot start the hasher thread: %s", strerror(-rc));
         goto fail;
     }
+    rc = store_pieces_hasher_start(w);
+    if (rc < 0) {
+        bim_error_set(err, rc, "cannot start the piece digest thread: %s", strerror(-rc));
+        store_hasher_stop(w);
+        goto fail;
+    }
     *out = w;
     return 0;
 fail:
@@ -104,6 +111,7 @@ void store_writer_free(struct store_writer *w)
     if (w->dirfd >= 0)
         close(w->dirfd);
     store_digest_free(&w->digest);
+    store_pieces_free(&w->pieces);
     pthread_cond_destroy(&w->done);
     pthread_cond_destroy(&w->more);
     pthread_mutex_destroy(&w->lock);
@@ -115,6 +123,7 @@ void store_writer_abort(struct store_writer *w)
     if (!w)
         return;
     store_hasher_stop(w);
+    store_pieces_hasher_stop(w);
     if (unlinkat(w->dirfd, STORE_BACKING_TMP, 0) < 0 && errno != ENOENT)
         log_warn("image=%s uuid=%s cannot remove backing.tmp: %s", w->name, w->uuid,
                  strerror(errno));
@@ -126,6 +135,7 @@ void store_writer_close(struct store_writer *w)
     if (!w)
         return;
     store_hasher_stop(w);
+    store_pieces_hasher_stop(w);
     store_writer_free(w);
 }
 
@@ -178,7 +188,7 @@ int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end)
     before = w->written;
     rc = store_ranges_add(w, off, end);
     if (w->written != before)
-        pthread_cond_signal(&w->more);
+        pthread_cond_broadcast(&w->more); /* the hasher and the piece thread */
     pthread_mutex_unlock(&w->lock);
     if (rc < 0)
         log_error("image=%s uuid=%s more than %d pieces of backing.tmp in flight", w->name, w->uuid,

@@ -1,0 +1,168 @@
+/*
+ * pieces_hasher.c - the writer's second thread: the SHA-256 of each 4 MiB
+ * piece (SPEC §9) as soon as the contiguous written prefix covers it, read
+ * back from backing.tmp (page cache) beside the SHA-512 hasher, on another
+ * core. A piece with no data is not read (store_piece_digest_fd). The last,
+ * shorter piece waits until commit says the size.
+ *
+ * Threads: one per writer, created by store_writer_open() and joined by
+ * commit/abort/close. w->lock guards final_known, final_size, pieces_error,
+ * pieces_running and w->pieces (the thread grows it under the lock, so
+ * store_writer_piece_digest may read it from any thread); `pieced` is
+ * atomic, written only by the thread. Digests are computed without the lock.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* With w->lock held: the end of the next piece to hash, or 0 when there is
+ * none yet (or none left). */
+static uint64_t store_pieces_next_end(struct store_writer *w, uint64_t from)
+{
+    uint64_t end = from + STORE_PIECE_SIZE;
+
+    if (w->final_known) {
+        if (from >= w->final_size)
+            return 0;
+        if (end > w->final_size)
+            end = w->final_size;
+    }
+    return w->written >= end ? end : 0;
+}
+
+/* With w->lock held: room for entry index. */
+static int store_pieces_grow(struct store_writer *w, uint64_t index)
+{
+    uint64_t cap = w->pieces_cap ? w->pieces_cap : 64;
+    void *p;
+
+    if (index < w->pieces_cap)
+        return 0;
+    if (index >= STORE_PIECES_MAX)
+        return -EFBIG;
+    while (cap <= index)
+        cap *= 2;
+    p = realloc(w->pieces.sha256, cap * 32);
+    if (!p)
+        return -ENOMEM;
+    w->pieces.sha256 = p;
+    w->pieces_cap = cap;
+    return 0;
+}
+
+static void *store_pieces_main(void *arg)
+{
+    struct store_writer *w = arg;
+    struct store_digest_ctx d = {NULL, NULL};
+    void *buf = malloc(STORE_CHUNK);
+    uint8_t digest[32];
+    int rc = buf ? store_digest_init_sha256(&d) : -ENOMEM;
+
+    pthread_mutex_lock(&w->lock);
+    while (rc == 0) {
+        uint64_t from = atomic_load(&w->pieced), end = 0;
+
+        while (!atomic_load(&w->pieces_stop) && (end = store_pieces_next_end(w, from)) == 0) {
+            pthread_cond_broadcast(&w->done);
+            pthread_cond_wait(&w->more, &w->lock);
+        }
+        if (atomic_load(&w->pieces_stop))
+            break;
+        pthread_mutex_unlock(&w->lock);
+        rc = store_piece_digest_fd(&d, w->fd, from, end - from, buf, digest);
+        pthread_mutex_lock(&w->lock);
+        if (rc == 0)
+            rc = store_pieces_grow(w, from / STORE_PIECE_SIZE);
+        if (rc == 0) {
+            memcpy(w->pieces.sha256[from / STORE_PIECE_SIZE], digest, 32);
+            w->pieces.count = from / STORE_PIECE_SIZE + 1;
+            atomic_store(&w->pieced, end);
+        }
+        pthread_cond_broadcast(&w->done);
+    }
+    if (rc < 0) {
+        w->pieces_error = rc;
+        log_error("image=%s uuid=%s computing the piece digests of backing.tmp failed: %s", w->name,
+                  w->uuid, strerror(-rc));
+    }
+    pthread_cond_broadcast(&w->done);
+    pthread_mutex_unlock(&w->lock);
+    store_digest_free(&d);
+    free(buf);
+    return NULL;
+}
+
+int store_pieces_hasher_start(struct store_writer *w)
+{
+    int rc = pthread_create(&w->pieces_thread, NULL, store_pieces_main, w);
+
+    if (rc != 0)
+        return -rc;
+    pthread_mutex_lock(&w->lock);
+    w->pieces_running = true;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+void store_pieces_hasher_stop(struct store_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    if (!w->pieces_running) {
+        pthread_mutex_unlock(&w->lock);
+        return;
+    }
+    atomic_store(&w->pieces_stop, true);
+    pthread_cond_broadcast(&w->more);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->pieces_thread, NULL);
+    pthread_mutex_lock(&w->lock);
+    w->pieces_running = false;
+    pthread_mutex_unlock(&w->lock);
+}
+
+int store_pieces_hasher_finish(struct store_writer *w, uint64_t size, struct store_pieces *out)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&w->lock);
+    w->final_known = true;
+    w->final_size = size;
+    pthread_cond_broadcast(&w->more);
+    while (w->pieces_running && !w->pieces_error && atomic_load(&w->pieced) < size)
+        pthread_cond_wait(&w->done, &w->lock);
+    rc = w->pieces_error;
+    if (rc == 0 && atomic_load(&w->pieced) != size)
+        rc = -EIO;
+    pthread_mutex_unlock(&w->lock);
+    store_pieces_hasher_stop(w);
+    if (rc < 0)
+        return rc;
+    if (w->pieces.count != store_pieces_count(size))
+        return -EIO;
+    *out = w->pieces;
+    out->size = size;
+    memset(&w->pieces, 0, sizeof(w->pieces));
+    w->pieces_cap = 0;
+    return 0;
+}
+
+uint64_t store_writer_pieced(struct store_writer *w)
+{
+    return atomic_load(&w->pieced);
+}
+
+int store_writer_piece_digest(struct store_writer *w, uint64_t index, uint8_t out[32])
+{
+    int rc = -ENODATA;
+
+    pthread_mutex_lock(&w->lock);
+    if (index < w->pieces.count && w->pieces.sha256) {
+        memcpy(out, w->pieces.sha256[index], 32);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
