@@ -125,7 +125,8 @@ def test_generated_uuid_is_8_lowercase_hex_and_names_the_directory(daemon, small
         "generated uuid %r is not 8 lowercase hex digits" % uuid
     d = daemon.image_dir("genuuid", uuid)
     assert sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) == \
-        ["backing", "backing.cfg"], "unexpected files in %s: %r" % (d, os.listdir(d))
+        ["backing", "backing.cfg", "backing.pieces"], \
+        "unexpected files in %s: %r" % (d, os.listdir(d))  # backing.pieces: SPEC §9
 
 
 def test_backing_cfg_is_compact_json_with_longhorn_fields(daemon, small_image):
