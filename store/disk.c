@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DISK_CFG_MAX (64 * 1024)
@@ -109,6 +110,17 @@ const char *store_disk_path(const struct store *store)
 const char *store_images_path(const struct store *store)
 {
     return store->images;
+}
+
+int store_disk_space(const struct store *store, uint64_t *avail, uint64_t *total)
+{
+    struct statvfs sv;
+
+    if (fstatvfs(store->images_fd, &sv) < 0)
+        return -errno;
+    *avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    *total = (uint64_t)sv.f_blocks * sv.f_frsize;
+    return 0;
 }
 
 int store_disk_uuid(const struct store *store, char out[STORE_UUID_MAX + 1])

@@ -145,6 +145,9 @@ uint64_t store_max_size(const struct store *store);
 const char *store_disk_path(const struct store *store);
 const char *store_images_path(const struct store *store);
 
+/* Bytes available to bimfs and in all on the filesystem of DISK (statvfs). */
+int store_disk_space(const struct store *store, uint64_t *avail, uint64_t *total);
+
 /* Read diskUUID from DISK/longhorn-disk.cfg into out ("" if absent). */
 int store_disk_uuid(const struct store *store, char out[STORE_UUID_MAX + 1]);
 

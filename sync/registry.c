@@ -227,6 +227,11 @@ void sync_set_disk_uuid(struct sync *sync, const char *disk_uuid)
     pthread_mutex_unlock(&sync->lock);
 }
 
+int sync_disk_space(struct sync *sync, uint64_t *avail, uint64_t *total)
+{
+    return store_disk_space(sync->store, avail, total); /* the store is immutable */
+}
+
 void sync_disk_uuid(struct sync *sync, char out[STORE_UUID_MAX + 1])
 {
     pthread_mutex_lock(&sync->lock);

@@ -102,6 +102,9 @@ void sync_close(struct sync *sync);
 void sync_set_disk_uuid(struct sync *sync, const char *disk_uuid);
 void sync_disk_uuid(struct sync *sync, char out[STORE_UUID_MAX + 1]);
 
+/* Free and total bytes of the disk's filesystem (store_disk_space). */
+int sync_disk_space(struct sync *sync, uint64_t *avail, uint64_t *total);
+
 /* All images, sorted by name; *out is malloc'd (free it). */
 int sync_list(struct sync *sync, struct sync_image_info **out, size_t *count);
 

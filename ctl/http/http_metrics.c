@@ -176,6 +176,26 @@ static const struct ctl_http_image_metric {
      ctl_http_value_sending},
 };
 
+/* The disk's filesystem (omitted when statvfs fails). */
+static int ctl_http_metric_disk(struct ctl_http *http, struct ctl_http_text *t)
+{
+    uint64_t avail, total;
+    int rc;
+
+    if (sync_disk_space(http->sync, &avail, &total) < 0)
+        return 0;
+    rc = ctl_http_metric_head(t, "bimfs_disk_available_bytes", "gauge",
+                              "Bytes of the disk's filesystem available to bimfs.");
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "bimfs_disk_available_bytes %" PRIu64 "\n", avail);
+    if (rc == 0)
+        rc = ctl_http_metric_head(t, "bimfs_disk_size_bytes", "gauge",
+                                  "Bytes of the disk's filesystem.");
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "bimfs_disk_size_bytes %" PRIu64 "\n", total);
+    return rc;
+}
+
 static int ctl_http_metrics_build(struct ctl_http *http, struct ctl_http_text *t)
 {
     struct sync_image_info *images = NULL;
@@ -199,6 +219,8 @@ static int ctl_http_metrics_build(struct ctl_http *http, struct ctl_http_text *t
         rc = ctl_http_metric_transfers(t, images, count);
     if (rc == 0)
         rc = ctl_http_metric_counters(http, t);
+    if (rc == 0)
+        rc = ctl_http_metric_disk(http, t);
     free(images);
     return rc;
 }
