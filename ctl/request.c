@@ -299,10 +299,12 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, str
         return bim_error_set(err, -EINVAL, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
     if (!json_is_object(req->root))
         return bim_error_set(err, -EINVAL, "a request must be a JSON object");
-    req->id = json_object_get(req->root, "id");
     if (!ctl_json_depth_ok(req->root, 1))
         return bim_error_set(err, -EINVAL, "the request is nested deeper than %d levels",
                              CTL_DEPTH_MAX);
+    req->id = json_object_get(req->root, "id");
+    if (req->id && ctl_json_has_nul(req->id))
+        req->id = NULL; /* an id holding NUL is not echoed: no client could read it back */
     if (ctl_json_has_nul(req->root))
         return bim_error_set(err, -EINVAL, "strings must not contain NUL (\\u0000)");
     rc = ctl_string_field(req->root, "op", true, "", &op, err);

@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,9 @@ struct daemon {
 
 /* The readiness thread: statfs(2) on the mountpoint is answered by our own
  * FUSE loop once it runs; then the daemon is up. When the loop never answers,
- * the unmount at teardown makes statfs fail and nothing is announced. */
+ * the unmount at teardown makes statfs fail and nothing is announced. A
+ * mount that does not answer stops the daemon (SIGTERM to itself), so that a
+ * parent waiting in the background start sees a failed start, never hangs. */
 static void *daemon_ready_wait(void *arg)
 {
     struct daemon *d = arg;
@@ -73,9 +76,11 @@ static void *daemon_ready_wait(void *arg)
 
     if (statfs(d->mount_path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
         start_ready();
-    else
-        log_warn("mount %s does not answer: %s", d->mount_path,
-                 errno ? strerror(errno) : "not a FUSE mount");
+    else {
+        log_error("mount %s does not answer: %s; stopping", d->mount_path,
+                  errno ? strerror(errno) : "not a FUSE mount");
+        kill(getpid(), SIGTERM);
+    }
     return NULL;
 }
 
@@ -166,6 +171,15 @@ static int daemon_prepare(struct daemon *d)
     if (o->ca_file && access(o->ca_file, R_OK) < 0)
         return refuse("--ca-file %s: %s", o->ca_file, strerror(errno));
     errno = 0;
+    if (stat(o->mountpoint, &st) < 0 && errno == ENOTCONN) {
+        /* a FUSE mount whose daemon died (kill -9, OOM): detach it and go on,
+         * as `fusermount3 -u -z` would (a restarted pod or unit needs this) */
+        log_warn("mountpoint %s: a dead mount is left there; detaching it", o->mountpoint);
+        if (umount2(o->mountpoint, MNT_DETACH) < 0)
+            log_warn("mountpoint %s: cannot detach the dead mount: %s", o->mountpoint,
+                     strerror(errno));
+        errno = 0;
+    }
     if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode) ||
         !realpath(o->mountpoint, d->mount_path))
         return refuse("mountpoint %s: %s", o->mountpoint,

@@ -232,8 +232,9 @@ int options_parse(int argc, char **argv, struct options *opts, struct bim_error 
     opts->stall_timeout_sec = BIMFS_DEFAULT_STALL_TIMEOUT;
     opts->download_retries = BIMFS_DEFAULT_DOWNLOAD_RETRIES;
     opts->max_size = BIMFS_DEFAULT_MAX_SIZE;
-    /* each -o may become "-o" and one list: at most argc + 1 entries */
-    opts->fuse_argv = calloc((size_t)argc + 2, sizeof(char *));
+    /* argv[0], then per argument at most two entries ("-oX" becomes "-o" and a
+     * list), and the NULL */
+    opts->fuse_argv = calloc((size_t)argc * 2 + 2, sizeof(char *));
     opts->owned = calloc((size_t)argc * 2 + 1, sizeof(char *));
     if (!opts->fuse_argv || !opts->owned)
         return bim_error_set(err, -ENOMEM, "out of memory");

@@ -205,7 +205,8 @@ int store_pieces_save_at(int dirfd, const char *sha512_hex, const struct store_p
     rc = store_sha512_raw(sha512_hex, file + 24);
     if (rc < 0)
         goto out;
-    memcpy(file + PIECES_HEAD, p->sha256, (size_t)p->count * 32);
+    if (p->count)
+        memcpy(file + PIECES_HEAD, p->sha256, (size_t)p->count * 32);
     rc = store_piece_digest_buf(file, len - PIECES_TRAILER, file + len - PIECES_TRAILER);
     if (rc == 0)
         rc = store_durable_write(dirfd, STORE_PIECES, file, len);

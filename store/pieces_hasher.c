@@ -140,13 +140,17 @@ int store_pieces_hasher_finish(struct store_writer *w, uint64_t size, struct sto
     store_pieces_hasher_stop(w);
     if (rc < 0)
         return rc;
-    if (w->pieces.count != store_pieces_count(size))
-        return -EIO;
-    *out = w->pieces;
-    out->size = size;
-    memset(&w->pieces, 0, sizeof(w->pieces));
-    w->pieces_cap = 0;
-    return 0;
+    pthread_mutex_lock(&w->lock); /* store_writer_piece_digest may read them meanwhile */
+    if (w->pieces.count == store_pieces_count(size)) {
+        *out = w->pieces;
+        out->size = size;
+        memset(&w->pieces, 0, sizeof(w->pieces));
+        w->pieces_cap = 0;
+    } else {
+        rc = -EIO;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
 }
 
 uint64_t store_writer_pieced(struct store_writer *w)

@@ -12,7 +12,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-image}
 out=${2:-$root/bimfs-oci.tar}
-name=localhost/bimfs:$(git -C "$root" describe --always --dirty 2>/dev/null || echo dev)
+# the tag deploy/kubernetes/kustomization.yaml names: the project's version
+version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$root/meson.build" | head -1)
+name=localhost/bimfs:${version:-dev}
 
 command -v buildah >/dev/null || { echo "image.sh: needs buildah (apt-get install buildah)" >&2; exit 2; }
 if [ ! -x "$build/daemon/bimfs" ]; then

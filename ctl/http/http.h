@@ -66,7 +66,8 @@ struct ctl_http {
 };
 
 /* A body the answer waits for (a PUT refused before its body without
- * Expect: 100-continue, or that failed midway) is read and dropped so that
+ * Expect: 100-continue, or that failed midway), or one sent to a route that
+ * reads none (GET /healthz with a body), is read and dropped so that
  * the client can read the answer, but at most this much of it; past that
  * the connection is closed without one (a body that never ends, chunked or
  * with a huge Content-Length, would keep a pool thread reading it for ever). */

@@ -366,7 +366,15 @@ static enum MHD_Result ctl_http_handle(void *cls, struct MHD_Connection *conn, c
     if (req->uploading)
         return ctl_http_upload(req, conn, req->name, upload_data, upload_data_size);
     if (*upload_data_size > 0) {
-        *upload_data_size = 0; /* a body no route reads */
+        /* a body no route reads: dropped, but no more than CTL_HTTP_DRAIN_MAX of it */
+        req->dropped += *upload_data_size;
+        *upload_data_size = 0;
+        if (req->dropped > CTL_HTTP_DRAIN_MAX) {
+            log_info("http: %s %s: closing the connection after %u bytes of a body no route "
+                     "reads",
+                     method, url, CTL_HTTP_DRAIN_MAX);
+            return MHD_NO;
+        }
         return MHD_YES;
     }
     if (req->routed)

@@ -138,6 +138,38 @@ def test_endless_chunked_put_fails_and_the_connection_ends(capped, case):
     assert_keep(d, digest)
 
 
+def test_endless_body_to_a_route_that_reads_none_ends_the_connection(capped):
+    """A chunked body that never ends sent with GET /healthz (no token needed):
+    at most CTL_HTTP_DRAIN_MAX is dropped, then the server closes."""
+    d, digest = capped
+    s = socket.create_connection((HOST, d.port), timeout=30)
+    sent = [0]
+    ended = threading.Event()
+
+    def pump():
+        chunk = os.urandom(MiB)
+        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while not ended.is_set():
+                s.sendall(frame)
+                sent[0] += len(chunk)
+        except OSError:
+            pass
+        finally:
+            ended.set()
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        assert ended.wait(60), "the server still reads the endless body %d bytes in" % sent[0]
+    finally:
+        ended.set()
+        s.close()
+        t.join(10)
+    assert sent[0] <= 16 * MiB + 32 * MiB, "%d bytes taken by a route that reads none" % sent[0]
+    assert_keep(d, digest)
+
+
 # ---------------------------------------------------------------- a fake peer
 
 SIZE = 4 * MiB

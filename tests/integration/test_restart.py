@@ -1,5 +1,6 @@
 """Start, stop and restart (SPEC §1 start-up rules, §2 rescan on start)."""
 
+import errno
 import os
 import signal
 import socket
@@ -252,3 +253,20 @@ def find_pid_of_mount(d):
             return int(pid)
     return None
 
+
+
+def test_restart_after_kill9_detaches_the_dead_mount(daemon, small_image):
+    """kill -9 leaves a FUSE mount nobody answers (ENOTCONN); the next bimfs on
+    the same mountpoint detaches it and starts (a restarted pod, a unit)."""
+    src, digest = small_image
+    daemon.add_ready("img", src)
+    daemon.proc.kill()
+    daemon.proc.wait()
+    try:
+        os.stat(daemon.mnt)
+        dead = False
+    except OSError as e:
+        dead = e.errno == errno.ENOTCONN
+    assert dead, "kill -9 left no dead mount to test with"
+    daemon.start()
+    assert sha512_file(daemon.mnt / "img" / "backing") == digest
