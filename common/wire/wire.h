@@ -119,4 +119,34 @@ int wire_name_check(const char *name, struct bim_error *err);
 int wire_uuid_check(const char *uuid, struct bim_error *err);
 int wire_peer_check(const char *peer, struct bim_error *err);
 
+/* ---- piece digests (SPEC §9: GET /v1/images/{name}/pieces) ---- */
+
+#define WIRE_PIECE_SIZE (4u << 20)
+
+/* A manifest: one entry per piece of `size` bytes in pieces of piece_size. */
+struct wire_pieces {
+    uint64_t piece_size;
+    uint64_t size;
+    char checksum[BIM_CHECKSUM_HEX + 1]; /* "" until known */
+    uint64_t count;                      /* ceil(size / piece_size) */
+    uint8_t (*digest)[32];               /* count entries (SHA-256, raw) */
+    uint8_t *known;                      /* count flags: 0 where "pieces" has null */
+    uint64_t (*have)[2];                 /* inclusive index ranges held, ascending */
+    size_t nhave;
+};
+
+/* The answer's JSON text for p (malloc'd into *out, *len bytes, no NUL
+ * counted), written without building a jansson tree (32,768 pieces cost
+ * one buffer). -ENOMEM. */
+int wire_pieces_encode(const struct wire_pieces *p, char **out, size_t *len);
+
+/* Read an answer of at most max bytes: every field with its type, piece
+ * size a power of two, one entry per piece, each null or 64 lowercase hex
+ * digits, have ranges ascending, disjoint and inside [0, count). -EPROTO
+ * with a message naming the field; *out is zeroed first (free it with
+ * wire_pieces_free even on failure). */
+int wire_pieces_decode(const char *text, size_t len, size_t max, struct wire_pieces *out,
+                       struct bim_error *err);
+void wire_pieces_free(struct wire_pieces *p);
+
 #endif
