@@ -206,6 +206,8 @@ static int daemon_serve(struct daemon *d)
         .check_interval_ms = o->check_interval_sec * 1000u,
         .ca_file = o->ca_file,
         .stall_timeout_ms = o->stall_timeout_sec * 1000u,
+        .verify =
+            o->verify && !strcmp(o->verify, "sha512") ? SYNC_VERIFY_SHA512 : SYNC_VERIFY_PIECES,
         .retry_max = o->download_retries,
     };
     struct bim_error err = {0};

@@ -31,6 +31,9 @@ void options_usage(FILE *out)
             "  --ca-file FILE         extra CA bundle (PEM) trusted for https downloads\n"
             "  --max-size BYTES       largest image accepted from any source, stored bytes;\n"
             "                         K, M, G, T multiply by 1024^n (default 1T)\n"
+            "  --verify MODE          how a peer sync proves its bytes: pieces (every piece\n"
+            "                         checked against the first source's digests; the\n"
+            "                         default) or sha512 (the whole image hashed as well)\n"
             "  --stall-timeout SEC    retry a download that received nothing this long\n"
             "                         (default 60); one without any data for SEC + 40 s\n"
             "                         over all its attempts fails\n"
@@ -114,6 +117,8 @@ static const char **option_slot(struct options *opts, const char *name)
         return &opts->token_file;
     if (!strcmp(name, "--ca-file"))
         return &opts->ca_file;
+    if (!strcmp(name, "--verify"))
+        return &opts->verify;
     if (!strcmp(name, "--send-limit") || !strcmp(name, "--check-interval") ||
         !strcmp(name, "--workers") || !strcmp(name, "--stall-timeout") ||
         !strcmp(name, "--download-retries") || !strcmp(name, "--max-size"))
@@ -138,6 +143,8 @@ static int option_take(struct options *opts, const char *name, const char *value
         return parse_unsigned(name, value, 1, 100, &opts->download_retries, err);
     if (!strcmp(name, "--max-size"))
         return parse_bytes(name, value, &opts->max_size, err);
+    if (!strcmp(name, "--verify") && strcmp(value, "pieces") != 0 && strcmp(value, "sha512") != 0)
+        return bim_error_set(err, -EINVAL, "--verify: \"%.64s\" is not pieces or sha512", value);
     if (!value[0])
         return bim_error_set(err, -EINVAL, "%s needs a non-empty value", name);
     *slot = value;

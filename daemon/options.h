@@ -32,6 +32,7 @@ struct options {
     const char *disk_uuid;  /* NULL: from DISK/longhorn-disk.cfg */
     const char *token_file; /* NULL: no token */
     const char *ca_file;    /* NULL: system bundle */
+    const char *verify;     /* "pieces" (NULL too) or "sha512" */
     unsigned send_limit;
     unsigned check_interval_sec;
     unsigned workers;

@@ -304,11 +304,17 @@ int store_image_compute_pieces(struct store *store, const char *name, const char
 
 /* ---- writing a new image ---- */
 
+/* How store_writer_open() treats a backing.tmp already there. */
+enum store_writer_mode {
+    STORE_WRITER_NEW = 0, /* a fresh, empty file (an old one is removed first) */
+    STORE_WRITER_RESUME,  /* keep it: its bytes count as written and are re-hashed */
+    STORE_WRITER_KEEP,    /* keep its bytes, none counts as written: the caller
+                           * checks what it can keep (store_writer_piece_check) */
+};
+
 /*
  * Start writing <name>-<uuid>/backing.tmp (the directory must exist, see
- * store_image_prepare()). The file is created empty (an existing tmp is
- * truncated unless `resume` is true, in which case its current bytes count
- * as written and are re-hashed).
+ * store_image_prepare()), as `mode` says.
  *
  * The writer hashes what reached the file while it is written: a private
  * hasher thread follows the contiguous written prefix, reading it back from
@@ -316,8 +322,8 @@ int store_image_compute_pieces(struct store *store, const char *name, const char
  * is a sha256 sum). So commit after the last byte costs no pass over the file.
  */
 int store_writer_open(struct store *store, const char *name, const char *uuid,
-                      const struct store_checksum *expected, bool resume, struct store_writer **out,
-                      struct bim_error *err);
+                      const struct store_checksum *expected, enum store_writer_mode mode,
+                      struct store_writer **out, struct bim_error *err);
 
 /* Write len bytes at off. Blocks of 4 KiB that are all zero are not written
  * (they stay holes). Ranges from concurrent callers must not overlap. A
@@ -330,9 +336,42 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
 int store_writer_copy_fd(struct store_writer *w, int src_fd, uint64_t src_off, size_t len,
                          uint64_t off);
 
-/* Mark [off, off+len) as written without writing it: it is a hole that reads
- * as zeros (the file is extended at commit). */
+/* Mark [off, off+len) as written without writing it: a hole that reads as
+ * zeros (the file is extended at commit), or bytes put there before with
+ * store_writer_pwrite_pending or kept by STORE_WRITER_KEEP. */
 int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len);
+
+/* ---- receiving verified pieces (receive.c) ---- */
+
+/* As store_writer_pwrite, but the bytes do not count as written (neither
+ * hasher sees them) until store_writer_skip marks their range: a receiver
+ * writes a piece as it arrives, checks its digest, then marks it, or
+ * discards it. */
+int store_writer_pwrite_pending(struct store_writer *w, const void *buf, size_t len, uint64_t off);
+
+/* Drop what [off, off+len) holds (a hole again): a piece that failed its
+ * digest or broke off. The range must not be marked. */
+int store_writer_discard(struct store_writer *w, uint64_t off, uint64_t len);
+
+/* Is piece `index` of an image of `size` bytes, as backing.tmp holds it
+ * now, the one whose digest is want? *has_data: it holds any data (a piece
+ * without data is judged without reading it). 0 with *match, or -errno. */
+int store_writer_piece_check(struct store_writer *w, uint64_t size, uint64_t index,
+                             const uint8_t want[32], bool *has_data, bool *match);
+
+/* A piece's SHA-256 fed as its bytes arrive (a receiver checks a piece
+ * without holding all of it). One per thread. */
+struct store_piece_hash;
+int store_piece_hash_open(struct store_piece_hash **out);
+int store_piece_hash_reset(struct store_piece_hash *h);
+int store_piece_hash_update(struct store_piece_hash *h, const void *buf, size_t len);
+int store_piece_hash_final(struct store_piece_hash *h, uint8_t out[32]);
+void store_piece_hash_close(struct store_piece_hash *h);
+
+/* The piece digests are known (a manifest every piece was checked
+ * against): the piece thread stops, and commit keeps these (copied) as
+ * backing.pieces. Call before any write; p->size must be the committed size. */
+int store_writer_trust_pieces(struct store_writer *w, const struct store_pieces *p);
 
 /* The cause of a failed pwrite/copy_fd/skip for a user: "image larger than
  * --max-size (N bytes)" when the limit refused it, else strerror(-rc). */

@@ -25,8 +25,8 @@
 static const unsigned char store_zero_block[BLOCK];
 
 int store_writer_open(struct store *store, const char *name, const char *uuid,
-                      const struct store_checksum *expected, bool resume, struct store_writer **out,
-                      struct bim_error *err)
+                      const struct store_checksum *expected, enum store_writer_mode mode,
+                      struct store_writer **out, struct bim_error *err)
 {
     struct store_writer *w;
     struct stat st;
@@ -51,12 +51,14 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
     str_copy(w->name, sizeof(w->name), name);
     str_copy(w->uuid, sizeof(w->uuid), uuid);
     /* a fresh file, never one planted there (a hard link would be truncated) */
-    if (!resume && unlinkat(w->dirfd, STORE_BACKING_TMP, 0) < 0 && errno != ENOENT) {
+    if (mode == STORE_WRITER_NEW && unlinkat(w->dirfd, STORE_BACKING_TMP, 0) < 0 &&
+        errno != ENOENT) {
         rc = bim_error_set(err, -errno, "cannot remove backing.tmp: %s", strerror(errno));
         goto fail;
     }
     w->fd = openat(w->dirfd, STORE_BACKING_TMP,
-                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (resume ? 0 : O_EXCL),
+                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                       (mode == STORE_WRITER_NEW ? O_EXCL : 0),
                    0644);
     if (w->fd < 0 || fstat(w->fd, &st) < 0) {
         rc = bim_error_cause(err, BIM_CAUSE_IO, -errno, "cannot open backing.tmp: %s",
@@ -75,8 +77,9 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
     w->max_size = store->max_size;
     snprintf(w->limit_message, sizeof(w->limit_message),
              "image larger than --max-size (%llu bytes)", (unsigned long long)w->max_size);
-    w->written = w->size_claim = (uint64_t)st.st_size;
-    if (w->written > store->max_size) {
+    w->size_claim = (uint64_t)st.st_size;
+    w->written = mode == STORE_WRITER_RESUME ? w->size_claim : 0;
+    if (w->size_claim > store->max_size) {
         rc = bim_error_set(err, -EFBIG, "image larger than --max-size (%llu bytes)",
                            (unsigned long long)store->max_size);
         goto fail;
@@ -243,7 +246,10 @@ static bool store_block_zero(const unsigned char *p, size_t len)
     return p[0] == 0 && memcmp(p, store_zero_block, len) == 0;
 }
 
-int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uint64_t off)
+/* Write len bytes at off (zero blocks left as holes); mark them as written
+ * when `mark`. */
+static int store_writer_put(struct store_writer *w, const void *buf, size_t len, uint64_t off,
+                            bool mark)
 {
     const unsigned char *p = buf;
     uint64_t end;
@@ -291,7 +297,17 @@ int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uin
         if (rc < 0)
             return rc;
     }
-    return store_writer_mark_done(w, off, end);
+    return mark ? store_writer_mark_done(w, off, end) : 0;
+}
+
+int store_writer_pwrite(struct store_writer *w, const void *buf, size_t len, uint64_t off)
+{
+    return store_writer_put(w, buf, len, off, true);
+}
+
+int store_writer_pwrite_pending(struct store_writer *w, const void *buf, size_t len, uint64_t off)
+{
+    return store_writer_put(w, buf, len, off, false);
 }
 
 int store_writer_skip(struct store_writer *w, uint64_t off, uint64_t len)

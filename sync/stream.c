@@ -184,7 +184,7 @@ int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, 
     if (rc == 0)
         rc = store_writer_open(sync->store, job->name, job->uuid,
                                job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL,
-                               false, &s->w, err);
+                               STORE_WRITER_NEW, &s->w, err);
     if (rc < 0) {
         char cause[BIM_ERROR_MAX];
 

@@ -36,6 +36,7 @@ static int sync_options_apply(struct sync *sync, const struct sync_options *opts
 
     if (!opts)
         opts = &none;
+    sync->verify = opts->verify;
     sync->stall_ms = opts->stall_timeout_ms ? opts->stall_timeout_ms : SYNC_DEFAULT_STALL_MS;
     sync->retry_max = opts->retry_max ? opts->retry_max : SYNC_DEFAULT_RETRY_MAX;
     sync->retry_window_ms =

@@ -74,6 +74,12 @@ struct sync_image_info {
                                     * unknown -> ready) */
 };
 
+/* How a peer sync proves its bytes (SPEC §9, --verify). */
+enum sync_verify {
+    SYNC_VERIFY_PIECES = 0, /* every piece against the reference's digests; its SHA-512 taken */
+    SYNC_VERIFY_SHA512,     /* that, and the whole image hashed here */
+};
+
 struct sync_options {
     unsigned workers;           /* transfer threads; 0 = 2 */
     unsigned check_interval_ms; /* how often ready files are stat'ed; 0 = 10000 */
@@ -84,6 +90,7 @@ struct sync_options {
     unsigned retry_window_ms;  /* no data this long over all attempts: failed; stall + 40000 */
     unsigned backoff_ms;       /* first pause between attempts, doubled each time; 1000 */
     unsigned backoff_max_ms;   /* longest pause; 16000 */
+    enum sync_verify verify;   /* peer syncs */
 };
 
 /*

@@ -114,6 +114,7 @@ struct sync {
     unsigned retry_window_ms;
     unsigned backoff_ms;
     unsigned backoff_max_ms;
+    enum sync_verify verify; /* peer syncs (--verify) */
     pthread_t *workers;
     unsigned workers_started;
     pthread_t monitor;

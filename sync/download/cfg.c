@@ -16,6 +16,7 @@
  * Threads: the worker running the download, create (before the job exists)
  * and adoption (before any worker runs); no shared state.
  */
+#include "../extra.h"
 #include "download.h"
 
 #include <errno.h>
@@ -36,14 +37,10 @@ static void sync_download_saved_string(json_t *obj, const char *key, char *dst, 
 
 int sync_download_saved_get(const char *extra, struct sync_download_saved *out)
 {
-    json_t *root, *obj, *size;
+    json_t *obj = sync_extra_get(extra, SYNC_DOWNLOAD_KEY), *size;
 
     memset(out, 0, sizeof(*out));
     out->size = -1;
-    if (!extra)
-        return 0;
-    root = json_loads(extra, JSON_REJECT_DUPLICATES, NULL);
-    obj = json_object_get(root, SYNC_DOWNLOAD_KEY);
     if (json_is_object(obj)) {
         out->present = true;
         out->credentials = json_is_true(json_object_get(obj, "credentials"));
@@ -55,7 +52,7 @@ int sync_download_saved_get(const char *extra, struct sync_download_saved *out)
         if (json_is_integer(size) && json_integer_value(size) >= 0)
             out->size = (int64_t)json_integer_value(size);
     }
-    json_decref(root);
+    json_decref(obj);
     return 0;
 }
 
@@ -84,25 +81,7 @@ static json_t *sync_download_saved_object(const struct sync_download_saved *s)
 
 int sync_download_saved_put(const char *extra, const struct sync_download_saved *s, char **out)
 {
-    json_t *root = NULL, *obj;
-    int rc = -ENOMEM;
-
-    *out = NULL;
-    if (extra)
-        root = json_loads(extra, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        root = json_object();
-        if (!root)
-            return -ENOMEM;
-    }
-    obj = sync_download_saved_object(s);
-    if (obj && json_object_set_new(root, SYNC_DOWNLOAD_KEY, obj) == 0) {
-        *out = json_dumps(root, JSON_COMPACT);
-        rc = *out ? 0 : -ENOMEM;
-    }
-    json_decref(root);
-    return rc;
+    return sync_extra_set(extra, SYNC_DOWNLOAD_KEY, sync_download_saved_object(s), out);
 }
 
 int sync_download_saved_store(struct sync *sync, const char *name, const char *uuid,

@@ -224,7 +224,7 @@ static int sync_download_reset(struct sync_download *d)
     d->fill = 0;
     sync_writeback_reset(&d->writeback);
     rc = store_writer_open(d->sync->store, d->job->name, d->job->uuid, sync_download_expected(d),
-                           false, &d->w, &err);
+                           STORE_WRITER_NEW, &d->w, &err);
     if (rc < 0) {
         d->end = SYNC_DOWNLOAD_DONE; /* this reason wins */
         return sync_download_fail_local(d, "%s", err.message);
@@ -554,7 +554,7 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
     sync_download_set_total(d, dj->resume ? d->saved.size : -1);
 
     rc = store_writer_open(d->sync->store, job->name, job->uuid, sync_download_expected(d),
-                           dj->resume, &d->w, err);
+                           dj->resume ? STORE_WRITER_RESUME : STORE_WRITER_NEW, &d->w, err);
     if (rc < 0)
         return rc;
     d->have = d->best = store_writer_written(d->w);

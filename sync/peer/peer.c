@@ -1,19 +1,26 @@
 /*
- * peer.c - the peer sync job (SPEC §6 `sync`): an image copied from other
- * bimfs daemons over their HTTP API. This file holds the job's frame: the
- * source list, asking the sources for the image (uuid, state, size,
- * checksum) and its data extents, the plan of pieces, the expectation, the
- * writer, and the outcome. The pieces move in fetch.c.
+ * peer.c - the peer sync job (SPEC §6 `sync`, §9): an image copied from
+ * other bimfs daemons over their HTTP API. This file holds the job's frame:
+ * the source list, asking the sources for the image (uuid, state, size,
+ * checksum), the reference and its piece digests (manifest.c), the plan of
+ * pieces, the writer, and the outcome. The pieces move in fetch.c.
  *
  *   GET http://<source>/v1/images/<name>           which image, ready?, size, checksum
- *   GET http://<source>/v1/images/<name>/extents   where the data is
- *   GET .../backing with Range                     the data (fetch.c)
+ *   GET http://<source>/v1/images/<name>/pieces    the digest of every 4 MiB piece
+ *   GET .../backing with Range                     a piece (fetch.c)
  *
- * A source that does not answer, answers 5xx or has the image not ready
- * yet is asked again (backing off up to SYNC_PEER_BACKOFF_MAX_MS); one that
+ * The reference is the first source, in the list's order, that describes
+ * the image (right uuid, ready, and the size and checksum if given) and
+ * gives usable digests; one that does not is passed over for the next. A
+ * source that does not answer, answers 5xx or has the image not ready yet
+ * is asked again (backing off up to SYNC_PEER_BACKOFF_MAX_MS); one that
  * answers for good (404, 401, another uuid, size or checksum) is not asked
  * again. The image fails when no source is left, or when none answered
  * for the stall time (--stall-timeout, default 60 s).
+ *
+ * With --verify pieces (the default) the image's SHA-512 is the
+ * reference's, taken once every piece matched its digest; with --verify
+ * sha512 the writer hashes the image as well and a difference fails it.
  *
  * HTTP is the client's (sync/http/client.h); this file opens it for peers
  * and reads the small JSON answers into a bounded buffer.
@@ -33,21 +40,6 @@
 
 /* ---- the source list ---- */
 
-/* A host:port as ctl validated it; sync checks what it relies on: bytes
- * that are safe in a URL and in a comma-separated list. */
-static bool sync_peer_addr_valid(const char *addr)
-{
-    size_t len = strlen(addr);
-
-    if (len == 0 || len > SYNC_PEER_ADDR_MAX || !strchr(addr, ':'))
-        return false;
-    for (const char *p = addr; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr(".-:[]_", *p)))
-            return false;
-    return true;
-}
-
 int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, char *text,
                          size_t textlen, struct bim_error *err)
 {
@@ -62,7 +54,7 @@ int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, ch
 
         if (out->count == SYNC_PEER_MAX)
             return bim_error_set(err, -EINVAL, "more than %d peers", SYNC_PEER_MAX);
-        if (!sync_peer_addr_valid(peer))
+        if (!wire_peer_valid(peer))
             return bim_error_set(err, -EINVAL, "invalid peer address \"%.64s\": expected host:port",
                                  peer);
         str_copy(out->addrs[out->count], sizeof(out->addrs[out->count]), peer);
@@ -153,13 +145,9 @@ static int sync_peer_body_add(void *ctx, const void *data, size_t n)
     return 0;
 }
 
-/* A GET whose 200 body (at most max bytes) is JSON: *out (decref it), or
- * NULL for another status (resp). -EAGAIN when the source or the network
- * failed (worth asking again), -EPROTO when the body is too large or not
- * JSON, -ECANCELED. */
-static int sync_peer_get_json(struct sync_peer_transfer *t, struct http_client *h, const char *url,
-                              size_t max, struct http_response *resp, json_t **out,
-                              struct bim_error *err)
+int sync_peer_get_body(struct sync_peer_transfer *t, struct http_client *h, const char *url,
+                       size_t max, struct http_response *resp, char **out, size_t *len,
+                       struct bim_error *err)
 {
     struct sync_peer_body body = {.max = max};
     const struct http_request req = {
@@ -172,21 +160,44 @@ static int sync_peer_get_json(struct sync_peer_transfer *t, struct http_client *
         .on_data = sync_peer_body_add,
         .ctx = &body,
     };
-    json_error_t jerr;
     int rc;
 
     *out = NULL;
+    *len = 0;
     rc = http_client_get(h, &req, resp, err);
     if (rc < 0 && http_cause_remote(resp->cause))
         rc = -EAGAIN;
     if (rc == -EFBIG)
         rc = bim_error_set(err, -EPROTO, "its answer is larger than %zu bytes", max);
     if (rc == 0 && resp->status == 200) {
-        *out = json_loadb(body.buf ? body.buf : "", body.len, JSON_REJECT_DUPLICATES, &jerr);
+        *out = body.buf ? body.buf : strdup("");
+        *len = body.len;
+        if (!*out)
+            rc = bim_error_set(err, -ENOMEM, "out of memory");
+        return rc;
+    }
+    free(body.buf);
+    return rc;
+}
+
+/* The same for a JSON answer: *out (decref it), or NULL for another status. */
+static int sync_peer_get_json(struct sync_peer_transfer *t, struct http_client *h, const char *url,
+                              size_t max, struct http_response *resp, json_t **out,
+                              struct bim_error *err)
+{
+    json_error_t jerr;
+    char *body = NULL;
+    size_t len = 0;
+    int rc;
+
+    *out = NULL;
+    rc = sync_peer_get_body(t, h, url, max, resp, &body, &len, err);
+    if (rc == 0 && body) {
+        *out = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!*out)
             rc = bim_error_set(err, -EPROTO, "its answer is not JSON: %s", jerr.text);
     }
-    free(body.buf);
+    free(body);
     return rc;
 }
 
@@ -303,13 +314,14 @@ static int sync_peer_pause(struct sync_peer_transfer *t, uint64_t ms)
     return -ECANCELED;
 }
 
-/* Find a source that has the image ready; *first is its index. When none
- * can and one has another checksum than the expected one, the error is SPEC
- * §3's "checksum mismatch: expected <x>, got <y>" with that source after it. */
-static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *h, size_t *first,
+/* Find the reference: the first source that has the image ready and gives
+ * usable piece digests (t->reference, t->manifest). When none can and one
+ * has another checksum than the expected one, the error is SPEC §3's
+ * "checksum mismatch: expected <x>, got <y>" with that source after it. */
+static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *h,
                               struct bim_error *err)
 {
-    uint64_t start = clock_monotonic_ms(), pause = 500;
+    uint64_t start = clock_monotonic_ms(), pause = 500, bound = t->stall_ms;
     const struct sync_peer_source *mismatch = NULL;
     char causes[BIM_ERROR_MAX];
 
@@ -318,14 +330,26 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
 
         for (size_t i = 0; i < t->nsources; i++) {
             struct sync_peer_source *s = &t->sources[i];
+            unsigned retry_s = 1;
             int rc;
 
             if (s->fatal)
                 continue;
             rc = sync_peer_ask(t, h, s);
             if (rc == 0) {
-                *first = i;
-                return 0;
+                t->reference = i;
+                rc = sync_peer_manifest_fetch(t, h, &retry_s);
+                if (rc == 0)
+                    return 0;
+                if (rc == -EAGAIN) {
+                    /* the reference computes its digests (503): it stays
+                     * the reference, asked again after Retry-After, for
+                     * as long as a source may answer only 503 */
+                    bound = SYNC_PEER_BUSY_MAX_MS;
+                    pause = retry_s * 1000ull;
+                    again = true;
+                    break;
+                }
             }
             if (rc == -ECANCELED)
                 return rc;
@@ -340,9 +364,9 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
         sync_peer_errors(t, causes, sizeof(causes));
         if (!again)
             return bim_error_set(err, -ENOENT, "no source can provide the image: %s", causes);
-        if (clock_monotonic_ms() - start >= t->stall_ms)
+        if (clock_monotonic_ms() - start >= bound)
             return bim_error_set(err, -ETIMEDOUT, "no source provided the image within %u s: %s",
-                                 t->stall_ms / 1000, causes);
+                                 (unsigned)(bound / 1000), causes);
         if (sync_peer_pause(t, pause) < 0)
             return -ECANCELED;
         pause = pause * 2 > SYNC_PEER_BACKOFF_MAX_MS ? SYNC_PEER_BACKOFF_MAX_MS : pause * 2;
@@ -351,138 +375,33 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
 
 /* ---- the plan ---- */
 
-static int sync_peer_plan_add(struct sync_peer_transfer *t, size_t *cap, uint64_t off, uint64_t len,
-                              bool hole)
+/* One piece per digest; a piece whose digest is that of zeros is a hole
+ * (marked, never fetched). *data: bytes of the other pieces. */
+static int sync_peer_plan(struct sync_peer_transfer *t, uint64_t *data)
 {
-    while (len > 0) {
-        uint64_t n = hole || len <= SYNC_CHUNK_MAX ? len : SYNC_CHUNK_MAX;
+    uint8_t zero[32], zero_last[32];
+    uint64_t n = t->manifest.count, last = n ? store_piece_length(t->size, n - 1) : 0;
+    int rc;
 
-        if (t->npieces == *cap) {
-            size_t ncap = *cap ? *cap * 2 : 64;
-            struct sync_peer_piece *p = reallocarray(t->pieces, ncap, sizeof(*p));
-            if (!p)
-                return -ENOMEM;
-            t->pieces = p;
-            *cap = ncap;
-        }
-        t->pieces[t->npieces++] = (struct sync_peer_piece){.off = off, .len = n, .hole = hole};
-        off += n;
-        len -= n;
+    *data = 0;
+    t->pieces = calloc(n ? n : 1, sizeof(*t->pieces));
+    if (!t->pieces)
+        return -ENOMEM;
+    rc = store_piece_zero_digest(STORE_PIECE_SIZE, zero);
+    if (rc == 0 && n)
+        rc = store_piece_zero_digest(last, zero_last);
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        struct sync_peer_piece *p = &t->pieces[i];
+
+        p->index = i;
+        p->off = i * STORE_PIECE_SIZE;
+        p->len = store_piece_length(t->size, i);
+        p->hole = memcmp(t->manifest.sha256[i], i + 1 == n ? zero_last : zero, 32) == 0;
+        if (!p->hole)
+            *data += p->len;
     }
-    return 0;
-}
-
-/* Extent i of a list already checked by sync_peer_extents_usable(). */
-static void sync_peer_extent_at(json_t *extents, size_t i, uint64_t *off, uint64_t *len)
-{
-    json_int_t o = 0, l = 0;
-
-    json_unpack(json_array_get(extents, i), "[II]", &o, &l);
-    *off = (uint64_t)o;
-    *len = (uint64_t)l;
-}
-
-/* Sorted, disjoint, non-empty extents inside the image? */
-static bool sync_peer_extents_usable(json_t *extents, uint64_t size)
-{
-    uint64_t prev_end = 0, end;
-    size_t i;
-    json_t *item;
-
-    if (!json_is_array(extents))
-        return false;
-    json_array_foreach(extents, i, item)
-    {
-        json_int_t o = -1, l = -1;
-
-        if (json_unpack(item, "[II!]", &o, &l) < 0 || o < 0 || l <= 0 || (uint64_t)o < prev_end ||
-            !size_add((uint64_t)o, (uint64_t)l, &end) || end > size)
-            return false;
-        prev_end = end;
-    }
-    return true;
-}
-
-/* Pieces from the extents: data runs (holes shorter than SYNC_PEER_GAP
- * inside a run are fetched too: the writer keeps zero blocks as holes)
- * split at SYNC_CHUNK_MAX, and the holes between runs whole. extents NULL:
- * the whole image is data. */
-static int sync_peer_plan(struct sync_peer_transfer *t, json_t *extents)
-{
-    size_t count = extents ? json_array_size(extents) : 1, cap = 0;
-    uint64_t covered = 0, rs = 0, re = 0, off = 0, len = t->size;
-    bool have = false;
-    int rc = 0;
-
-    if (!extents && t->size == 0)
-        count = 0;
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        if (extents)
-            sync_peer_extent_at(extents, i, &off, &len);
-        if (i + 1 == SYNC_PEER_EXTENTS_COUNT) {
-            len = t->size - off; /* the rest as one extent */
-            count = i + 1;
-        }
-        if (have && off - re < SYNC_PEER_GAP) {
-            re = off + len;
-            continue;
-        }
-        if (have) {
-            rc = sync_peer_plan_add(t, &cap, rs, re - rs, false);
-            covered = re;
-        }
-        if (rc == 0 && off > covered)
-            rc = sync_peer_plan_add(t, &cap, covered, off - covered, true);
-        rs = off;
-        re = off + len;
-        have = true;
-    }
-    if (rc == 0 && have) {
-        rc = sync_peer_plan_add(t, &cap, rs, re - rs, false);
-        covered = re;
-    }
-    if (rc == 0 && covered < t->size)
-        rc = sync_peer_plan_add(t, &cap, covered, t->size - covered, true);
+    t->npieces = (size_t)n;
     return rc;
-}
-
-/* The extents, from the source that described the image or another. NULL
- * when none gives them (the image is then fetched whole). */
-static json_t *sync_peer_extents(struct sync_peer_transfer *t, struct http_client *h, size_t first)
-{
-    char url[sizeof(t->sources[0].url) + 16];
-
-    for (size_t k = 0; k < t->nsources; k++) {
-        struct sync_peer_source *s = &t->sources[(first + k) % t->nsources];
-        struct http_response reply;
-        struct bim_error err = {0};
-        json_t *extents = NULL;
-
-        if (s->fatal)
-            continue;
-        snprintf(url, sizeof(url), "%s/extents", s->url);
-        if (sync_peer_get_json(t, h, url, SYNC_PEER_EXTENTS_MAX, &reply, &extents, &err) == 0 &&
-            sync_peer_extents_usable(extents, t->size))
-            return extents;
-        if (extents)
-            log_warn("image=%s uuid=%s %s listed unusable extents", t->job->name, t->job->uuid,
-                     s->addr);
-        json_decref(extents);
-        log_debug("image=%s uuid=%s no extents from %s: %s (HTTP %ld)", t->job->name, t->job->uuid,
-                  s->addr, err.message, reply.status);
-    }
-    return NULL;
-}
-
-/* Bytes of the planned data pieces (what the sync will write). */
-static uint64_t sync_peer_data_bytes(const struct sync_peer_transfer *t)
-{
-    uint64_t data = 0;
-
-    for (size_t i = 0; i < t->npieces; i++)
-        if (!t->pieces[i].hole)
-            data += t->pieces[i].len;
-    return data;
 }
 
 /* ---- the job ---- */
@@ -522,6 +441,9 @@ static int sync_peer_transfer_init(struct sync_peer_transfer *t, struct sync_job
     str_copy(t->token, sizeof(t->token), job->sync->peer_token);
     pthread_mutex_unlock(&job->sync->lock);
     t->want_size = ((const struct sync_peer_job *)job->state)->size;
+    t->resume = ((const struct sync_peer_job *)job->state)->resume;
+    t->hash_sha512 = job->sync->verify == SYNC_VERIFY_SHA512;
+    atomic_init(&t->received, 0);
     rc = sync_peer_sources_init(t, job->state, err);
     if (rc < 0)
         return rc;
@@ -539,20 +461,40 @@ static void sync_peer_transfer_free(struct sync_peer_transfer *t)
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->lock);
     explicit_bzero(t->token, sizeof(t->token));
+    store_pieces_free(&t->manifest);
     free(t->pieces);
     free(t->again);
     free(t);
+}
+
+/* The writer: a fresh backing.tmp, or the one a restart left (its pieces
+ * are checked by the fetchers); the digests are the manifest's, and with
+ * --verify pieces the SHA-512 the reference's. */
+static int sync_peer_writer(struct sync_peer_transfer *t, const struct store_checksum *expected,
+                            struct bim_error *err)
+{
+    struct sync_job *job = t->job;
+    int rc;
+
+    rc = store_writer_open(job->sync->store, job->name, job->uuid, expected,
+                           t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
+    if (rc < 0)
+        return rc;
+    rc = store_writer_trust_pieces(t->w, &t->manifest);
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot keep the piece digests: %s", strerror(-rc));
+    if (!t->hash_sha512)
+        store_writer_trust_checksum(t->w, t->checksum);
+    return 0;
 }
 
 static void sync_peer_run(struct sync_job *job)
 {
     struct sync_peer_transfer *t = calloc(1, sizeof(*t));
     struct bim_error err = {0};
-    struct store_writer *w = NULL;
     struct store_checksum expected;
-    json_t *extents = NULL;
     struct http_client *h = NULL;
-    size_t first = 0;
+    uint64_t data = 0;
     int rc;
 
     if (!t) {
@@ -563,31 +505,28 @@ static void sync_peer_run(struct sync_job *job)
     if (rc == 0)
         rc = sync_peer_client_open(t, &h);
     if (rc == 0)
-        rc = sync_peer_discover(t, h, &first, &err);
+        rc = sync_peer_discover(t, h, &err);
     if (rc == 0)
         rc = sync_size_check(job->sync, t->size, &err);
-    if (rc == 0) {
-        extents = sync_peer_extents(t, h, first);
-        rc = sync_peer_plan(t, extents);
-        if (rc < 0)
-            bim_error_set(&err, rc, "out of memory");
-        else if (extents) /* only then the data is known: holes take no space */
-            rc = sync_space_check(job->sync, sync_peer_data_bytes(t), &err);
-        json_decref(extents);
-    }
+    if (rc == 0 && (rc = sync_peer_plan(t, &data)) < 0)
+        bim_error_set(&err, rc, "out of memory");
+    if (rc == 0 && !t->resume) /* holes take no space */
+        rc = sync_space_check(job->sync, data, &err);
     http_client_close(h);
     if (rc < 0) {
         sync_transfer_fail(job, rc, &err);
         goto out;
     }
-    log_info("image=%s uuid=%s %s: %" PRIu64 " bytes in %zu pieces", job->name, job->uuid,
-             job->source, t->size, t->npieces);
+    log_info("image=%s uuid=%s %s: %" PRIu64 " bytes, %" PRIu64 " of data, in %zu pieces checked "
+             "against %s's digests%s%s",
+             job->name, job->uuid, job->source, t->size, data, t->npieces,
+             t->sources[t->reference].addr, t->hash_sha512 ? ", hashed here too" : "",
+             t->resume ? ", resuming" : "");
     sync_peer_expect(t, &expected);
-    rc = store_writer_open(job->sync->store, job->name, job->uuid, &expected, false, &w, &err);
+    rc = sync_peer_writer(t, &expected, &err);
     if (rc == 0) {
         uint64_t start = clock_monotonic_ms();
 
-        t->w = w;
         job->bytes_total = t->size;
         rc = sync_peer_fetch(t, &err);
         if (rc == 0)
@@ -598,8 +537,8 @@ static void sync_peer_run(struct sync_job *job)
     pthread_mutex_lock(&job->sync->lock);
     job->record->info.sender[0] = '\0';
     pthread_mutex_unlock(&job->sync->lock);
-    if (w)
-        sync_transfer_finish(job, w, rc, t->size, &err);
+    if (t->w)
+        sync_transfer_finish(job, t->w, rc, t->size, &err);
     else
         sync_transfer_fail(job, rc, &err);
 out:
@@ -626,8 +565,46 @@ static int sync_peer_prepare(struct sync *sync, const struct sync_create_request
         return rc;
     }
     pj->size = req->size;
+    rc = sync_peer_saved_put(NULL, pj, &plan->extra);
+    if (rc < 0) {
+        free(pj);
+        return bim_error_set(err, rc, "out of memory");
+    }
     plan->state = pj;
     return 0;
+}
+
+/* A sync cut by a restart is one whose cfg keeps the sync's object; it is
+ * queued again, and its backing.tmp (if any) is checked piece by piece
+ * against the reference's digests: what matches is kept. */
+static int sync_peer_resume(struct sync *sync, struct sync_record *rec, const struct store_entry *e,
+                            struct sync_job **job, const char **why)
+{
+    struct sync_peer_job *pj = calloc(1, sizeof(*pj));
+    int rc;
+
+    *job = NULL;
+    *why = "interrupted by a daemon restart; the sync's sources were not kept";
+    if (!pj)
+        return -ENOMEM;
+    rc = sync_peer_saved_get(e->cfg.extra, pj);
+    if (rc <= 0) {
+        free(pj);
+        return rc == 0 ? 0 : -EINVAL;
+    }
+    pj->resume = e->has_tmp;
+    *job = sync_job_new(sync, &sync_peer_ops, rec, pj);
+    if (!*job) {
+        free(pj);
+        return -ENOMEM;
+    }
+    if (store_checksum_parse(e->cfg.expected_checksum, &(*job)->expected, NULL) < 0) {
+        sync_job_free(*job); /* a cfg bimfs did not write: do not guess */
+        *job = NULL;
+        return -EINVAL;
+    }
+    str_copy((*job)->source, sizeof((*job)->source), e->cfg.source);
+    return 1;
 }
 
 const struct sync_source_ops sync_peer_ops = {
@@ -635,5 +612,6 @@ const struct sync_source_ops sync_peer_ops = {
     .transfer = true,
     .prepare = sync_peer_prepare,
     .run = sync_peer_run,
+    .resume = sync_peer_resume,
     .free_state = free,
 };

@@ -14,32 +14,43 @@
 
 #include <jansson.h>
 
-#define SYNC_PEER_BUFFER (1u << 20)          /* received bytes are written in pieces this large */
-#define SYNC_PEER_MAX BIM_PEERS_MAX          /* sources of one image */
-#define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX /* bytes of one host:port */
-#define SYNC_PEER_FETCHERS 4                 /* fetcher threads of one sync at most... */
-#define SYNC_PEER_PER_SOURCE 2               /* ...and connections to one source at once */
-#define SYNC_PEER_GAP (256u << 10)           /* shorter holes are fetched with the data */
-#define SYNC_PEER_HASH_LEAD (128ull << 20)   /* pieces start at most this far past hashed */
-#define SYNC_PEER_HASH_WAIT_MS 20            /* how often a fetcher ahead looks again */
-#define SYNC_PEER_DIRECT_MIN (64u << 10)     /* received pieces this large skip the buffer */
-#define SYNC_PEER_CONNECT_MS 5000            /* connecting to a source */
-#define SYNC_PEER_JSON_MAX (1u << 20)        /* the image's JSON */
-#define SYNC_PEER_JSON_TIMEOUT_MS 10000      /* one GET of the image or its extents */
-#define SYNC_PEER_EXTENTS_MAX (16u << 20)    /* the extents' JSON */
-#define SYNC_PEER_EXTENTS_COUNT BIM_EXTENTS_MAX /* extents used; the rest is fetched whole */
-#define SYNC_PEER_SIZE_MAX (UINT64_C(1) << 44)  /* 16 TiB (ext4's file limit): bounds the plan */
-#define SYNC_PEER_BACKOFF_MAX_MS 5000           /* longest pause before asking a source again */
+#define SYNC_PEER_BUFFER (1u << 20)            /* received bytes are written in pieces this large */
+#define SYNC_PEER_MAX BIM_PEERS_MAX            /* sources of one image */
+#define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX   /* bytes of one host:port */
+#define SYNC_PEER_FETCHERS 4                   /* fetcher threads of one sync at most... */
+#define SYNC_PEER_PER_SOURCE 2                 /* ...and connections to one source at once */
+#define SYNC_PEER_HASH_LEAD (128ull << 20)     /* pieces start at most this far past hashed */
+#define SYNC_PEER_HASH_WAIT_MS 20              /* how often a fetcher ahead looks again */
+#define SYNC_PEER_DIRECT_MIN (64u << 10)       /* received pieces this large skip the buffer */
+#define SYNC_PEER_CONNECT_MS 5000              /* connecting to a source */
+#define SYNC_PEER_JSON_MAX (1u << 20)          /* the image's JSON */
+#define SYNC_PEER_JSON_TIMEOUT_MS 10000        /* one GET of the image or its extents */
+#define SYNC_PEER_MANIFEST_ENTRY 72            /* JSON bytes per piece a manifest may use */
+#define SYNC_PEER_MANIFEST_SLACK (64u << 10)   /* and beyond them */
+#define SYNC_PEER_SIZE_MAX (UINT64_C(1) << 44) /* 16 TiB (ext4's file limit): bounds the plan */
+#define SYNC_PEER_BACKOFF_MAX_MS 5000          /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
- * typed (the source text "sync:a:1,b:2" is for display only). */
+ * typed (the source text "sync:a:1,b:2" is for display only), kept in the
+ * cfg too (cfg.c) so that a restart resumes the sync. */
 struct sync_peer_job {
     char addrs[SYNC_PEER_MAX][SYNC_PEER_ADDR_MAX + 1];
     size_t count;
     uint64_t size; /* the size asked for, 0 if not given */
+    bool resume;   /* a restart cut it: backing.tmp holds pieces worth checking */
 };
+
+/* ---- cfg.c: the job in backing.cfg ("bimfsSync" among the extras) ---- */
+
+/* Add the job to the cfg's extra fields (JSON text or NULL) into *out
+ * (malloc'd). -ENOMEM. */
+int sync_peer_saved_put(const char *extra, const struct sync_peer_job *pj, char **out);
+
+/* The job a cfg's extras keep: 1 and *out, 0 when they keep none (not a
+ * sync's cfg), -EINVAL when what they keep is not usable. */
+int sync_peer_saved_get(const char *extra, struct sync_peer_job *out);
 
 /* Check a request's peer list into *out (1 to SYNC_PEER_MAX valid host:port
  * addresses) and write its display text ("sync:a:1,b:2") into text: 0, or
@@ -47,11 +58,13 @@ struct sync_peer_job {
 int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, char *text,
                          size_t textlen, struct bim_error *err);
 
-/* A byte range of the image: fetched (data) or marked as a hole. */
+/* One piece of the image (SPEC §9): fetched and checked against the
+ * reference's digest, or marked as a hole when that digest is the one of
+ * zeros. */
 struct sync_peer_piece {
+    uint64_t index;
     uint64_t off;
     uint64_t len;
-    uint64_t done; /* bytes of it written (by the fetcher holding it) */
     bool hole;
 };
 
@@ -59,11 +72,13 @@ struct sync_peer_source {
     char addr[SYNC_PEER_ADDR_MAX + 1];
     char url[SYNC_PEER_ADDR_MAX + STORE_NAME_MAX + 32]; /* http://addr/v1/images/<name> */
     /* guarded by the transfer's lock */
-    unsigned active;   /* pieces being fetched from it */
-    unsigned failures; /* in a row */
-    uint64_t retry_ms; /* not asked again before this (monotonic) */
-    bool fatal;        /* answered what will not change (404, 401, another image) */
-    char error[512];   /* what went wrong last (fits a BIM_ERROR_MAX message) */
+    unsigned active;    /* pieces being fetched from it */
+    unsigned failures;  /* in a row */
+    uint64_t retry_ms;  /* not asked again before this (monotonic) */
+    bool fatal;         /* answered what will not change (404, 401, another image) */
+    bool manifest_ok;   /* its digests agree with the reference's (the reference's own) */
+    bool manifest_busy; /* a fetcher is asking it for them */
+    char error[512];    /* what went wrong last (fits a BIM_ERROR_MAX message) */
 };
 
 /* One sync in flight: made by peer.c, fetched by fetch.c. */
@@ -78,6 +93,10 @@ struct sync_peer_transfer {
     unsigned low_speed_s;                  /* one GET without data this long: elsewhere */
     struct sync_peer_source sources[SYNC_PEER_MAX];
     size_t nsources;
+    size_t reference;             /* the source whose digests every piece is checked against */
+    struct store_pieces manifest; /* those digests */
+    bool hash_sha512;             /* --verify sha512: the writer hashes the image too */
+    bool resume;                  /* check what backing.tmp holds before fetching */
     struct sync_peer_piece *pieces;
     size_t npieces;
 
@@ -90,14 +109,39 @@ struct sync_peer_transfer {
     bool stop;
     int rc;
     struct bim_error err;
-    uint64_t alive_ms;      /* a source last answered (a 503 included) */
-    int sender;             /* the source that delivered last, -1 */
-    _Atomic uint64_t bytes; /* data written + holes marked */
+    uint64_t alive_ms;         /* a source last answered (a 503 included) */
+    int sender;                /* the source that delivered last, -1 */
+    _Atomic uint64_t bytes;    /* pieces verified (data and holes) */
+    _Atomic uint64_t received; /* bytes from the network, kept or not (the stall bound) */
 };
 
 /* A client for peers: plain http, direct, no redirects, the transfer's token;
  * a GET receiving under a byte a second for t->low_speed_s fails. */
 int sync_peer_client_open(const struct sync_peer_transfer *t, struct http_client **out);
+
+/* A GET of a source whose 200 body (at most max bytes) is returned in
+ * *body (malloc'd, NUL-terminated; NULL for another status, in resp).
+ * -EAGAIN when the source or the network failed (worth asking again),
+ * -EPROTO when the body is too large, -ECANCELED. */
+int sync_peer_get_body(struct sync_peer_transfer *t, struct http_client *h, const char *url,
+                       size_t max, struct http_response *resp, char **body, size_t *len,
+                       struct bim_error *err);
+
+/* ---- manifest.c ---- */
+
+/* Ask the reference (t->reference) for the digests into t->manifest.
+ * 0; -EAGAIN with *retry_s (503 while it computes them, or a transient
+ * failure); -ENOENT when it will not give usable ones (s->error says why);
+ * -ECANCELED. */
+int sync_peer_manifest_fetch(struct sync_peer_transfer *t, struct http_client *h,
+                             unsigned *retry_s);
+
+/* Ask source s (not the reference) for its digests and compare them with
+ * the reference's: 0 when they agree (s->manifest_ok is set by the
+ * caller), -EAGAIN (*retry_s) worth asking again, -ENOENT never (why). */
+int sync_peer_manifest_check(struct sync_peer_transfer *t, struct http_client *h,
+                             struct sync_peer_source *s, unsigned *retry_s, char *why,
+                             size_t whylen);
 
 /* Append "addr: error" of each source to out (for a failure message). */
 void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);

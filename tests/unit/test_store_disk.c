@@ -183,7 +183,7 @@ static void test_writes_past_the_max_size_are_refused(void)
     memset(buf, 'x', sizeof(buf));
     store_set_max_size(store, 3 * 4096);
     prepare("big", "b1");
-    CHECK_INT(store_writer_open(store, "big", "b1", NULL, false, &w, &err), 0);
+    CHECK_INT(store_writer_open(store, "big", "b1", NULL, STORE_WRITER_NEW, &w, &err), 0);
     if (!w)
         return;
     CHECK_INT(store_writer_pwrite(w, buf, sizeof(buf), 0), 0);
@@ -205,7 +205,7 @@ static void test_an_empty_image_is_refused(void)
     struct bim_error err = {0};
 
     prepare("void", "v1");
-    CHECK_INT(store_writer_open(store, "void", "v1", NULL, false, &w, &err), 0);
+    CHECK_INT(store_writer_open(store, "void", "v1", NULL, STORE_WRITER_NEW, &w, &err), 0);
     if (!w)
         return;
     CHECK_INT(store_writer_commit(w, 0, "upload", NULL, &err), -EINVAL);

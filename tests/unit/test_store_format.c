@@ -201,7 +201,7 @@ static void test_commit_detects_qcow2(void)
 
     CHECK_INT(store_open(tmpdir, &store, &err), 0);
     CHECK_INT(store_image_prepare(store, "vm", "q1", &cfg, &err), 0);
-    CHECK_INT(store_writer_open(store, "vm", "q1", &none, false, &w, &err), 0);
+    CHECK_INT(store_writer_open(store, "vm", "q1", &none, STORE_WRITER_NEW, &w, &err), 0);
     if (w) {
         CHECK_INT(store_writer_pwrite(w, buf, size, 0), 0);
         CHECK(store_writer_commit(w, size, "upload", &res, &err) == 0, "commit: %s", err.message);
@@ -212,7 +212,7 @@ static void test_commit_detects_qcow2(void)
     /* a refused format fails the commit and renames nothing */
     w = NULL;
     CHECK_INT(store_image_prepare(store, "vm2", "q2", &cfg, &err), 0);
-    CHECK_INT(store_writer_open(store, "vm2", "q2", &none, false, &w, &err), 0);
+    CHECK_INT(store_writer_open(store, "vm2", "q2", &none, STORE_WRITER_NEW, &w, &err), 0);
     if (w) {
         CHECK_INT(store_writer_pwrite(w, buf, 1000, 0), 0);
         CHECK_INT(store_writer_commit(w, 1000, "upload", &res, &err), -EINVAL);

@@ -55,7 +55,7 @@ static struct store_writer *writer_new(const char *name, const char *uuid)
 
     strcpy(cfg.state, "in-progress");
     CHECK_INT(store_image_prepare(store, name, uuid, &cfg, &err), 0);
-    CHECK(store_writer_open(store, name, uuid, NULL, false, &w, &err) == 0, "store_writer_open: %s",
+    CHECK(store_writer_open(store, name, uuid, NULL, STORE_WRITER_NEW, &w, &err) == 0, "store_writer_open: %s",
           err.message);
     return w;
 }
