@@ -144,6 +144,7 @@ def test_fstab_line_mounts_through_mount_fuse3(setup, image):
 @pytest.mark.parametrize("option, message", [
     ("send-limit=0", "--send-limit: expected a number from 1 to 1000, got '0'"),
     ("max_size=lots", "--max-size: expected a number of bytes"),
+    ("verify=crc32", '--verify: "crc32" is not pieces or sha512'),
     ("socket", "-o socket needs a value"),
     ("frobnicate=1", "unknown option(s): `-o frobnicate=1'"),
 ])
