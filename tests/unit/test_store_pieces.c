@@ -3,7 +3,9 @@
  * it writes (data, holes, a short last piece, out-of-order ranges), kept in
  * backing.pieces with the image, refused when stale or corrupt, computed
  * again from an adopted backing, and the digests checked against OpenSSL's
- * one-shot SHA-256 of the bytes (holes as zeros).
+ * one-shot SHA-256 of the bytes (holes as zeros); a receiver's pieces
+ * (pending writes, discard, trusted digests, a kept backing.tmp judged
+ * piece by piece).
  */
 #include "check.h"
 #include "store.h"
@@ -55,8 +57,8 @@ static struct store_writer *writer_new(const char *name, const char *uuid)
 
     strcpy(cfg.state, "in-progress");
     CHECK_INT(store_image_prepare(store, name, uuid, &cfg, &err), 0);
-    CHECK(store_writer_open(store, name, uuid, NULL, STORE_WRITER_NEW, &w, &err) == 0, "store_writer_open: %s",
-          err.message);
+    CHECK(store_writer_open(store, name, uuid, NULL, STORE_WRITER_NEW, &w, &err) == 0,
+          "store_writer_open: %s", err.message);
     return w;
 }
 
@@ -167,6 +169,92 @@ static void test_aborted_writer_keeps_no_digests(void)
     CHECK(access(path, F_OK) != 0, "an aborted writer left %s", path);
 }
 
+/* The manifest a receiver would have: OpenSSL's digests of the image. */
+static void manifest_of_image(struct store_pieces *m)
+{
+    CHECK_INT(store_pieces_alloc(m, IMAGE_SIZE), 0);
+    for (uint64_t i = 0; i < m->count; i++)
+        sha256_of(image + i * PIECE, store_piece_length(IMAGE_SIZE, i), m->sha256[i]);
+}
+
+static void test_pending_pieces_count_only_once_marked(void)
+{
+    struct store_writer *w = writer_new("recv", "r1");
+    struct store_piece_hash *h = NULL;
+    struct store_pieces m, p;
+    struct store_result res;
+    struct bim_error err = {0};
+    unsigned char *junk = malloc(PIECE);
+    uint8_t d[32];
+
+    manifest_of_image(&m);
+    CHECK_INT(store_writer_trust_pieces(w, &m), 0);
+    /* piece 0 arrives wrong first: written, checked, dropped */
+    memset(junk, 0x77, PIECE);
+    CHECK_INT(store_writer_pwrite_pending(w, junk, PIECE, 0), 0);
+    CHECK_INT(store_writer_written(w), 0);
+    CHECK_INT(store_piece_hash_open(&h), 0);
+    CHECK_INT(store_piece_hash_update(h, junk, PIECE / 2), 0);
+    CHECK_INT(store_piece_hash_update(h, junk + PIECE / 2, PIECE / 2), 0);
+    CHECK_INT(store_piece_hash_final(h, d), 0);
+    CHECK(memcmp(d, m.sha256[0], 32) != 0, "a junk piece matched");
+    CHECK_INT(store_writer_discard(w, 0, PIECE), 0);
+    /* then right: streamed digest equals the manifest's, marked */
+    CHECK_INT(store_piece_hash_reset(h), 0);
+    CHECK_INT(store_piece_hash_update(h, image, PIECE), 0);
+    CHECK_INT(store_piece_hash_final(h, d), 0);
+    CHECK(memcmp(d, m.sha256[0], 32) == 0, "the streamed digest differs from OpenSSL's");
+    CHECK_INT(store_writer_pwrite_pending(w, image, PIECE, 0), 0);
+    CHECK_INT(store_writer_skip(w, 0, PIECE), 0);
+    CHECK_INT(store_writer_written(w), PIECE);
+    CHECK_INT(store_writer_skip(w, PIECE, PIECE), 0); /* the hole piece */
+    CHECK_INT(store_writer_pwrite_pending(w, image + 2 * PIECE, IMAGE_SIZE - 2 * PIECE, 2 * PIECE),
+              0);
+    CHECK_INT(store_writer_skip(w, 2 * PIECE, IMAGE_SIZE - 2 * PIECE), 0);
+    CHECK(store_writer_commit(w, IMAGE_SIZE, "sync:x:1", &res, &err) == 0, "commit: %s",
+          err.message);
+    CHECK_INT(store_image_load_pieces(store, "recv", "r1", IMAGE_SIZE, res.checksum, &p), 0);
+    check_pieces(&p, "trusted");
+    store_pieces_free(&p);
+    store_pieces_free(&m);
+    store_piece_hash_close(h);
+    free(junk);
+}
+
+static void test_kept_tmp_is_judged_piece_by_piece(void)
+{
+    struct store_writer *w = writer_new("kept", "k1");
+    struct store_pieces m;
+    struct bim_error err = {0};
+    bool has_data, match;
+    unsigned char *bad = malloc(PIECE);
+
+    manifest_of_image(&m);
+    /* what a cut sync left: piece 0 right, piece 2 half written, the tail wrong */
+    memcpy(bad, image + 3 * PIECE, IMAGE_SIZE - 3 * PIECE);
+    bad[10] ^= 1;
+    CHECK_INT(store_writer_pwrite_pending(w, image, PIECE, 0), 0);
+    CHECK_INT(store_writer_pwrite_pending(w, image + 2 * PIECE, MiB, 2 * PIECE), 0);
+    CHECK_INT(store_writer_pwrite_pending(w, bad, IMAGE_SIZE - 3 * PIECE, 3 * PIECE), 0);
+    store_writer_close(w);
+    CHECK_INT(store_writer_open(store, "kept", "k1", NULL, STORE_WRITER_KEEP, &w, &err), 0);
+    CHECK_INT(store_writer_written(w), 0);
+    CHECK_INT(store_writer_piece_check(w, IMAGE_SIZE, 0, m.sha256[0], &has_data, &match), 0);
+    CHECK(has_data && match, "piece 0: data %d match %d", has_data, match);
+    CHECK_INT(store_writer_piece_check(w, IMAGE_SIZE, 1, m.sha256[1], &has_data, &match), 0);
+    CHECK(!has_data && match, "the hole piece: data %d match %d", has_data, match);
+    CHECK_INT(store_writer_piece_check(w, IMAGE_SIZE, 2, m.sha256[2], &has_data, &match), 0);
+    CHECK(has_data && !match, "the half piece: data %d match %d", has_data, match);
+    CHECK_INT(store_writer_piece_check(w, IMAGE_SIZE, 3, m.sha256[3], &has_data, &match), 0);
+    CHECK(has_data && !match, "the wrong tail: data %d match %d", has_data, match);
+    CHECK_INT(store_writer_discard(w, 2 * PIECE, PIECE), 0);
+    CHECK_INT(store_writer_piece_check(w, IMAGE_SIZE, 2, m.sha256[2], &has_data, &match), 0);
+    CHECK(!has_data && !match, "a discarded piece: data %d match %d", has_data, match);
+    store_writer_abort(w);
+    store_pieces_free(&m);
+    free(bad);
+}
+
 int main(void)
 {
     struct bim_error err = {0};
@@ -186,6 +274,8 @@ int main(void)
     RUN(test_hole_piece_digest_is_that_of_zeros);
     RUN(test_stale_or_corrupt_digests_are_refused);
     RUN(test_aborted_writer_keeps_no_digests);
+    RUN(test_pending_pieces_count_only_once_marked);
+    RUN(test_kept_tmp_is_judged_piece_by_piece);
     store_close(store);
     free(image);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

@@ -73,7 +73,8 @@ static struct store_writer *writer_new(const char *name, const char *uuid, const
     strcpy(cfg.state, "in-progress");
     CHECK_INT(store_checksum_parse(expected, &sum, &err), 0);
     CHECK_INT(store_image_prepare(store, name, uuid, &cfg, &err), 0);
-    CHECK(store_writer_open(store, name, uuid, &sum, resume ? STORE_WRITER_RESUME : STORE_WRITER_NEW, &w, &err) == 0,
+    CHECK(store_writer_open(store, name, uuid, &sum,
+                            resume ? STORE_WRITER_RESUME : STORE_WRITER_NEW, &w, &err) == 0,
           "store_writer_open: %s", err.message);
     return w;
 }
