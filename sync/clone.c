@@ -86,8 +86,8 @@ static void sync_clone_run(struct sync_job *job)
     }
     size = (uint64_t)st.st_size;
     rc = store_writer_open(job->sync->store, job->name, job->uuid,
-                           job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL, STORE_WRITER_NEW,
-                           &w, &err);
+                           job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL,
+                           STORE_WRITER_NEW, &w, &err);
     if (rc < 0)
         goto out;
     trusted = job->expected.algo != STORE_DIGEST_SHA256;

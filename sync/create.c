@@ -247,6 +247,7 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
     }
     str_copy(uuid, sizeof(uuid), rec->info.uuid);
     sync_record_hide_deleted(sync, rec);
+    sync_pieces_forget(sync, rec->info.id);
     dropped = sync_job_cancel(sync, rec);
     /* a pushed upload is not waited for (its next bytes may be a minute
      * away): it is detached as soon as it is out of the store */

@@ -99,6 +99,8 @@ int sync_open(struct store *store, const struct sync_options *opts, struct sync 
     rc = sync_workers_start(sync);
     if (rc == 0)
         rc = sync_monitor_start(sync);
+    if (rc == 0)
+        rc = sync_pieces_start(sync);
     if (rc < 0) {
         bim_error_set(err, rc, "cannot start threads: %s", strerror(-rc));
         goto fail;
@@ -116,6 +118,7 @@ void sync_close(struct sync *sync)
 {
     if (!sync)
         return;
+    sync_pieces_stop(sync);
     sync_monitor_stop(sync);
     sync_workers_stop(sync);
     sync_free(sync);

@@ -25,6 +25,7 @@
 
 #include "common.h"
 #include "store.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -251,6 +252,16 @@ int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct 
 /* The send ended; `bytes` of it reached the peer. Call exactly once per
  * successful begin (the fd is the caller's business). */
 void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes);
+
+/*
+ * The piece digests of image `name` as GET .../pieces answers them (SPEC
+ * §9), into *out (free with wire_pieces_free, also on failure): a ready
+ * image's, all held; an image in progress: none held yet. -ENOENT no such
+ * image; -EBUSY "<name>: not ready (<state>)" in another state; -EAGAIN
+ * while the digests of a ready image that had none are computed.
+ */
+int sync_pieces_get(struct sync *sync, const char *name, struct wire_pieces *out,
+                    struct bim_error *err);
 
 /* Counters since sync_open(). */
 struct sync_stats {

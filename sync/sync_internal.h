@@ -137,6 +137,8 @@ struct sync {
     bool stopping;
     struct sync_stats stats;              /* send.c */
     char peer_token[SYNC_PEER_TOKEN_MAX]; /* sent to peers; "" for none (peer.c) */
+    /* ---- not guarded by lock ---- */
+    struct sync_pieces_task *pieces; /* pieces.c: its own lock; set at open, cleared at close */
 };
 
 /* ---- registry.c (all with sync->lock held unless said otherwise) ---- */
@@ -260,6 +262,18 @@ int sync_rehash_queue(struct sync *sync, struct sync_record *rec, const char *ol
 /* ---- adopt.c, monitor.c ---- */
 
 int sync_adopt(struct sync *sync, struct bim_error *err);
+/* ---- pieces.c: the digests of ready images that have none ---- */
+
+/* Start the digest thread, every ready image queued (those that have
+ * their digests are passed over at once); stop and join it. */
+int sync_pieces_start(struct sync *sync);
+void sync_pieces_stop(struct sync *sync);
+
+/* Queue record id for its digests / drop it (deleted: a computation of it
+ * stops). Either with or without sync->lock held. */
+void sync_pieces_want(struct sync *sync, uint64_t id);
+void sync_pieces_forget(struct sync *sync, uint64_t id);
+
 int sync_monitor_start(struct sync *sync);
 void sync_monitor_stop(struct sync *sync);
 

@@ -118,8 +118,8 @@ static void sync_upload_run(struct sync_job *job)
         goto out;
     }
     rc = store_writer_open(job->sync->store, job->name, job->uuid,
-                           job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL, STORE_WRITER_NEW,
-                           &w, &err);
+                           job->expected.algo != STORE_DIGEST_NONE ? &job->expected : NULL,
+                           STORE_WRITER_NEW, &w, &err);
     if (rc < 0)
         goto out;
     if (S_ISREG(st.st_mode)) {

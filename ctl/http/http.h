@@ -5,6 +5,7 @@
  *   http_server.c   start/stop, per-request context, routing, auth, replies
  *   http_range.c    the Range header (pure; unit-tested)
  *   http_images.c   /v1/images, /v1/images/{name}, .../backing, .../extents
+ *   http_pieces.c   .../pieces (the piece digests, SPEC §9)
  *   http_metrics.c  /metrics
  *   http_upload.c   PUT /v1/images/{name}
  *   http_check.c    framing, names after percent-decoding, the token
@@ -196,6 +197,11 @@ enum MHD_Result ctl_http_backing(struct ctl_http_request *req, struct MHD_Connec
                                  const char *name, bool head);
 enum MHD_Result ctl_http_extents(struct ctl_http_request *req, struct MHD_Connection *conn,
                                  const char *name);
+
+/* ---- http_pieces.c ---- */
+
+enum MHD_Result ctl_http_pieces(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                const char *name);
 enum MHD_Result ctl_http_metrics(struct ctl_http_request *req, struct MHD_Connection *conn);
 
 /* PUT: first called with size NULL (headers only), then for every piece of

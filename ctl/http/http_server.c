@@ -197,7 +197,7 @@ static bool ctl_http_method_is(const char *method, const char *want)
     return strcmp(method, want) == 0;
 }
 
-/* /v1/images/{name}[/backing|/extents] (rest is what follows "/v1/images/"
+/* /v1/images/{name}[/backing|/extents|/pieces] (rest is what follows "/v1/images/"
  * in the target as sent: the name is decoded here, after the split, so an
  * encoded '/' is part of the name, which makes it invalid). */
 static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
@@ -215,7 +215,8 @@ static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
         suffix = slash + 1;
         len = (size_t)(slash - rest);
     }
-    if ((suffix[0] && strcmp(suffix, "backing") != 0 && strcmp(suffix, "extents") != 0) ||
+    if ((suffix[0] && strcmp(suffix, "backing") != 0 && strcmp(suffix, "extents") != 0 &&
+         strcmp(suffix, "pieces") != 0) ||
         ctl_http_decode_name(rest, len, name, sizeof(name)) != 0)
         return ctl_http_reply_error(req, conn, MHD_HTTP_BAD_REQUEST,
                                     "invalid image name in the path: must match "
@@ -231,6 +232,11 @@ static enum MHD_Result ctl_http_route_image(struct ctl_http_request *req,
         if (!get && !head)
             return ctl_http_reply_method(req, conn, "GET, HEAD");
         return ctl_http_extents(req, conn, name);
+    }
+    if (strcmp(suffix, "pieces") == 0) {
+        if (!get && !head)
+            return ctl_http_reply_method(req, conn, "GET, HEAD");
+        return ctl_http_pieces(req, conn, name);
     }
     if (ctl_http_method_is(method, MHD_HTTP_METHOD_PUT)) {
         req->uploading = true;

@@ -101,12 +101,12 @@ def test_a_source_sending_bad_pieces_is_dropped_and_the_honest_one_finishes(daem
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["as-reference", "after-reference"])
-@pytest.mark.parametrize("lie", ["pieces-wrong-digest", "pieces-piece-size", "pieces-short",
-                                 "pieces-size", "pieces-junk", "pieces-huge", "no-pieces"])
-def test_a_source_whose_digests_are_wrong_is_not_used(daemon_factory, fakes, image, lie, first):
+@pytest.mark.parametrize("lie", ["pieces-piece-size", "pieces-short", "pieces-size",
+                                 "pieces-junk", "pieces-huge", "no-pieces"])
+def test_a_source_whose_digests_are_unusable_is_not_used(daemon_factory, fakes, image, lie,
+                                                         first):
     """As the reference it is passed over for the next source; after an
-    honest reference it is dropped (if asked at all) when its digests are
-    unusable or disagree."""
+    honest reference it is dropped (if asked at all)."""
     a, b = daemon_factory(name="a"), daemon_factory(name="b")
     add_image(a, "img", image, "u1")
     data = data_of(image)
@@ -114,7 +114,31 @@ def test_a_source_whose_digests_are_wrong_is_not_used(daemon_factory, fakes, ima
     sources = [f.addr, peer(a)] if first else [peer(a), f.addr]
     expect_ok(sync(b, "img", "u1", sources))
     expect_ready(b, "img", data)
-    assert not f.asked("/backing"), "pieces were taken from a source with wrong digests"
+    assert not f.asked("/backing"), "pieces were taken from a source with unusable digests"
+
+
+def test_a_source_disagreeing_with_the_reference_is_dropped(daemon_factory, fakes, image):
+    a, b = daemon_factory(name="a"), daemon_factory(name="b")
+    add_image(a, "img", image, "u1")
+    data = data_of(image)
+    f = fakes(data, lie="pieces-wrong-digest", piece=0)
+    expect_ok(sync(b, "img", "u1", [peer(a), f.addr]))
+    expect_ready(b, "img", data)
+    assert not f.asked("/backing"), "pieces were taken from a source that disagrees"
+
+
+def test_a_reference_with_a_wrong_digest_wins_and_the_sync_fails_without_data(daemon_factory,
+                                                                              fakes, image):
+    """SPEC §9: the reference's digests are the ones every piece is checked
+    against; the honest source disagrees with them and is dropped too. The
+    image fails naming both causes, and never holds the piece."""
+    a, b = daemon_factory(name="a"), daemon_factory(name="b")
+    add_image(a, "img", image, "u1")
+    f = fakes(data_of(image), lie="pieces-wrong-digest", piece=3)
+    expect_ok(sync(b, "img", "u1", [f.addr, peer(a)]))
+    expect_failed(b, "img", r"no source can finish the image: .*%s: sent piece 3 with SHA-256 "
+                            r".*%s: its piece digests disagree with those of %s \(piece 3 first\)"
+                  % (re.escape(f.addr), re.escape(peer(a)), re.escape(f.addr)))
 
 
 def test_alone_a_source_with_wrong_digests_fails_the_sync_naming_it(daemon_factory, fakes,

@@ -246,6 +246,100 @@ static void test_names_uuids_and_peers(void)
     CHECK_STR(err.message, "invalid peer address \"a,b:1\": expected host:port");
 }
 
+/* ---- piece digests ---- */
+
+static void pieces_sample(struct wire_pieces *p, uint64_t size)
+{
+    memset(p, 0, sizeof(*p));
+    p->piece_size = WIRE_PIECE_SIZE;
+    p->size = size;
+    p->count = size / WIRE_PIECE_SIZE + (size % WIRE_PIECE_SIZE != 0);
+    p->digest = calloc(p->count + 1, 32);
+    p->known = calloc(p->count + 1, 1);
+    p->have = calloc(2, sizeof(*p->have));
+    for (uint64_t i = 0; i < p->count; i++) {
+        memset(p->digest[i], (int)(i * 7 + 1), 32);
+        p->known[i] = i != 1;
+    }
+    memset(p->checksum, 'a', BIM_CHECKSUM_HEX);
+    if (p->count > 2) {
+        p->have[0][0] = 0;
+        p->have[0][1] = 0;
+        p->have[1][0] = 2;
+        p->have[1][1] = p->count - 1;
+        p->nhave = 2;
+    }
+}
+
+static void test_pieces_round_trip(void)
+{
+    struct wire_pieces p, q;
+    struct bim_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+
+    pieces_sample(&p, 5 * (uint64_t)WIRE_PIECE_SIZE + 512);
+    CHECK_INT(wire_pieces_encode(&p, &text, &len), 0);
+    CHECK(strstr(text, "\"pieces\":[\"0101") && strstr(text, ",null,") &&
+              strstr(text, "\"have\":[[0,0],[2,5]]}"),
+          "encoded: %s", text);
+    CHECK(wire_pieces_decode(text, len, len, &q, &err) == 0, "decode: %s", err.message);
+    CHECK_INT(q.count, 6);
+    CHECK_INT(q.size, p.size);
+    CHECK(strcmp(q.checksum, p.checksum) == 0, "checksum %s", q.checksum);
+    for (uint64_t i = 0; i < q.count; i++) {
+        CHECK_INT(q.known[i], p.known[i]);
+        if (p.known[i])
+            CHECK(memcmp(q.digest[i], p.digest[i], 32) == 0, "digest %llu", (unsigned long long)i);
+    }
+    CHECK_INT(q.nhave, 2);
+    CHECK_INT(q.have[1][1], 5);
+    CHECK(wire_pieces_decode(text, len, len - 1, &q, &err) == -EPROTO, "over the bound decoded");
+    wire_pieces_free(&q);
+    free(text);
+    wire_pieces_free(&p);
+    /* an empty image */
+    pieces_sample(&p, 0);
+    p.checksum[0] = '\0';
+    CHECK_INT(wire_pieces_encode(&p, &text, &len), 0);
+    CHECK(strcmp(text, "{\"pieceSize\":4194304,\"size\":0,\"checksum\":\"\",\"pieces\":[],"
+                       "\"have\":[]}") == 0,
+          "empty: %s", text);
+    CHECK(wire_pieces_decode(text, len, len, &q, &err) == 0, "decode: %s", err.message);
+    CHECK_INT(q.count, 0);
+    wire_pieces_free(&q);
+    free(text);
+    wire_pieces_free(&p);
+}
+
+static void test_pieces_bad_answers_are_refused(void)
+{
+    static const char *const bad[] = {
+        "[]",
+        "{\"pieceSize\":3,\"size\":3,\"checksum\":\"\",\"pieces\":[null],\"have\":[]}",
+        "{\"pieceSize\":4,\"size\":9,\"checksum\":\"\",\"pieces\":[null,null],\"have\":[]}",
+        "{\"pieceSize\":4,\"size\":-4,\"checksum\":\"\",\"pieces\":[],\"have\":[]}",
+        "{\"pieceSize\":4,\"size\":4,\"checksum\":\"xy\",\"pieces\":[null],\"have\":[]}",
+        "{\"pieceSize\":4,\"size\":4,\"checksum\":\"\",\"pieces\":[\"ABCD\"],\"have\":[]}",
+        "{\"pieceSize\":4,\"size\":4,\"checksum\":\"\",\"pieces\":[7],\"have\":[]}",
+        "{\"pieceSize\":4,\"size\":8,\"checksum\":\"\",\"pieces\":[null,null],\"have\":[[1,0]]}",
+        "{\"pieceSize\":4,\"size\":8,\"checksum\":\"\",\"pieces\":[null,null],\"have\":[[0,2]]}",
+        "{\"pieceSize\":4,\"size\":8,\"checksum\":\"\",\"pieces\":[null,null],"
+        "\"have\":[[1,1],[0,0]]}",
+        "{\"pieceSize\":4,\"size\":8,\"checksum\":\"\",\"pieces\":[null,null]}",
+        "{\"pieceSize\":4,\"pieceSize\":4,\"size\":0,\"checksum\":\"\",\"pieces\":[],"
+        "\"have\":[]}",
+    };
+    struct bim_error err = {0};
+    struct wire_pieces q;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK(wire_pieces_decode(bad[i], strlen(bad[i]), 4096, &q, &err) == -EPROTO, "decoded: %s",
+              bad[i]);
+        wire_pieces_free(&q);
+    }
+}
+
 int main(void)
 {
     RUN(test_image_round_trip_is_the_same_image);
@@ -258,5 +352,7 @@ int main(void)
     RUN(test_image_text_that_is_not_an_image_is_refused);
     RUN(test_errors_socket_and_http_come_from_one_cause);
     RUN(test_names_uuids_and_peers);
+    RUN(test_pieces_round_trip);
+    RUN(test_pieces_bad_answers_are_refused);
     return check_exit();
 }
