@@ -3,17 +3,17 @@
  * docs/peer-sync.md): the peer list of a request as sync_peer_list_parse()
  * checks it into the job's typed list (and the transfer's sources), the image object of
  * GET /v1/images/<name> as sync_peer_image_judge() judges it, and the
- * extents of GET .../extents as sync_peer_extents_usable() checks them and
- * sync_peer_plan() cuts them into pieces.
+ * piece digests of GET .../pieces as the wire codec decodes them and
+ * sync_peer_plan() turns them into pieces.
  *
  * Those functions are static in sync/peer/peer.c, so this file compiles it
  * itself (its public functions then come from here, not from libsync.a).
  *
- * Input: the peers (comma-separated), "\n", the image JSON, "\n", the extents JSON.
- * Checks beyond the sanitizers: an accepted image is ready with a valid
- * checksum; the plan covers [0, size) in order, without gaps or empty
- * pieces, data pieces at most SYNC_CHUNK_MAX, and data wherever an extent
- * says there is data.
+ * Input: the peers (comma-separated), "\n", the image JSON, "\n", the
+ * digests' JSON. Checks beyond the sanitizers: an accepted image is ready
+ * with a valid checksum; a decoded manifest has one entry per piece and
+ * ascending ranges; the plan is one 4 MiB piece per digest tiling [0, size),
+ * a hole exactly where the digest is that of zeros.
  */
 #include "../../sync/peer/peer.c"
 
@@ -48,30 +48,37 @@ static char *fuzz_part(const char **p, const char *end)
     return s;
 }
 
-/* Data wherever extents say so, and the pieces tile [0, size). */
-static void fuzz_plan_check(const struct sync_peer_transfer *t, json_t *extents)
+/* One piece per digest, tiling [0, size); holes where the digest is zeros'. */
+static void fuzz_plan_check(const struct sync_peer_transfer *t)
 {
-    uint64_t at = 0;
+    uint8_t zero[32];
 
+    if (t->npieces != t->manifest.count)
+        abort();
     for (size_t i = 0; i < t->npieces; i++) {
         const struct sync_peer_piece *p = &t->pieces[i];
-        if (p->off != at || p->len == 0 || (!p->hole && p->len > SYNC_CHUNK_MAX))
-            abort();
-        at += p->len;
-    }
-    if (at != t->size)
-        abort();
-    for (size_t i = 0; extents && i < json_array_size(extents); i++) {
-        uint64_t off, len;
-        size_t k = 0;
 
-        sync_peer_extent_at(extents, i, &off, &len);
-        while (k < t->npieces && t->pieces[k].off + t->pieces[k].len <= off)
-            k++;
-        for (; k < t->npieces && t->pieces[k].off < off + len; k++) {
-            if (t->pieces[k].hole)
-                abort(); /* data an extent lists would not be fetched */
-        }
+        if (p->index != i || p->off != i * STORE_PIECE_SIZE ||
+            p->len != store_piece_length(t->size, i) || p->len == 0)
+            abort();
+        if (store_piece_zero_digest(p->len, zero) < 0 ||
+            p->hole != (memcmp(zero, t->manifest.sha256[i], 32) == 0))
+            abort();
+    }
+}
+
+/* A decoded manifest is what the codec promises. */
+static void fuzz_manifest_check(const struct wire_pieces *m)
+{
+    uint64_t next = 0;
+
+    if (m->piece_size == 0 || (m->piece_size & (m->piece_size - 1)) != 0 ||
+        m->count != m->size / m->piece_size + (m->size % m->piece_size != 0))
+        abort();
+    for (size_t i = 0; i < m->nhave; i++) {
+        if (m->have[i][0] < next || m->have[i][0] > m->have[i][1] || m->have[i][1] >= m->count)
+            abort();
+        next = m->have[i][1] + 1;
     }
 }
 
@@ -84,7 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *image = fuzz_part(&p, end);
     const char *peers[SYNC_PEER_MAX + 2];
     size_t npeers = 0;
-    json_t *img = NULL, *extents = NULL;
+    json_t *img = NULL;
+    struct wire_pieces m = {0};
+    uint64_t data_bytes = 0;
     char errors[BIM_ERROR_MAX];
     int rc;
 
@@ -125,16 +134,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == 0) {
             if (!sync_peer_hex128(t->checksum) || t->size > SYNC_PEER_SIZE_MAX)
                 abort();
-            extents = json_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, NULL);
-            if (!sync_peer_extents_usable(extents, t->size)) {
-                json_decref(extents);
-                extents = NULL;
+            if (wire_pieces_decode(p, (size_t)(end - p), (size_t)(end - p), &m, &err) == 0) {
+                fuzz_manifest_check(&m);
+                if (m.piece_size == STORE_PIECE_SIZE && m.size == t->size) {
+                    t->manifest.size = m.size;
+                    t->manifest.count = m.count;
+                    t->manifest.sha256 = m.digest;
+                    if (sync_peer_plan(t, &data_bytes) == 0)
+                        fuzz_plan_check(t);
+                    t->manifest.sha256 = NULL;
+                }
+            } else if (err.message[0] == '\0') {
+                abort();
             }
-            if (sync_peer_plan(t, extents) == 0)
-                fuzz_plan_check(t, extents);
+            wire_pieces_free(&m);
         }
     }
-    json_decref(extents);
     json_decref(img);
     free(t->pieces);
     free(image);

@@ -79,7 +79,7 @@ def test_an_adopted_image_gets_its_digests_in_the_background(daemon_factory, tmp
         r = pieces(daemon, "lh")
         seen.append(r.status)
         if r.status == 503:
-            assert r.headers.get("Retry-After", "").isdigit(), r.headers
+            assert r.headers.get("retry-after", "").isdigit(), r.headers
         assert r.status in (200, 503), r
         return r.status == 200
     wait_until(answered, 60, "the digests of the adopted image")

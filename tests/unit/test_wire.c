@@ -294,6 +294,7 @@ static void test_pieces_round_trip(void)
     }
     CHECK_INT(q.nhave, 2);
     CHECK_INT(q.have[1][1], 5);
+    wire_pieces_free(&q);
     CHECK(wire_pieces_decode(text, len, len - 1, &q, &err) == -EPROTO, "over the bound decoded");
     wire_pieces_free(&q);
     free(text);
