@@ -480,7 +480,7 @@ static int s3_request(struct bk_target *t, struct s3_call *c, struct bim_error *
         char cause[BIM_ERROR_MAX];
         str_copy(cause, sizeof(cause), err ? err->message : "");
         return bim_error_set(err, rc, "%s: %s %s: %s", t->shown, c->method,
-                             c->key[0] ? c->key : "/", cause);
+                             c->key[0] ? c->key : "(listing)", cause);
     }
     return 0;
 }
@@ -501,7 +501,7 @@ static int s3_status_error(struct bk_target *t, const struct s3_call *c, struct 
     if (!code[0] && c->status == 404)
         str_copy(code, sizeof(code), "NotFound");
     return bim_error_set(err, rc, "%s: %s %s: HTTP %ld%s%s%s%s", t->shown, c->method,
-                         c->key[0] ? c->key : "/", c->status, code[0] ? " " : "", code,
+                         c->key[0] ? c->key : "(listing)", c->status, code[0] ? " " : "", code,
                          message[0] ? ": " : "", message);
 }
 

@@ -25,7 +25,8 @@ struct http_client {
     CURLM *multi;
     char *auth; /* "Authorization: Bearer <token>" (malloc'd, zeroed when freed), or NULL */
     unsigned stall_ms;
-    bool follow; /* redirects are followed */
+    bool follow;          /* redirects are followed */
+    bool signed_requests; /* AWS SigV4 */
 };
 
 /* What one request carries through curl's callbacks. */
@@ -129,6 +130,7 @@ int http_client_open(const struct http_client_options *opts, struct http_client 
         return -ENOMEM;
     h->stall_ms = opts->stall_ms;
     h->follow = opts->follow_redirects;
+    h->signed_requests = opts->aws_sigv4 != NULL;
     h->easy = curl_easy_init();
     h->multi = curl_multi_init();
     if (!h->easy || !h->multi || http_client_auth(h, opts->token) < 0)
@@ -552,7 +554,7 @@ static bool http_slist_add(struct curl_slist **list, const char *line)
 }
 
 /* The request headers: the token, If-Range, the caller's lines, no
- * 100-continue for a body. NULL with *oom on failure. */
+ * 100-continue for an unsigned body. NULL with *oom on failure. */
 static struct curl_slist *http_headers(struct http_client *h, const struct http_request *req,
                                        enum http_method method, bool *oom)
 {
@@ -571,7 +573,9 @@ static struct curl_slist *http_headers(struct http_client *h, const struct http_
         if (!http_slist_add(&list, req->headers[i]))
             goto oom;
     }
-    if (method == HTTP_PUT && !http_slist_add(&list, "Expect:"))
+    /* libcurl 7.88 signs an "Expect:" line that it then does not send: signed
+     * requests keep curl's 100-continue (bodies over 1 MiB) */
+    if (method == HTTP_PUT && !h->signed_requests && !http_slist_add(&list, "Expect:"))
         goto oom;
     return list;
 oom:

@@ -137,7 +137,9 @@ struct http_response {
 struct http_request {
     const char *url;    /* credentials allowed: messages never show them */
     const char *method; /* NULL or "GET", "HEAD" (no body read), "PUT" (body sent), "DELETE" */
-    const void *body;   /* PUT: body_len bytes sent with a Content-Length (no 100-continue) */
+    /* PUT: body_len bytes sent with a Content-Length; without 100-continue
+     * unless signed (libcurl's SigV4 would sign the line that turns it off) */
+    const void *body;
     size_t body_len;
     const char *const *headers; /* NULL-terminated "Name: value" lines sent besides, or NULL */
     bool range;                 /* Range: bytes=range_first-range_last */
