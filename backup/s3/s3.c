@@ -317,6 +317,7 @@ static int s3_client_get(struct bk_target *t, struct http_client **out, struct b
         .proxy_from_env = true,
         .ca_file = t->ca_file,
         .ca_pem = t->ca_pem,
+        .tls_hint = "put its PEM in AWS_CERT",
         .aws_sigv4 = t->sigv4,
         .aws_key = t->key_id,
         .aws_secret = t->secret,

@@ -27,6 +27,7 @@ struct http_client {
     unsigned stall_ms;
     bool follow;          /* redirects are followed */
     bool signed_requests; /* AWS SigV4 */
+    char tls_hint[96];    /* " (for a private CA, ...)" */
 };
 
 /* What one request carries through curl's callbacks. */
@@ -131,6 +132,8 @@ int http_client_open(const struct http_client_options *opts, struct http_client 
     h->stall_ms = opts->stall_ms;
     h->follow = opts->follow_redirects;
     h->signed_requests = opts->aws_sigv4 != NULL;
+    snprintf(h->tls_hint, sizeof(h->tls_hint), " (for a private CA, %.64s)",
+             opts->tls_hint ? opts->tls_hint : "start bimfs with --ca-file");
     h->easy = curl_easy_init();
     h->multi = curl_multi_init();
     if (!h->easy || !h->multi || http_client_auth(h, opts->token) < 0)
@@ -506,7 +509,7 @@ static int http_code_error(struct http_call *call, CURLcode code, struct bim_err
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
-        hint = " (for a private CA, start bimfs with --ca-file)";
+        hint = call->h->tls_hint;
         break;
     case CURLE_UNSUPPORTED_PROTOCOL:
         hint = " (only http and https are followed)";

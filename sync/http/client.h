@@ -65,6 +65,8 @@ struct http_client_options {
     bool proxy_from_env;   /* false: always direct, whatever the environment says */
     const char *ca_file;   /* PEM trusted besides the system's CAs, or NULL */
     const char *ca_pem;    /* PEM text trusted besides the system's CAs (instead of ca_file) */
+    const char *tls_hint;  /* how to trust a private CA, for messages; NULL: "start bimfs with
+                            * --ca-file" */
     /* "aws:amz:<region>:<service>": every request is signed with AWS SigV4
      * (libcurl's; the caller sends x-amz-content-sha256 and a canonical query,
      * docs/backup.md "S3 targets"), with aws_key:aws_secret; NULL: none */
