@@ -101,6 +101,7 @@ class S3Server:
         self.lock = threading.Lock()
         self.requests = []
         self.rejected = []  # (code, message) of every 403 for a signature
+        self.signed = []  # {header: value} of the signed headers of every request let in
         self.fail_next = []
         self.httpd = None
 
@@ -232,6 +233,8 @@ class S3Server:
             self._deny("SignatureDoesNotMatch",
                        "The request signature we calculated does not match the signature you "
                        "provided. Check your key and signing method.")
+        with self.lock:
+            self.signed.append(headers)
 
     def _route(self, h, split, body):
         parts = split.path.lstrip("/").split("/", 1)

@@ -140,6 +140,12 @@ def test_unknown_key_id_and_wrong_region_are_refused(srv):
     assert "HTTP 403 AuthorizationHeaderMalformed" in err, err
 
 
+def test_a_session_token_is_sent_signed(srv):
+    ok(tool(URL, "exists", "backupstore/x", env=s3_env(srv, AWS_SESSION_TOKEN="tok/en+1")))
+    assert srv.signed and srv.signed[-1].get("x-amz-security-token") == "tok/en+1", \
+        "the token is not among the signed headers: %s" % srv.signed
+
+
 def test_missing_bucket_is_named(srv):
     err = failed(tool("s3://nobucket@us-east-1/x/", "list", "backupstore", env=s3_env(srv)))
     assert "error -2:" in err and "404 NoSuchBucket" in err, err
