@@ -9,6 +9,7 @@ packages=(
     # build
     meson ninja-build pkg-config gcc libc6-dev
     libfuse3-dev libcurl4-openssl-dev libjansson-dev libqcow-dev libmicrohttpd-dev libssl-dev
+    libexpat1-dev
     # run and test
     fuse3 python3 python3-pytest attr util-linux e2fsprogs qemu-utils libqcow-utils
     ca-certificates openssl curl git clang-format
@@ -19,6 +20,8 @@ packages=(
     # deploy/: systemd-analyze verify of the unit; the kustomize base's YAML and its
     # schema check (the test installs the npm package kubernetes-models)
     systemd python3-yaml
+    # the S3 endpoint of the s3 backup target's tests checks every SigV4 signature with botocore
+    python3-botocore
 )
 
 missing=()

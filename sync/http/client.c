@@ -1,10 +1,12 @@
 /*
  * client.c - the HTTP client over libcurl (client.h): one easy handle in
  * its own multi handle per client (the multi's connection cache keeps
- * connections alive between GETs, and polling it lets cancel and the stall
- * bound be looked at every HTTP_POLL_MS: curl_easy_perform waits up to a
- * second when nothing happens), the final response's headers, and
- * CURLcode turned into -errno, a cause and a message without credentials.
+ * connections alive between requests, and polling it lets cancel and the
+ * stall bound be looked at every HTTP_POLL_MS: curl_easy_perform waits up to
+ * a second when nothing happens), the method and body of each request, the
+ * final response's headers, and CURLcode turned into -errno, a cause and a
+ * message without credentials. AWS SigV4 is libcurl's (CURLOPT_AWS_SIGV4):
+ * the key and secret are handed to libcurl once and not kept here.
  *
  * Threads: the thread using the client; curl's callbacks run in it, inside
  * curl_multi_perform. No lock: a client is never shared.
@@ -23,10 +25,12 @@ struct http_client {
     CURLM *multi;
     char *auth; /* "Authorization: Bearer <token>" (malloc'd, zeroed when freed), or NULL */
     unsigned stall_ms;
-    bool follow; /* redirects are followed */
+    bool follow;          /* redirects are followed */
+    bool signed_requests; /* AWS SigV4 */
+    char tls_hint[96];    /* " (for a private CA, ...)" */
 };
 
-/* What one GET carries through curl's callbacks. */
+/* What one request carries through curl's callbacks. */
 struct http_call {
     struct http_client *h;
     const struct http_request *req;
@@ -38,6 +42,7 @@ struct http_call {
     uint64_t start_ms;
     uint64_t data_ms;  /* the last body byte taken */
     uint64_t quiet_ms; /* a stall: how long nothing came */
+    size_t sent;       /* bytes of req->body handed to curl */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -99,8 +104,18 @@ static CURLcode http_client_setopts(CURL *c, const struct http_client_options *o
         SET(CURLOPT_PROXY, "");
     /* CAINFO replaces the bundle file; the system's hashed directory
      * (CAPATH, libcurl's default) stays trusted beside it */
-    if (o->ca_file)
+    if (o->ca_pem) {
+        struct curl_blob blob = {
+            .data = (void *)o->ca_pem, .len = strlen(o->ca_pem), .flags = CURL_BLOB_COPY};
+        SET(CURLOPT_CAINFO_BLOB, &blob);
+    } else if (o->ca_file) {
         SET(CURLOPT_CAINFO, o->ca_file);
+    }
+    if (o->aws_sigv4) {
+        SET(CURLOPT_AWS_SIGV4, o->aws_sigv4); /* also sets CURLOPT_HTTPAUTH */
+        SET(CURLOPT_USERNAME, o->aws_key ? o->aws_key : "");
+        SET(CURLOPT_PASSWORD, o->aws_secret ? o->aws_secret : "");
+    }
 #undef SET
     return cc;
 }
@@ -116,6 +131,9 @@ int http_client_open(const struct http_client_options *opts, struct http_client 
         return -ENOMEM;
     h->stall_ms = opts->stall_ms;
     h->follow = opts->follow_redirects;
+    h->signed_requests = opts->aws_sigv4 != NULL;
+    snprintf(h->tls_hint, sizeof(h->tls_hint), " (for a private CA, %.64s)",
+             opts->tls_hint ? opts->tls_hint : "start bimfs with --ca-file");
     h->easy = curl_easy_init();
     h->multi = curl_multi_init();
     if (!h->easy || !h->multi || http_client_auth(h, opts->token) < 0)
@@ -251,6 +269,7 @@ static void http_response_read(struct http_call *call)
         v && http_content_range_parse(v, &r->range_first, &r->range_last, &r->range_complete);
     http_value_copy(r->etag, sizeof(r->etag), http_header(curl, "ETag"));
     http_value_copy(r->last_modified, sizeof(r->last_modified), http_header(curl, "Last-Modified"));
+    http_value_copy(r->date, sizeof(r->date), http_header(curl, "Date"));
     r->retry_after_s = http_retry_after(curl);
 }
 
@@ -280,7 +299,7 @@ static bool http_redirecting(struct http_call *call, long status)
            http_header(call->h->easy, "Location") != NULL;
 }
 
-/* The first reason to end the GET wins. */
+/* The first reason to end the request wins. */
 static void http_call_stop(struct http_call *call, int rc, enum http_cause cause)
 {
     if (call->rc == 0) {
@@ -319,6 +338,31 @@ static size_t http_on_header(char *line, size_t size, size_t n, void *arg)
     return n;
 }
 
+/* The PUT body, handed to curl as it asks. */
+static size_t http_on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct http_call *call = arg;
+    size_t room = size * n, left = call->req->body_len - call->sent;
+    size_t len = left < room ? left : room;
+
+    if (len)
+        memcpy(buf, (const char *)call->req->body + call->sent, len);
+    call->sent += len;
+    return len;
+}
+
+/* curl rewinds the body when it sends it again (a reused connection that
+ * had gone away). */
+static int http_on_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct http_call *call = arg;
+
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > call->req->body_len)
+        return CURL_SEEKFUNC_FAIL;
+    call->sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static size_t http_on_data(char *buf, size_t size, size_t n, void *arg)
 {
     struct http_call *call = arg;
@@ -336,7 +380,7 @@ static size_t http_on_data(char *buf, size_t size, size_t n, void *arg)
     return n;
 }
 
-/* Cancel, the stall bound, the caller's progress: false ends the GET. */
+/* Cancel, the stall bound, the caller's progress: false ends the request. */
 static bool http_tick(struct http_call *call)
 {
     const struct http_request *req = call->req;
@@ -448,17 +492,24 @@ static bool http_cause_transient(enum http_cause cause)
 /* A user-readable cause for a transfer error, credentials removed. */
 static int http_code_error(struct http_call *call, CURLcode code, struct bim_error *err)
 {
-    char text[CURL_ERROR_SIZE + 64], redirects[64];
+    char text[CURL_ERROR_SIZE + 128], redirects[64];
     const char *hint = "";
+    long os_errno = 0;
+    size_t len;
 
     call->resp->cause = http_code_cause(code);
     snprintf(text, sizeof(text), "%s", call->errbuf[0] ? call->errbuf : curl_easy_strerror(code));
+    if (code == CURLE_COULDNT_CONNECT &&
+        curl_easy_getinfo(call->h->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno) {
+        len = strlen(text);
+        snprintf(text + len, sizeof(text) - len, " (%s)", strerror((int)os_errno));
+    }
     http_url_redact(call->req->url, text, sizeof(text));
     switch (code) {
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
-        hint = " (for a private CA, start bimfs with --ca-file)";
+        hint = call->h->tls_hint;
         break;
     case CURLE_UNSUPPORTED_PROTOCOL:
         hint = " (only http and https are followed)";
@@ -478,28 +529,57 @@ static int http_code_error(struct http_call *call, CURLcode code, struct bim_err
                          text, hint);
 }
 
-/* ---- one GET ---- */
+/* ---- one request ---- */
 
-/* The request headers: the token, If-Range. NULL with *oom on failure. */
+enum http_method { HTTP_GET, HTTP_HEAD, HTTP_PUT, HTTP_DELETE };
+
+static int http_method_parse(const char *name, enum http_method *out)
+{
+    static const char *const names[] = {"GET", "HEAD", "PUT", "DELETE"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!name || strcmp(name, names[i]) == 0) {
+            *out = (enum http_method)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static bool http_slist_add(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *next = curl_slist_append(*list, line);
+
+    if (!next)
+        return false;
+    *list = next;
+    return true;
+}
+
+/* The request headers: the token, If-Range, the caller's lines, no
+ * 100-continue for an unsigned body. NULL with *oom on failure. */
 static struct curl_slist *http_headers(struct http_client *h, const struct http_request *req,
-                                       bool *oom)
+                                       enum http_method method, bool *oom)
 {
     char line[HTTP_VALIDATOR_MAX + 16];
-    struct curl_slist *list = NULL, *next;
+    struct curl_slist *list = NULL;
 
     *oom = false;
-    if (h->auth) {
-        list = curl_slist_append(NULL, h->auth);
-        if (!list)
-            goto oom;
-    }
+    if (h->auth && !http_slist_add(&list, h->auth))
+        goto oom;
     if (req->range && req->if_range && req->if_range[0]) {
         snprintf(line, sizeof(line), "If-Range: %s", req->if_range);
-        next = curl_slist_append(list, line);
-        if (!next)
+        if (!http_slist_add(&list, line))
             goto oom;
-        list = next;
     }
+    for (size_t i = 0; req->headers && req->headers[i]; i++) {
+        if (!http_slist_add(&list, req->headers[i]))
+            goto oom;
+    }
+    /* libcurl 7.88 signs an "Expect:" line that it then does not send: signed
+     * requests keep curl's 100-continue (bodies over 1 MiB) */
+    if (method == HTTP_PUT && !h->signed_requests && !http_slist_add(&list, "Expect:"))
+        goto oom;
     return list;
 oom:
     curl_slist_free_all(list);
@@ -507,8 +587,33 @@ oom:
     return NULL;
 }
 
+/* The method (the handle is reused: HTTPGET undoes NOBODY and UPLOAD). */
+static CURLcode http_prepare_method(struct http_call *call, enum http_method method)
+{
+    CURL *curl = call->h->easy;
+    CURLcode code = curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+
+    if (code == CURLE_OK)
+        code = curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST,
+                                method == HTTP_DELETE ? "DELETE" : (char *)NULL);
+    if (code == CURLE_OK && method == HTTP_HEAD)
+        code = curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    if (code == CURLE_OK && method == HTTP_PUT) {
+        code = curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+        if (code == CURLE_OK)
+            code =
+                curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)call->req->body_len);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, http_on_read);
+        curl_easy_setopt(curl, CURLOPT_READDATA, call);
+        curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, http_on_seek);
+        curl_easy_setopt(curl, CURLOPT_SEEKDATA, call);
+    }
+    return code;
+}
+
 /* Set the handle up for req; the callbacks get call. */
-static CURLcode http_prepare(struct http_call *call, struct curl_slist *headers)
+static CURLcode http_prepare(struct http_call *call, struct curl_slist *headers,
+                             enum http_method method)
 {
     const struct http_request *req = call->req;
     CURL *curl = call->h->easy;
@@ -520,6 +625,8 @@ static CURLcode http_prepare(struct http_call *call, struct curl_slist *headers)
     else if (req->range)
         snprintf(range, sizeof(range), "%" PRIu64 "-", req->range_first);
     code = curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    if (code == CURLE_OK)
+        code = http_prepare_method(call, method);
     if (code == CURLE_OK)
         code = curl_easy_setopt(curl, CURLOPT_RANGE, req->range ? range : NULL);
     if (code == CURLE_OK)
@@ -537,7 +644,7 @@ static CURLcode http_prepare(struct http_call *call, struct curl_slist *headers)
     return code;
 }
 
-/* The URL the GET ended at, shown without credentials. */
+/* The URL the request ended at, shown without credentials. */
 static void http_effective_url(struct http_call *call)
 {
     char *effective = NULL;
@@ -551,24 +658,29 @@ static void http_effective_url(struct http_call *call)
         call->resp->effective_url[0] = '\0';
 }
 
-int http_client_get(struct http_client *h, const struct http_request *req,
-                    struct http_response *resp, struct bim_error *err)
+int http_client_request(struct http_client *h, const struct http_request *req,
+                        struct http_response *resp, struct bim_error *err)
 {
     struct http_call call = {.h = h, .req = req, .resp = resp};
     struct curl_slist *headers;
+    enum http_method method;
     CURLcode code;
     bool oom;
     int rc = 0;
 
     memset(resp, 0, sizeof(*resp));
     resp->length = -1;
-    headers = http_headers(h, req, &oom);
+    if (http_method_parse(req->method, &method) < 0) {
+        resp->cause = HTTP_CAUSE_LOCAL;
+        return bim_error_set(err, -EINVAL, "unsupported HTTP method %.16s", req->method);
+    }
+    headers = http_headers(h, req, method, &oom);
     if (oom) {
         resp->cause = HTTP_CAUSE_LOCAL;
         return bim_error_set(err, -ENOMEM, "out of memory");
     }
     call.start_ms = clock_monotonic_ms();
-    code = http_prepare(&call, headers);
+    code = http_prepare(&call, headers, method);
     if (code == CURLE_OK)
         code = http_perform(&call);
     http_effective_url(&call);

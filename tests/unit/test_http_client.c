@@ -3,7 +3,9 @@
  * TCP server on loopback that answers each connection with a scripted
  * response: what the client sends (Range, If-Range, the bearer token), what it
  * keeps of the final response, and the cause of each way a GET can end
- * (refused, cut short, stalled, cancelled, a callback's error, redirects).
+ * (refused, cut short, stalled, cancelled, a callback's error, redirects);
+ * the other methods (HEAD, PUT with its body, DELETE), extra headers and the
+ * AWS SigV4 signature (checked in full by tests/integration/s3server.py).
  *
  * Threads: the server runs in one thread per test and serves its script in
  * order, one response per connection; the test reads the recorded requests
@@ -67,12 +69,17 @@ static void *server_main(void *arg)
             break;
         size_t got = 0;
         char *head = s->heads[i];
-        while (got < HEAD_MAX - 1 && !strstr(head, "\r\n\r\n")) {
+        /* the head, then a body of Content-Length bytes (kept after the head) */
+        size_t want = HEAD_MAX - 1;
+        while (got < want) {
             ssize_t n = read(c, head + got, HEAD_MAX - 1 - got);
             if (n <= 0)
                 break;
             got += (size_t)n;
             head[got] = '\0';
+            const char *end = strstr(head, "\r\n\r\n"), *cl = strcasestr(head, "Content-Length: ");
+            if (end && want == HEAD_MAX - 1)
+                want = (size_t)(end + 4 - head) + (cl && cl < end ? strtoul(cl + 16, NULL, 10) : 0);
         }
         char port[16], body[2048];
         snprintf(port, sizeof(port), "%d", s->port);
@@ -263,6 +270,8 @@ static void test_refused_connection_is_a_connect_error(void)
     CHECK_INT(resp.status, 0);
     CHECK(http_cause_remote(resp.cause), "refused is remote");
     CHECK_INT(k.calls_response, 0);
+    CHECK(strstr(err.message, "Connection refused"), "the system's reason is not named: %s",
+          err.message);
 }
 
 static void test_stall_ends_the_get(void)
@@ -378,6 +387,124 @@ static void test_redirects_followed_only_when_asked(void)
     CHECK_INT(resp.status, 302);
 }
 
+/* One request of method on the server with opts (a fresh client). */
+static int call(const struct server *s, const struct http_client_options *opts,
+                struct http_request *req, const char *method, struct sink *k,
+                struct http_response *resp, struct bim_error *err)
+{
+    req->method = method;
+    return get(s, opts, req, "/bucket/some/key", k, resp, err);
+}
+
+static void test_put_sends_its_body_and_extra_headers_without_expect(void)
+{
+    static const struct scripted script[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: Wed, 02 Dec 2026 10:00:00 GMT\r\n\r\n", 0},
+    };
+    static const char *const headers[] = {"x-test-one: 1", "x-test-two: two", NULL};
+    struct server s;
+    server_start(&s, script, 1);
+    struct sink k = {0};
+    struct http_request req = {.body = "0123456789", .body_len = 10, .headers = headers};
+    struct http_response resp;
+    struct bim_error err = {0};
+    int rc = call(&s, NULL, &req, "PUT", &k, &resp, &err);
+    server_stop(&s);
+    CHECK(rc == 0, "rc %d: %s", rc, err.message);
+    CHECK_INT(resp.status, 200);
+    CHECK_STR(resp.date, "Wed, 02 Dec 2026 10:00:00 GMT");
+    const char *h = s.heads[0];
+    CHECK(strstr(h, "PUT /bucket/some/key HTTP/1.1\r\n") == h, "head: %s", h);
+    CHECK(strstr(h, "Content-Length: 10\r\n"), "no length: %s", h);
+    CHECK(strstr(h, "x-test-one: 1\r\n") && strstr(h, "x-test-two: two\r\n"),
+          "extra headers missing: %s", h);
+    CHECK(!strcasestr(h, "Expect:"), "100-continue asked: %s", h);
+    CHECK(strstr(h, "\r\n\r\n0123456789"), "the body was not sent: %s", h);
+}
+
+static void test_head_takes_no_body_and_delete_is_sent_as_delete(void)
+{
+    static const struct scripted script[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n"
+         "Last-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\n\r\n",
+         0},
+        {"HTTP/1.1 204 No Content\r\n\r\n", 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0},
+    };
+    struct server s;
+    server_start(&s, script, 3);
+    struct sink k = {0};
+    struct http_request req = {0};
+    struct http_response resp;
+    struct bim_error err = {0};
+    /* one client for the three: a HEAD, then a DELETE, then a GET on the same handle */
+    struct http_client *h = NULL;
+    static const struct http_client_options plain = {.user_agent = "bimfs-test"};
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/b/k", s.port);
+    CHECK(http_client_open(&plain, &h) == 0, "open");
+    req.url = url;
+    req.on_response = sink_response;
+    req.on_data = sink_data;
+    req.ctx = &k;
+    req.method = "HEAD";
+    int rc = http_client_request(h, &req, &resp, &err);
+    CHECK(rc == 0, "HEAD rc %d: %s", rc, err.message);
+    CHECK_INT(resp.length, 1234);
+    CHECK_STR(resp.last_modified, "Tue, 01 Dec 2026 10:00:00 GMT");
+    req.method = "DELETE";
+    rc = http_client_request(h, &req, &resp, &err);
+    CHECK(rc == 0, "DELETE rc %d: %s", rc, err.message);
+    CHECK_INT(resp.status, 204);
+    req.method = NULL;
+    rc = http_client_request(h, &req, &resp, &err);
+    CHECK(rc == 0, "GET rc %d: %s", rc, err.message);
+    CHECK_STR(k.body, "ok");
+    req.method = "PATCH";
+    rc = http_client_request(h, &req, &resp, &err);
+    CHECK_INT(rc, -EINVAL);
+    http_client_close(h);
+    server_stop(&s);
+    CHECK(strstr(s.heads[0], "HEAD /b/k HTTP/1.1\r\n") == s.heads[0], "head: %s", s.heads[0]);
+    CHECK(strstr(s.heads[1], "DELETE /b/k HTTP/1.1\r\n") == s.heads[1], "head: %s", s.heads[1]);
+    CHECK(strstr(s.heads[2], "GET /b/k HTTP/1.1\r\n") == s.heads[2],
+          "the GET after a HEAD and a DELETE: %s", s.heads[2]);
+}
+
+static void test_aws_sigv4_signs_with_the_key_and_never_sends_the_secret(void)
+{
+    static const struct scripted script[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0},
+    };
+    static const char *const headers[] = {
+        "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        NULL};
+    static const struct http_client_options signed_opts = {
+        .user_agent = "bimfs-test",
+        .aws_sigv4 = "aws:amz:eu-west-3:s3",
+        .aws_key = "AKIDEXAMPLE",
+        .aws_secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    };
+    struct server s;
+    server_start(&s, script, 1);
+    struct sink k = {0};
+    struct http_request req = {.headers = headers};
+    struct http_response resp;
+    struct bim_error err = {0};
+    int rc = call(&s, &signed_opts, &req, "GET", &k, &resp, &err);
+    server_stop(&s);
+    CHECK(rc == 0, "rc %d: %s", rc, err.message);
+    const char *h = s.heads[0];
+    CHECK(strstr(h, "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+          "not signed with SigV4: %s", h);
+    CHECK(strstr(h, "/eu-west-3/s3/aws4_request"), "the region or service is not signed: %s", h);
+    CHECK(strstr(h, "x-amz-content-sha256") && strstr(h, "SignedHeaders=") &&
+              strstr(strstr(h, "SignedHeaders="), "x-amz-content-sha256"),
+          "the payload hash is not signed: %s", h);
+    CHECK(strstr(h, "X-Amz-Date: ") || strstr(h, "x-amz-date: "), "no date: %s", h);
+    CHECK(!strstr(h, "wJalrXUtnFEMI"), "the secret was sent: %s", h);
+}
+
 int main(void)
 {
     if (http_client_global_init() != 0)
@@ -391,6 +518,9 @@ int main(void)
     RUN(test_cancel_flag_ends_the_get);
     RUN(test_skipped_body_and_retry_after);
     RUN(test_redirects_followed_only_when_asked);
+    RUN(test_put_sends_its_body_and_extra_headers_without_expect);
+    RUN(test_head_takes_no_body_and_delete_is_sent_as_delete);
+    RUN(test_aws_sigv4_signs_with_the_key_and_never_sends_the_secret);
     http_client_global_cleanup();
     return check_exit();
 }

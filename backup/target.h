@@ -1,0 +1,35 @@
+/*
+ * target.h - a backup target (SPEC §10, docs/backup.md): the store a backup is
+ * written to and restored from, behind one small table of operations, one
+ * table per URL scheme. Paths are relative to the target's root ("backupstore/...").
+ */
+#ifndef BIMFS_BACKUP_TARGET_H
+#define BIMFS_BACKUP_TARGET_H
+
+#include "common.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bk_target; /* opaque, per URL */
+struct bk_target_ops {
+    const char *scheme; /* "vfs", "s3" */
+    int (*open)(const char *url, struct bk_target **out, struct bim_error *err);
+    int (*list)(struct bk_target *t, const char *dir, char ***names, size_t *count,
+                struct bim_error *err); /* direct children names, malloc'd */
+    int (*read)(struct bk_target *t, const char *path, size_t max, void **buf, size_t *len,
+                struct bim_error *err); /* -ENOENT when missing */
+    int (*write)(struct bk_target *t, const char *path, const void *buf, size_t len,
+                 struct bim_error *err); /* atomic: all or nothing */
+    int (*exists)(struct bk_target *t, const char *path, struct bim_error *err); /* 1, 0, -errno */
+    int (*remove)(struct bk_target *t, const char *path, struct bim_error *err); /* missing ok */
+    int (*mtime)(struct bk_target *t, const char *path, int64_t *unix_s, struct bim_error *err);
+    int (*now)(struct bk_target *t, int64_t *unix_s, struct bim_error *err); /* server time */
+    void (*close)(struct bk_target *t);
+};
+int bk_target_open(const char *url, struct bk_target **out, const struct bk_target_ops **ops,
+                   struct bim_error *err);
+extern const struct bk_target_ops bk_vfs_ops; /* backup/vfs.c (the other helper) */
+extern const struct bk_target_ops bk_s3_ops;  /* backup/s3.c (you) */
+
+#endif
