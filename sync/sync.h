@@ -58,21 +58,23 @@ struct sync_image_info {
     uint64_t real_size;
     char expected_checksum[STORE_EXPECTED_MAX + 1];
     char current_checksum[STORE_CHECKSUM_HEX + 1];
-    int progress;                  /* 0..100, tracks bytes */
-    uint64_t bytes_done;           /* bytes transferred (or re-hashed) so far */
-    uint64_t bytes_total;          /* 0 when not known */
-    uint64_t rate;                 /* bytes per second, recent */
-    char error[BIM_ERROR_MAX];     /* errorMsg: the cause, without the name */
-    enum bim_cause cause;          /* failed: why, typed where it happened */
-    char source[STORE_SOURCE_MAX]; /* user.bim.source */
-    int sending_reference;         /* HTTP GETs of backing in flight */
-    char sender[BIM_SENDER_MAX];   /* senderManagerAddress */
-    uint64_t bytes_sent;           /* bytes of backing served to peers since start */
-    struct timespec mtime;         /* of backing while ready (stable) */
-    uint64_t generation;           /* bumped on every change */
-    uint64_t state_changes;        /* bumped on every published change of state: tells a
-                                    * watcher that merged events hid one (ready ->
-                                    * unknown -> ready) */
+    int progress;                      /* 0..100, tracks bytes */
+    uint64_t bytes_done;               /* bytes transferred (or re-hashed) so far */
+    uint64_t bytes_total;              /* 0 when not known */
+    uint64_t rate;                     /* bytes per second, recent */
+    char error[BIM_ERROR_MAX];         /* errorMsg: the cause, without the name */
+    enum bim_cause cause;              /* failed: why, typed where it happened */
+    char source[STORE_SOURCE_MAX];     /* user.bim.source */
+    int sending_reference;             /* HTTP GETs of backing in flight */
+    char sender[BIM_SENDER_MAX];       /* senderManagerAddress */
+    uint64_t bytes_sent;               /* bytes of backing served to peers since start */
+    struct timespec mtime;             /* of backing while ready (stable) */
+    char verified[STORE_VERIFIED_MAX]; /* how a ready image was proven (SPEC §9), else "" */
+    int64_t last_scrub;                /* the scrub's last match (epoch s), 0: none */
+    uint64_t generation;               /* bumped on every change */
+    uint64_t state_changes;            /* bumped on every published change of state: tells a
+                                        * watcher that merged events hid one (ready ->
+                                        * unknown -> ready) */
 };
 
 /* How a peer sync proves its bytes (SPEC §9, --verify). */

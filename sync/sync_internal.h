@@ -82,6 +82,7 @@ struct sync_record {
     struct stat seen;                /* backing as it was when the image became ready */
     bool failure_counted;            /* its failure is in sync->stats (send.c) */
     enum sync_state published_state; /* the state of the last published change */
+    int64_t ready_time;              /* when it became ready or was found on disk (epoch s) */
 };
 
 struct sync_watch_entry {
@@ -164,7 +165,8 @@ void sync_record_hide_deleted(struct sync *sync, struct sync_record *rec);
  * name) and its typed cause, as decided where the failure happened. */
 void sync_record_set_failed(struct sync_record *rec, enum bim_cause cause, const char *message);
 
-/* Make the record ready from what a commit or hash found. */
+/* Make the record ready from what a commit or hash found (verified as the
+ * result says, ready since now); a failed one is verified "". */
 void sync_record_set_ready(struct sync_record *rec, const struct store_result *result);
 
 /* Count the record's failure in sync->stats once (send.c; sync->lock held). */
@@ -233,6 +235,13 @@ void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, 
 
 /* A transfer failed before it had a writer. */
 void sync_transfer_fail(struct sync_job *job, int rc, struct bim_error *err);
+
+/* ---- cfg.c ---- */
+
+/* Set the cfg's verified (when not NULL), lastScrub and readyTime (when
+ * > 0, epoch seconds) durably, the rest of the cfg kept. No lock held. */
+int sync_cfg_mark(struct sync *sync, const char *name, const char *uuid, const char *verified,
+                  int64_t last_scrub, int64_t ready_time, struct bim_error *err);
 
 /* Rewrite the cfg of an image as failed with `message`. Logs on error. */
 void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
