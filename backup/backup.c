@@ -281,6 +281,14 @@ static void *bk_job_run(void *arg)
 
 /* ---- the table ---- */
 
+/* One worker per core, 2 to 8. */
+static unsigned bk_default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 2 ? 2 : n > 8 ? 8 : (unsigned)n;
+}
+
 int bk_backups_open(const struct bk_backups_options *opts, struct bk_backups **out)
 {
     struct bk_backups *b;
@@ -292,7 +300,7 @@ int bk_backups_open(const struct bk_backups_options *opts, struct bk_backups **o
         return -ENOMEM;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->work, NULL);
-    b->worker_count = opts && opts->workers ? opts->workers : 2;
+    b->worker_count = opts && opts->workers ? opts->workers : bk_default_workers();
     rc = bk_pool_start(b);
     if (rc < 0) {
         bk_backups_close(b);

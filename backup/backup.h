@@ -81,9 +81,10 @@ struct bk_backup_request {
 struct bk_backups;
 
 struct bk_backups_options {
-    unsigned workers; /* block workers shared by all backups; 0 = 2 */
+    unsigned workers; /* block workers shared by all backups; 0 = one per core, 2 to 8 */
 };
 
+/* opts may be NULL (the defaults). */
 int bk_backups_open(const struct bk_backups_options *opts, struct bk_backups **out);
 
 /* Stop every backup (each ends error "interrupted", its lock file removed,

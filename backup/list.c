@@ -104,6 +104,7 @@ int bk_backup_list(const char *target, struct bk_backup_entry **out, size_t *cou
     *out = entries;
     *count = n;
     entries = NULL;
+    n = 0;
 out:
     bk_backup_entries_free(entries, n);
     for (size_t i = 0; i < name_count; i++)
