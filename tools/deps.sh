@@ -13,6 +13,9 @@ packages=(
     # run and test
     fuse3 python3 python3-pytest attr util-linux e2fsprogs qemu-utils libqcow-utils
     ca-certificates openssl curl git clang-format
+    # the backup store: lz4 frames and gzip (liblz4, zlib); the tests write and read Longhorn
+    # backups with independent code (python3-lz4)
+    liblz4-dev zlib1g-dev python3-lz4 lz4
     # the fuzz targets (tools/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
     # peers served over HTTP in tests, and the benchmarks (qemu-storage-daemon, jq)
