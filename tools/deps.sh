@@ -9,13 +9,10 @@ packages=(
     # build
     meson ninja-build pkg-config gcc libc6-dev
     libfuse3-dev libcurl4-openssl-dev libjansson-dev libqcow-dev libmicrohttpd-dev libssl-dev
-    libexpat1-dev
+    libexpat1-dev liblz4-dev zlib1g-dev
     # run and test
     fuse3 python3 python3-pytest attr util-linux e2fsprogs qemu-utils libqcow-utils
     ca-certificates openssl curl git clang-format
-    # the backup store: lz4 frames and gzip (liblz4, zlib); the tests write and read Longhorn
-    # backups with independent code (python3-lz4)
-    liblz4-dev zlib1g-dev python3-lz4 lz4
     # the fuzz targets (tools/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
     # peers served over HTTP in tests, and the benchmarks (qemu-storage-daemon, jq)
@@ -25,6 +22,9 @@ packages=(
     systemd python3-yaml
     # the S3 endpoint of the s3 backup target's tests checks every SigV4 signature with botocore
     python3-botocore
+    # backups: the tests write and read Longhorn backups with independent code (lz4.frame),
+    # the bench compares with the lz4 tool
+    python3-lz4 lz4
 )
 
 missing=()
