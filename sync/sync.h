@@ -95,6 +95,10 @@ struct sync_options {
     unsigned backoff_ms;       /* first pause between attempts, doubled each time; 1000 */
     unsigned backoff_max_ms;   /* longest pause; 16000 */
     enum sync_verify verify;   /* peer syncs */
+    /* the scrub (docs/scrub.md) */
+    bool scrub_off;            /* --scrub-interval 0 */
+    unsigned scrub_interval_s; /* re-hash every ready image this often; 0 = 604800 */
+    unsigned scrub_rate_mbps;  /* MB (10^6 bytes) per second; 0 = 100 */
 };
 
 /*
@@ -273,6 +277,11 @@ struct sync_stats {
     uint64_t sends;                     /* sends begun */
     uint64_t sends_refused;             /* refused over the limit */
     uint64_t bytes_sent;                /* all images, deleted ones included */
+    /* the scrub (docs/scrub.md); 0 when it is off */
+    uint64_t scrub_bytes;      /* bytes read */
+    uint64_t scrubs;           /* passes that ended in a verdict */
+    uint64_t scrub_mismatches; /* of them, mismatches */
+    int64_t scrub_last;        /* when the last verdict came (epoch s), 0: none yet */
 };
 
 void sync_stats_get(struct sync *sync, struct sync_stats *out);
