@@ -11,7 +11,7 @@
  */
 #include "rate_limit.h"
 
-#define SYNC_RATE_SLACK_MS 100
+#define SYNC_RATE_SLACK_MS 500
 
 void sync_rate_limit_init(struct sync_rate_limit *r, uint64_t bytes_per_s, uint64_t now_ms)
 {

@@ -9,7 +9,8 @@
  *           found on disk) is the oldest, once that is --scrub-interval ago.
  *           Idle, the thread looks again every SYNC_SCRUB_IDLE_MS.
  *   read    store_reread on a descriptor of its own, in SYNC_SCRUB_STEP steps
- *           paced by rate_limit.c; no lock is held while reading. While any
+ *           paced by rate_limit.c, at nice 10 (the CPU goes to readers and
+ *           transfers first); no lock is held while reading. While any
  *           transfer, re-hash or send runs, the rate is a tenth
  *           (SYNC_SCRUB_YIELD): the scrub yields to them, but never stops.
  *   judge   the SHA-512 (and the SHA-256 for a sha256 expectation) against
@@ -42,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define SYNC_SCRUB_IDLE_MS 2000      /* with nothing due, look again this often */
 #define SYNC_SCRUB_STEP (1u << 20)   /* bytes hashed between pacing and cancel checks */
@@ -49,6 +52,7 @@
 #define SYNC_SCRUB_YIELD 10          /* the rate is divided by this while they run */
 #define SYNC_SCRUB_RETRY_S 60        /* an undecided pass is not tried again before */
 #define SYNC_SCRUB_MB 1000000u       /* --scrub-rate counts MB of 10^6 bytes */
+#define SYNC_SCRUB_NICE 10           /* readers and transfers come first for the CPU */
 
 struct sync_scrub_task {
     pthread_t thread;
@@ -388,6 +392,9 @@ static void *sync_scrub_main(void *arg)
         log_error("sync: the scrub cannot start: out of memory");
         return NULL;
     }
+    /* a thread's own nice value (Linux), as the digest thread's */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), SYNC_SCRUB_NICE) < 0)
+        log_debug("sync: the scrub keeps its priority: %s", strerror(errno));
     for (;;) {
         uint64_t wait_ms = SYNC_SCRUB_IDLE_MS;
         bool picked;

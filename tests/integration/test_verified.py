@@ -26,6 +26,16 @@ def cfg_of(d, name, uuid):
     return json.loads((d.image_dir(name, uuid) / "backing.cfg").read_text())
 
 
+def synced(daemon_factory, src, receiver_args):
+    """A receiver that synced src (as img, u1) from a source daemon; ready."""
+    a = daemon_factory(name="a")
+    b = daemon_factory(name="b", args=receiver_args)
+    add_image(a, "img", src, "u1")
+    expect_ok(sync(b, "img", "u1", [a]))
+    b.wait_state("img", "ready")
+    return b
+
+
 def test_download_is_verified_by_sha512(daemon, tmp_path):
     p = tmp_path / "img.raw"
     make_file(p, [("data", MiB), ("hole", MiB)], seed=4)
@@ -57,23 +67,13 @@ def test_clone_is_verified_as_its_source(daemon, small_image):
 
 
 def test_peer_sync_by_pieces_is_verified_by_pieces(daemon_factory, small_image):
-    src, _ = small_image
-    a = daemon_factory(name="a")
-    b = daemon_factory(name="b", args=NO_SCRUB)
-    add_image(a, "img", src, "u1")
-    expect_ok(sync(b, "img", "u1", [a]))
-    b.wait_state("img", "ready")
+    b = synced(daemon_factory, small_image[0], NO_SCRUB)
     assert verified(b, "img") == ("pieces", "pieces")
     assert cfg_of(b, "img", "u1")["verified"] == "pieces"
 
 
 def test_peer_sync_with_verify_sha512_is_verified_by_sha512(daemon_factory, small_image):
-    src, _ = small_image
-    a = daemon_factory(name="a")
-    b = daemon_factory(name="b", args=NO_SCRUB + ["--verify", "sha512"])
-    add_image(a, "img", src, "u1")
-    expect_ok(sync(b, "img", "u1", [a]))
-    b.wait_state("img", "ready")
+    b = synced(daemon_factory, small_image[0], NO_SCRUB + ["--verify", "sha512"])
     assert verified(b, "img") == ("sha512", "sha512")
 
 
@@ -111,12 +111,7 @@ def test_not_ready_is_not_verified(daemon, small_image):
 
 
 def test_restart_keeps_verified_and_last_scrub(daemon_factory, small_image):
-    src, _ = small_image
-    a = daemon_factory(name="a")
-    b = daemon_factory(name="b", args=NO_SCRUB)
-    add_image(a, "img", src, "u1")
-    expect_ok(sync(b, "img", "u1", [a]))
-    b.wait_state("img", "ready")
+    b = synced(daemon_factory, small_image[0], NO_SCRUB)
     b.stop()
     cfg_path = b.image_dir("img", "u1") / "backing.cfg"
     cfg = json.loads(cfg_path.read_text())

@@ -42,6 +42,16 @@ static void test_a_reader_that_fell_behind_does_not_burst(void)
     CHECK_INT(sync_rate_limit_take(&r, 1000000, 11000), 1000);
 }
 
+static void test_a_short_delay_is_made_up(void)
+{
+    struct sync_rate_limit r;
+
+    sync_rate_limit_init(&r, 1000000, 0); /* 1 MB/s */
+    CHECK_INT(sync_rate_limit_take(&r, 1000000, 0), 1000);
+    /* woke 300 ms late: the next megabyte is due 300 ms early */
+    CHECK_INT(sync_rate_limit_take(&r, 1000000, 1300), 700);
+}
+
 static void test_a_new_rate_starts_a_new_window(void)
 {
     struct sync_rate_limit r;
@@ -57,6 +67,7 @@ int main(void)
     RUN(test_reads_at_the_rate_wait_their_share);
     RUN(test_a_second_of_reads_takes_a_second);
     RUN(test_a_reader_that_fell_behind_does_not_burst);
+    RUN(test_a_short_delay_is_made_up);
     RUN(test_a_new_rate_starts_a_new_window);
     return check_exit();
 }
