@@ -115,16 +115,6 @@ static int sync_restore_expect(struct sync_restore_transfer *t, struct store_che
 
 /* ---- the job ---- */
 
-static bool sync_restore_stopping(struct sync *sync)
-{
-    bool stopping;
-
-    pthread_mutex_lock(&sync->lock);
-    stopping = sync->stopping;
-    pthread_mutex_unlock(&sync->lock);
-    return stopping;
-}
-
 static void sync_restore_transfer_free(struct sync_restore_transfer *t)
 {
     if (t->target)
@@ -191,7 +181,7 @@ static void sync_restore_run(struct sync_job *job)
                  " bytes kept from backing.tmp); committing",
                  job->name, job->uuid, t->backup.count, clock_monotonic_ms() - start,
                  (uint64_t)atomic_load(&t->kept));
-    if (rc == -ECANCELED && t->w && sync_restore_stopping(job->sync)) {
+    if (rc == -ECANCELED && t->w && sync_stopping(job->sync)) {
         /* shutdown: keep backing.tmp; the next start resumes it */
         store_writer_close(t->w);
         t->w = NULL;
@@ -259,18 +249,7 @@ static int sync_restore_resume(struct sync *sync, struct sync_record *rec,
         return rc == 0 ? 0 : -EINVAL;
     }
     rj->resume = e->has_tmp;
-    *job = sync_job_new(sync, &sync_restore_ops, rec, rj);
-    if (!*job) {
-        free(rj);
-        return -ENOMEM;
-    }
-    if (store_checksum_parse(e->cfg.expected_checksum, &(*job)->expected, NULL) < 0) {
-        sync_job_free(*job); /* a cfg bimfs did not write: do not guess */
-        *job = NULL;
-        return -EINVAL;
-    }
-    str_copy((*job)->source, sizeof((*job)->source), e->cfg.source);
-    return 1;
+    return sync_job_resume(sync, &sync_restore_ops, rec, e, rj, job);
 }
 
 const struct sync_source_ops sync_restore_ops = {
