@@ -6,6 +6,7 @@ shares nothing with bimfs, exactly by the layout of
 (vfs://) and an S3 endpoint on loopback (s3server.py, every signature checked).
 """
 
+import json
 import os
 import re
 
@@ -228,13 +229,8 @@ def test_bimctl_create_restore_waits_until_ready(daemon, tmp_path, sparse_image)
 def test_kill_mid_restore_then_restart_resumes(daemon_factory, tmp_path):
     """kill -9 while blocks land; the next start keeps the blocks backing.tmp
     holds (their names match) and ends ready with the right bytes."""
-    image = tmp_path / "big.raw"
-    digest = make_file(image, [("data", 96 * MiB), ("hole", 8 * MiB), ("data", 24 * MiB)],
-                       seed=5)
-    target = tmp_path / "target"
-    info = lh.write_backup(str(target), "big", str(image), compression="none")
+    image, digest, url, info = big_backup(tmp_path)
     d = daemon_factory(name="d")
-    url = lh.backup_url("vfs://%s" % target, "big")
     expect_ok(restore(d, "big", url, uuid="k1"))
     tmp = d.image_dir("big", "k1") / "backing.tmp"
 
@@ -284,3 +280,71 @@ def test_restore_from_an_s3_target(daemon_factory, tmp_path, sparse_image, monke
         assert "connect" in img["status"]["errorMsg"].lower(), img["status"]["errorMsg"]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("compression", ["lz4", "gzip", "none"])
+def test_round_trip_backup_on_one_daemon_restore_on_another(daemon_factory, tmp_path,
+                                                            sparse_image, compression):
+    image, digest = sparse_image
+    target = tmp_path / "target"
+    target.mkdir()
+    a = daemon_factory(name="a")
+    b = daemon_factory(name="b")
+    a.add_ready("orig", image)
+    status = expect_ok(a.request({"op": "backup", "name": "orig", "target": "vfs://%s" % target,
+                                  "compression": compression}))
+
+    def complete():
+        s = expect_ok(a.request({"op": "backup-status", "name": "orig"}))
+        assert s["state"] != "error", "the backup failed: %r" % s
+        return s if s["state"] == "complete" else None
+    wait_until(complete, 120, "the backup to complete")
+    listed = expect_ok(b.request({"op": "backups", "target": "vfs://%s" % target}))
+    assert listed["orig"]["url"] == status["url"]
+    expect_ok(restore(b, "back", status["url"], uuid="rt"))
+    with open(lh.cfg_path(str(target), "orig")) as f:
+        cfg = json.load(f)
+    blocks = {blk["Offset"]: blk["BlockChecksum"] for blk in cfg.get("Blocks") or []}
+    img = check_restored(b, "back", image, digest, blocks)
+    assert img["source"] == "restore:" + status["url"]
+
+
+def big_backup(tmp_path, compression="none"):
+    image = tmp_path / "big.raw"
+    digest = make_file(image, [("data", 96 * MiB), ("hole", 8 * MiB), ("data", 24 * MiB)],
+                       seed=5)
+    target = tmp_path / "target"
+    info = lh.write_backup(str(target), "big", str(image), compression=compression)
+    return image, digest, lh.backup_url("vfs://%s" % target, "big"), info
+
+
+def test_delete_mid_restore_stops_it_and_removes_the_data(daemon, tmp_path):
+    image, digest, url, info = big_backup(tmp_path)
+    expect_ok(restore(daemon, "big", url, uuid="del1"))
+    tmp = daemon.image_dir("big", "del1") / "backing.tmp"
+    wait_until(lambda: tmp.exists() or daemon.get("big")["status"]["state"] == "ready", 60,
+               "the restore to start writing")
+    expect_ok(daemon.request({"op": "delete", "name": "big"}))
+    assert daemon.get_raw("big") is None
+    assert not daemon.image_dir("big", "del1").exists(), "the image's directory is still there"
+    # the same name restores again from scratch
+    expect_ok(restore(daemon, "big", url, uuid="del2"))
+    check_restored(daemon, "big", image, digest, info["blocks"])
+
+
+def test_shutdown_mid_restore_keeps_backing_tmp_and_resumes(daemon_factory, tmp_path):
+    image, digest, url, info = big_backup(tmp_path)
+    d = daemon_factory(name="d")
+    expect_ok(restore(d, "big", url, uuid="s1"))
+    tmp = d.image_dir("big", "s1") / "backing.tmp"
+
+    def some_blocks_written():
+        if d.get("big")["status"]["state"] in ("ready", "failed"):
+            pytest.skip("the restore finished before the shutdown")
+        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
+    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    d.stop()
+    assert tmp.exists(), "a shutdown removed the restore's backing.tmp"
+    d.start()
+    img = check_restored(d, "big", image, digest, info["blocks"])
+    assert img["uuid"] == "s1"
