@@ -47,6 +47,11 @@ int sync_restore_url_parse(const char *url, struct sync_restore_job *out, struct
     if (strlen(url) > SYNC_RESTORE_URL_MAX)
         return bim_error_set(err, -EINVAL, "the backup URL is longer than %d bytes",
                              SYNC_RESTORE_URL_MAX);
+    for (p = url; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+            return bim_error_set(err, -EINVAL,
+                                 "the backup URL holds a byte a URL cannot (0x%02x at %zu)",
+                                 (unsigned char)*p, (size_t)(p - url));
     q = strchr(url, '?');
     for (p = q; p && !name; p = strchr(p + 1, '&'))
         if (strncmp(p + 1, SYNC_RESTORE_PARAM, strlen(SYNC_RESTORE_PARAM)) == 0) {
