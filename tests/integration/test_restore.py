@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from conftest import (MiB, expect_error, expect_ok, make_file, sha512_file, wait_until, xattr)
+from conftest import (MiB, expect_error, expect_ok, make_file, run, sha256_file, sha512_file,
+                      wait_until, xattr)
 import lhbackup_write as lh
 
 SECRET = "bimfs/Restore+Key/0123456789abcdefghij"
@@ -348,3 +349,46 @@ def test_shutdown_mid_restore_keeps_backing_tmp_and_resumes(daemon_factory, tmp_
     d.start()
     img = check_restored(d, "big", image, digest, info["blocks"])
     assert img["uuid"] == "s1"
+
+
+def test_a_backup_of_holes_only_restores_an_empty_disk(daemon, tmp_path):
+    image = tmp_path / "holes.raw"
+    digest = make_file(image, [("hole", 5 * MiB)])
+    target = tmp_path / "target"
+    info = lh.write_backup(str(target), "holes", str(image))
+    assert "Blocks" not in info["cfg"], "Longhorn omits an empty Blocks list (omitempty)"
+    expect_ok(restore(daemon, "holes", lh.backup_url("vfs://%s" % target, "holes")))
+    check_restored(daemon, "holes", image, digest, {})
+
+
+def test_a_sha256_expectation_is_checked(daemon, tmp_path, sparse_image):
+    image, digest = sparse_image
+    target = tmp_path / "target"
+    lh.write_backup(str(target), "parrot", str(image))
+    url = lh.backup_url("vfs://%s" % target, "parrot")
+    good = "sha256:" + sha256_file(image)
+    expect_ok(restore(daemon, "s256", url, checksum=good))
+    img = daemon.wait_state("s256", "ready")
+    assert img["status"]["currentChecksum"] == digest
+    assert img["expectedChecksum"] == good
+    expect_ok(restore(daemon, "s256bad", url, checksum="sha256:" + "0" * 64))
+    img = wait_final(daemon, "s256bad")
+    assert img["status"]["state"] == "failed"
+    assert "checksum mismatch" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+
+
+def test_a_qcow2_backup_restores_as_qcow2(daemon, tmp_path):
+    """Longhorn's manager stores every block of a qcow2; the restored file is
+    the qcow2 itself, its guest disk readable as raw."""
+    guest = tmp_path / "guest.raw"
+    make_file(guest, [("data", 3 * MiB), ("hole", 6 * MiB), ("data", MiB)], seed=9)
+    qcow = tmp_path / "image.qcow2"
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(guest), str(qcow)])
+    target = tmp_path / "target"
+    lh.write_backup(str(target), "qc", str(qcow), all_blocks=True)
+    expect_ok(restore(daemon, "qc", lh.backup_url("vfs://%s" % target, "qc")))
+    img = daemon.wait_state("qc", "ready")
+    assert img["format"] == "qcow2"
+    assert img["virtualSize"] == os.path.getsize(guest)
+    assert sha512_file(daemon.mnt / "qc" / "backing") == sha512_file(qcow)
+    assert sha512_file(daemon.mnt / "qc" / "raw") == sha512_file(guest)
