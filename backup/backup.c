@@ -408,13 +408,16 @@ static int bk_job_check_target(struct bk_job *job, const char *url, struct bim_e
     rc = bk_cfg_decode_entry(buf, len, &entry, &cause);
     free(buf);
     if (rc < 0)
-        return bim_error_set(err, -EEXIST, "%s: %s holds a backup of that name (its cfg: %s)",
+        return bim_error_set(err, -EEXIST,
+                             "%s: already exists: %s holds a backup of that name whose cfg "
+                             "cannot be read (%s)",
                              job->name, url, cause.message);
-    rc = entry.completed[0] ? bim_error_set(err, -EEXIST,
-                                            "%s: %s holds a complete backup of that name "
-                                            "(completed %s)",
-                                            job->name, url, entry.completed)
-                            : 0;
+    rc = 0;
+    if (entry.completed[0])
+        rc = bim_error_set(err, -EEXIST,
+                           "%s: already exists: %s holds a complete backup of that name "
+                           "(completed %s)",
+                           job->name, url, entry.completed);
     bk_entry_clear(&entry);
     return rc;
 }
