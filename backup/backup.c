@@ -158,21 +158,38 @@ static int bk_job_finish_cfg(struct bk_job *job, struct bim_error *err)
     return rc;
 }
 
-/* Hand the blocks to the workers and wait for them, refreshing the lock. */
-static int bk_job_blocks(struct bk_job *job, struct bk_lock *lock, struct bim_error *err)
+/* Hand a pass over the blocks to the workers (b->lock held). */
+static void bk_job_queue(struct bk_job *job, enum bk_phase phase)
+{
+    job->phase = phase;
+    job->next = 0;
+    job->queued = true;
+    pthread_cond_broadcast(&job->b->work);
+}
+
+/* No more blocks are taken; wait until the workers hold none of the job's. */
+static void bk_job_drain(struct bk_job *job)
+{
+    pthread_mutex_lock(&job->b->lock);
+    job->failed = true;
+    while (job->in_flight > 0)
+        pthread_cond_wait(&job->cond, &job->b->lock);
+    pthread_mutex_unlock(&job->b->lock);
+}
+
+/* Wait for the workers to end the pass, refreshing the lock (when held)
+ * every 60 s. */
+static int bk_job_pass_wait(struct bk_job *job, struct bk_lock *lock, struct bim_error *err)
 {
     struct bk_backups *b = job->b;
     uint64_t refresh = clock_monotonic_ms() + BK_LOCK_REFRESH_MS;
     int rc = 0;
 
     pthread_mutex_lock(&b->lock);
-    job->queued = true;
-    job->status->blocks = job->block_count;
-    pthread_cond_broadcast(&b->work);
     while (job->in_flight > 0 || (!b->stopping && !job->failed && job->next < job->block_count)) {
         uint64_t now = clock_monotonic_ms();
 
-        if (now >= refresh) {
+        if (now >= refresh && lock->ops) {
             pthread_mutex_unlock(&b->lock);
             rc = bk_lock_refresh(lock, err);
             pthread_mutex_lock(&b->lock);
@@ -204,24 +221,32 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     size_t count = 0;
     int rc;
 
-    rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
-    if (rc < 0)
-        return rc;
-    bk_job_cfg_init(job, &cfg);
-    rc = bk_job_write_cfg(job, &cfg, err);
-    if (rc < 0)
-        goto out;
     rc = bk_job_scan(job, &blocks, &count, err);
     if (rc < 0)
-        goto out;
+        return rc;
     pthread_mutex_lock(&job->b->lock);
     job->blocks = blocks;
     job->block_count = count;
+    job->status->blocks = count;
+    bk_job_queue(job, BK_PHASE_HASH); /* reads only the image: while the lock protocol waits */
     pthread_mutex_unlock(&job->b->lock);
-    rc = bk_job_blocks(job, &lock, err);
+    rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
+    if (rc < 0)
+        goto out;
+    bk_job_cfg_init(job, &cfg);
+    rc = bk_job_write_cfg(job, &cfg, err);
+    if (rc == 0)
+        rc = bk_job_pass_wait(job, &lock, err);
+    if (rc < 0)
+        goto out;
+    pthread_mutex_lock(&job->b->lock);
+    bk_job_queue(job, BK_PHASE_STORE);
+    pthread_mutex_unlock(&job->b->lock);
+    rc = bk_job_pass_wait(job, &lock, err);
     if (rc == 0)
         rc = bk_job_finish_cfg(job, err);
 out:
+    bk_job_drain(job); /* the workers hold none of its blocks when it is freed */
     bk_lock_release(&lock);
     return rc;
 }
@@ -354,7 +379,7 @@ int bk_backup_status_get(struct bk_backups *b, const char *name, struct bk_backu
     if (e) {
         *out = e->status;
         if (out->state == BK_BACKUP_IN_PROGRESS && out->blocks)
-            out->progress = (int)(out->blocks_done * 99 / out->blocks);
+            out->progress = (int)(out->blocks_done * 99 / (2 * out->blocks)); /* two passes */
     } else {
         rc = bim_error_set(err, -ENOENT, "%s: no backup since the daemon started", name);
     }
