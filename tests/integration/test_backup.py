@@ -323,3 +323,23 @@ def test_kill9_mid_backup_is_never_listed_complete_and_a_retry_completes_it(s3, 
     store = lhbackup.S3Store(s3, "longhorn")
     lhbackup.check_cfg_types(lhbackup.read_cfg(store, "parrot"), complete=True)
     assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
+def test_stopping_the_daemon_ends_a_running_backup_and_releases_its_lock(s3, s3_daemon,
+                                                                        tmp_path):
+    release, _ = hold_blocks(s3, s3_daemon, tmp_path)
+
+    def release_once_stopping():  # the held block write ends once the daemon is stopping
+        deadline = time.monotonic() + 60
+        while "info stopping" not in s3_daemon.log(tail=10**6) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        release.set()
+
+    t = threading.Thread(target=release_once_stopping)
+    t.start()
+    s3_daemon.stop()  # exit status 0, within the stop timeout
+    t.join()
+    store = lhbackup.S3Store(s3, "longhorn")
+    assert lhbackup.read_cfg(store, "parrot")["CompleteTime"] == "", \
+        "a backup stopped before its end was recorded complete"
+    assert not [p for p in store.files() if p.endswith(".lck")], "the lock file was left"
