@@ -38,7 +38,6 @@ import hashlib
 import hmac
 import os
 import re
-import socket
 import ssl
 import tempfile
 import threading

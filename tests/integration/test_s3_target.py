@@ -172,28 +172,6 @@ def test_missing_credentials_and_bad_urls_are_clear(srv):
 # ---------------------------------------------------------------- https
 
 
-def run(cmd):
-    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n"
-                               "extendedKeyUsage=serverAuth\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run(["openssl", "req", "-x509"] + ec + ["-keyout", d / "ca.key", "-out", d / "ca.pem",
-        "-days", "2", "-subj", "/CN=bimfs s3 test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    run(["openssl", "req"] + ec + ["-keyout", d / "srv.key", "-out", d / "srv.csr",
-        "-subj", "/CN=127.0.0.1"])
-    run(["openssl", "x509", "-req", "-in", d / "srv.csr", "-CA", d / "ca.pem",
-         "-CAkey", d / "ca.key", "-CAcreateserial", "-out", d / "srv.pem", "-days", "2",
-         "-extfile", d / "ext.cnf"])
-    return d
-
-
 @pytest.fixture
 def tls_srv(tls_files):
     s = S3Server(secret=SECRET, tls=(str(tls_files / "srv.pem"),
