@@ -11,7 +11,7 @@ import time
 import pytest
 
 import lhbackup
-from conftest import MiB, PipeFeeder, expect_error, expect_ok, make_file, sha512_file
+from conftest import MiB, PipeFeeder, expect_error, expect_ok, make_file
 from s3server import S3Server
 
 SECRET = "bimfs/Backup+Secret/0123456789abcdefghij"

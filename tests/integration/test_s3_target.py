@@ -6,7 +6,6 @@ as the daemon would have them.
 """
 
 import os
-import subprocess
 import time
 
 import pytest
