@@ -277,10 +277,12 @@ static void *bk_job_run(void *arg)
 
     rc = bk_job_steps(job, &err);
     if (rc < 0)
-        log_warn("image=%s backup to %s failed: %s", job->name, job->status->url, err.message);
+        log_warn("image=%s uuid=%s backup to %s failed: %s", job->name, job->uuid, job->status->url,
+                 err.message);
     else
-        log_info("image=%s backup to %s complete: %llu blocks, %llu written, %llu present",
-                 job->name, job->status->url, (unsigned long long)job->status->blocks,
+        log_info("image=%s uuid=%s backup to %s complete: %llu blocks, %llu written, "
+                 "%llu present",
+                 job->name, job->uuid, job->status->url, (unsigned long long)job->status->blocks,
                  (unsigned long long)job->status->blocks_written,
                  (unsigned long long)job->status->blocks_present);
     pthread_mutex_lock(&b->lock);
@@ -413,6 +415,23 @@ static int bk_job_labels(struct bk_job *job, const struct bk_backup_request *req
     return 0;
 }
 
+/* Whether the target answers: a listing of its backups (an S3 bucket that
+ * does not exist answers 404 there, where a missing object is only absent). */
+static int bk_job_probe_target(struct bk_job *job, struct bim_error *err)
+{
+    struct bim_error cause = {{0}, 0};
+    char **names = NULL;
+    size_t count = 0;
+    int rc = job->ops->list(job->t, BK_CFG_DIR, &names, &count, &cause);
+
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    if (rc < 0)
+        return bim_error_set(err, -EINVAL, "%s: %s", job->name, cause.message);
+    return 0;
+}
+
 /* A cfg of that name complete on the target is -EEXIST; an incomplete one is
  * done again. */
 static int bk_job_check_target(struct bk_job *job, const char *url, struct bim_error *err)
@@ -427,7 +446,7 @@ static int bk_job_check_target(struct bk_job *job, const char *url, struct bim_e
     bk_cfg_path(job->name, path);
     rc = job->ops->read(job->t, path, BK_CFG_MAX, &buf, &len, &cause);
     if (rc == -ENOENT)
-        return 0;
+        return bk_job_probe_target(job, err);
     if (rc < 0)
         return bim_error_set(err, -EINVAL, "%s: %s", job->name, cause.message);
     rc = bk_cfg_decode_entry(buf, len, &entry, &cause);
@@ -461,6 +480,7 @@ static int bk_job_new(const struct bk_backup_request *req, struct bk_job **out,
     pthread_cond_init(&job->cond, NULL);
     *out = job;
     str_copy(job->name, sizeof(job->name), req->name);
+    str_copy(job->uuid, sizeof(job->uuid), req->uuid ? req->uuid : "");
     if (!str_copy(job->target_url, sizeof(job->target_url), req->target))
         return bim_error_set(err, -EINVAL, "%s: target URL too long", req->name);
     if (!req->checksum || strlen(req->checksum) != BIM_CHECKSUM_HEX)
@@ -533,8 +553,8 @@ int bk_backup_start(struct bk_backups *b, const struct bk_backup_request *req,
     }
     pthread_mutex_unlock(&b->lock);
     if (rc == 0)
-        log_info("image=%s backup to %s started (%s)", req->name, url,
-                 bk_compression_name(req->compression));
+        log_info("image=%s uuid=%s backup to %s started (%s)", req->name,
+                 req->uuid ? req->uuid : "", url, bk_compression_name(req->compression));
 out:
     if (job)
         bk_job_free(job);

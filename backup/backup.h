@@ -69,6 +69,7 @@ struct bk_label {
 
 struct bk_backup_request {
     const char *name;   /* the image (and the backup's name) */
+    const char *uuid;   /* the image's, for the logs */
     const char *target; /* vfs:///..., nfs://..., s3://... */
     enum bk_compression compression;
     const struct bk_label *labels;

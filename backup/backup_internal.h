@@ -134,6 +134,7 @@ struct bk_job {
     struct bk_backups *b;
     struct bk_job *next_job; /* b->jobs */
     char name[BIM_NAME_MAX + 1];
+    char uuid[BIM_UUID_MAX + 1];
     char target_url[BIM_URL_MAX + 1];
     const struct bk_target_ops *ops;
     struct bk_target *t;

@@ -279,6 +279,23 @@ def test_a_backup_to_s3_is_read_back(s3, s3_daemon, tmp_path):
     assert SECRET not in out + err
 
 
+def test_a_missing_bucket_or_a_dead_endpoint_is_invalid_argument(s3, s3_daemon, tmp_path,
+                                                                 monkeypatch):
+    path = tmp_path / "img.raw"
+    make_file(path, LAYOUT, seed=3)
+    s3_daemon.add_ready("parrot", path)
+    r = backup(s3_daemon, "parrot", "s3://nobucket@us-east-1/longhorn/")
+    expect_error(r, "invalid_argument")
+    assert "NoSuchBucket" in r["error"]["message"], r
+    expect_error(s3_daemon.request({"op": "backups", "target": "s3://nobucket@us-east-1/x/"}),
+                 "invalid_argument")
+    s3.stop()  # the endpoint is dead now
+    r = backup(s3_daemon, "parrot", URL)
+    expect_error(r, "invalid_argument")
+    assert "refused" in r["error"]["message"].lower(), r
+    assert SECRET not in str(r)
+
+
 def hold_blocks(s3, daemon, tmp_path, name="parrot"):
     """Start a backup whose block writes wait: returns (event, digest) once one waits."""
     path = tmp_path / (name + ".raw")
