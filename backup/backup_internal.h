@@ -125,10 +125,16 @@ struct bk_block {
     bool zero;                           /* all zeros: not stored */
 };
 
+/* The two passes of the workers over a job's blocks: the hash pass runs while
+ * the lock protocol waits (it only reads the image); the store pass, under
+ * the lock, writes the blocks the target does not hold (read again). */
+enum bk_phase { BK_PHASE_HASH = 0, BK_PHASE_STORE };
+
 struct bk_job {
     struct bk_backups *b;
     struct bk_job *next_job; /* b->jobs */
     char name[BIM_NAME_MAX + 1];
+    char uuid[BIM_UUID_MAX + 1];
     char target_url[BIM_URL_MAX + 1];
     const struct bk_target_ops *ops;
     struct bk_target *t;
@@ -143,7 +149,8 @@ struct bk_job {
     /* under b->lock */
     struct bk_block *blocks; /* the blocks with data, by offset */
     size_t block_count;
-    size_t next;      /* the next block a worker takes */
+    enum bk_phase phase;
+    size_t next;      /* the next block a worker takes in this phase */
     size_t in_flight; /* blocks workers hold */
     bool queued;      /* blocks handed to the pool */
     bool failed;      /* a block failed: no more are taken */

@@ -621,3 +621,23 @@ def small_image(tmp_path):
     digest = make_file(p, [("data", MiB), ("hole", MiB), ("zero", 512 * 1024),
                            ("data", 512 * 1024)], seed=7)
     return p, digest
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A test CA (ca.pem) and a server certificate for 127.0.0.1 signed by it (srv.pem,
+    srv.key), EC P-256, made with openssl: for https servers on loopback."""
+    d = tmp_path_factory.mktemp("tls")
+    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n"
+                               "extendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run(["openssl", "req", "-x509"] + ec + ["-keyout", d / "ca.key", "-out", d / "ca.pem",
+        "-days", "2", "-subj", "/CN=bimfs test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    run(["openssl", "req"] + ec + ["-keyout", d / "srv.key", "-out", d / "srv.csr",
+        "-subj", "/CN=127.0.0.1"])
+    run(["openssl", "x509", "-req", "-in", d / "srv.csr", "-CA", d / "ca.pem",
+         "-CAkey", d / "ca.key", "-CAcreateserial", "-out", d / "srv.pem", "-days", "2",
+         "-extfile", d / "ext.cnf"])
+    return d

@@ -302,7 +302,7 @@ def test_kill9_at_random_instants_never_corrupts_blocks_or_sticks(chaos):
         if again is None or again["status"]["state"] != "ready" or \
                 again["status"]["currentChecksum"] != chaos.digest[name]:
             counts["create-again-failed"] += 1
-            problems.append("%s: create %s --uuid %s again: %r" % (where, name, again or r))
+            problems.append("%s: create %s --uuid %s again: %r" % (where, name, uuid, again or r))
         if d.get_raw(name) is not None:
             expect_ok(d.request({"op": "delete", "name": name}))
     took = time.monotonic() - t0

@@ -10,13 +10,12 @@ leaves no backing.tmp.
 
 import os
 import re
-import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import (MiB, expect_error, expect_ok, make_file, run, sha512_bytes, wait_until,
+from conftest import (MiB, expect_error, expect_ok, make_file, sha512_bytes, wait_until,
                       xattr)
 from faultserver import FaultServer
 
@@ -396,24 +395,6 @@ def test_credentials_never_appear_in_source_errors_xattrs_cfg_or_log(daemon, ser
             assert secret not in text, "%r appears in %s: %r" % (secret, where, text[:2000])
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n"
-                               "extendedKeyUsage=serverAuth\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run(["openssl", "req", "-x509"] + ec + ["-keyout", d / "ca.key", "-out", d / "ca.pem",
-        "-days", "2", "-subj", "/CN=bimfs test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    run(["openssl", "req"] + ec + ["-keyout", d / "srv.key", "-out", d / "srv.csr",
-        "-subj", "/CN=127.0.0.1"])
-    run(["openssl", "x509", "-req", "-in", d / "srv.csr", "-CA", d / "ca.pem",
-         "-CAkey", d / "ca.key", "-CAcreateserial", "-out", d / "srv.pem", "-days", "2",
-         "-extfile", d / "ext.cnf"])
-    return d
-
-
 @pytest.fixture
 def tls_server(tls_files):
     srv = FaultServer(tls=(str(tls_files / "srv.pem"), str(tls_files / "srv.key"))).start()
@@ -512,7 +493,7 @@ def test_restart_with_changed_content_downloads_the_new_version(daemon_factory, 
     d = daemon_factory(name="d")
     v2 = bytes(reversed(image_bytes))
     server.add_versions("/img.raw", [image_bytes, v2])
-    img = create(d, "dl", server.url("/img.raw", rate=MiB))
+    create(d, "dl", server.url("/img.raw", rate=MiB))
     _cut_midway(d, "dl")
     d.kill9()
     d.start()

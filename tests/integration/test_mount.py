@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from conftest import (BIMCTL, BIMFS, START_TIMEOUT, STOP_TIMEOUT, Client, free_port,
-                      fuse_mounted, make_random_file, sha512_file, wait_until, xattr)
+                      fuse_mounted, make_random_file, wait_until, xattr)
 
 MiB = 1024 * 1024
 

@@ -6,33 +6,16 @@ as the daemon would have them.
 """
 
 import os
-import subprocess
 import time
 
 import pytest
 
 from s3server import S3Server
+from targettool import TOOL, failed, ok, tool
 
-TOOL = os.environ.get("BK_TARGET_TOOL", "")
 SECRET = "bimfs/Secret+Key/0123456789abcdefghij"
 
 pytestmark = pytest.mark.skipif(not TOOL, reason="BK_TARGET_TOOL not set (run through meson)")
-
-
-def tool(url, *args, env, data=None, timeout=60):
-    return subprocess.run([TOOL, url] + [str(a) for a in args], input=data,
-                          capture_output=True, env=env, timeout=timeout)
-
-
-def ok(r):
-    assert r.returncode == 0, "the target failed: %s" % r.stderr.decode()
-    return r.stdout
-
-
-def failed(r):
-    assert r.returncode == 1, "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout,
-                                                                 r.stderr)
-    return r.stderr.decode()
 
 
 def s3_env(srv, **extra):
@@ -186,28 +169,6 @@ def test_missing_credentials_and_bad_urls_are_clear(srv):
 
 
 # ---------------------------------------------------------------- https
-
-
-def run(cmd):
-    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n"
-                               "extendedKeyUsage=serverAuth\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run(["openssl", "req", "-x509"] + ec + ["-keyout", d / "ca.key", "-out", d / "ca.pem",
-        "-days", "2", "-subj", "/CN=bimfs s3 test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    run(["openssl", "req"] + ec + ["-keyout", d / "srv.key", "-out", d / "srv.csr",
-        "-subj", "/CN=127.0.0.1"])
-    run(["openssl", "x509", "-req", "-in", d / "srv.csr", "-CA", d / "ca.pem",
-         "-CAkey", d / "ca.key", "-CAcreateserial", "-out", d / "srv.pem", "-days", "2",
-         "-extfile", d / "ext.cnf"])
-    return d
 
 
 @pytest.fixture
