@@ -15,6 +15,10 @@
  * writer hashes the image (SHA-512 and the piece digests) as blocks land, and
  * its commit compares.
  *
+ * The backupstore's lock (backup/lock.h) is taken as Longhorn's restore
+ * takes it (type 1: backups go on, a deletion waits) before the cfg is read,
+ * refreshed while blocks move (fetch.c), and released at the end.
+ *
  * Resume: the cfg keeps the URL ("bimfsRestore", cfg.c); a restore cut by a
  * restart is queued again with the backing.tmp it left, whose blocks are
  * checked against their names and kept when they match (fetch.c). A delete
@@ -31,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SYNC_RESTORE_PARAM "backingImage="
 
@@ -120,8 +125,25 @@ static int sync_restore_expect(struct sync_restore_transfer *t, struct store_che
 
 /* ---- the job ---- */
 
+/* The lock's wait: 0, or 1 when the job was cancelled meanwhile. */
+static int sync_restore_lock_wait(void *arg, unsigned ms)
+{
+    struct sync_restore_transfer *t = arg;
+
+    for (unsigned slept = 0; slept < ms; slept += SYNC_POLL_MS) {
+        struct timespec ts = {0, SYNC_POLL_MS * 1000000L};
+
+        if (sync_job_cancelled(t->job))
+            return 1;
+        nanosleep(&ts, NULL);
+    }
+    return sync_job_cancelled(t->job);
+}
+
 static void sync_restore_transfer_free(struct sync_restore_transfer *t)
 {
+    if (t->store_locked)
+        bk_lock_release(&t->store_lock);
     if (t->target)
         t->ops->close(t->target);
     sync_restore_backup_free(&t->backup);
@@ -139,6 +161,11 @@ static int sync_restore_begin(struct sync_restore_transfer *t, struct bim_error 
     int rc;
 
     rc = bk_target_open(rj->url, &t->target, &t->ops, err);
+    if (rc == 0) {
+        rc = bk_lock_acquire(&t->store_lock, t->ops, t->target, BK_LOCK_RESTORE,
+                             sync_restore_lock_wait, t, err);
+        t->store_locked = rc == 0;
+    }
     if (rc == 0)
         rc = sync_restore_backup_load(t, rj, err);
     if (rc == 0)

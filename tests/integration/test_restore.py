@@ -392,3 +392,24 @@ def test_a_qcow2_backup_restores_as_qcow2(daemon, tmp_path):
     assert img["virtualSize"] == os.path.getsize(guest)
     assert sha512_file(daemon.mnt / "qc" / "backing") == sha512_file(qcow)
     assert sha512_file(daemon.mnt / "qc" / "raw") == sha512_file(guest)
+
+
+def test_a_deletion_lock_on_the_store_is_honoured(daemon, tmp_path, sparse_image):
+    """Longhorn's restore takes the backupstore's lock (type 1): a deletion that
+    holds it (type 2, acquired, fresh) keeps the restore from starting; a
+    backup's lock (type 1) does not; the restore leaves no lock file."""
+    image, digest = sparse_image
+    target = tmp_path / "target"
+    info = lh.write_backup(str(target), "parrot", str(image))
+    url = lh.backup_url("vfs://%s" % target, "parrot")
+    deletion = lh.write_lock(str(target), 2)
+    expect_ok(restore(daemon, "locked", url))
+    img = wait_final(daemon, "locked")
+    assert img["status"]["state"] == "failed", "the restore ignored a deletion's lock"
+    assert "lock" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+    os.unlink(deletion)
+    backup = lh.write_lock(str(target), 1, suffix="fedcba9876543210")
+    expect_ok(restore(daemon, "beside", url))
+    check_restored(daemon, "beside", image, digest, info["blocks"])
+    assert os.listdir(lh.lock_dir(str(target))) == [os.path.basename(backup)], \
+        "the restore left its lock file (or removed another's)"
