@@ -11,7 +11,8 @@
  *
  * The image's SHA-512 must be the backup's Checksum: it is the expectation
  * unless the create gave one; a SHA-512 given that differs from the backup's
- * fails at once (SPEC §3's "checksum mismatch: expected <x>, got <y>"). The
+ * fails at once (SPEC §3's "checksum mismatch: expected <x>, got <y>"); a
+ * SHA-256 given is checked beside the backup's SHA-512. The
  * writer hashes the image (SHA-512 and the piece digests) as blocks land, and
  * its commit compares.
  *
@@ -182,9 +183,12 @@ static int sync_restore_begin(struct sync_restore_transfer *t, struct bim_error 
              job->name, job->uuid, job->source, t->backup.size, t->backup.count, data,
              t->backup.method_name[0] ? t->backup.method_name : "gzip (legacy)",
              t->resume ? ", resuming" : "");
-    return store_writer_open(job->sync->store, job->name, job->uuid,
-                             expected.algo != STORE_DIGEST_NONE ? &expected : NULL,
-                             t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
+    rc = store_writer_open(job->sync->store, job->name, job->uuid,
+                           expected.algo != STORE_DIGEST_NONE ? &expected : NULL,
+                           t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
+    if (rc == 0 && expected.algo == STORE_DIGEST_SHA256 && t->backup.checksum[0])
+        store_writer_expect_sha512(t->w, t->backup.checksum); /* SPEC §10: the backup's too */
+    return rc;
 }
 
 static void sync_restore_run(struct sync_job *job)

@@ -375,6 +375,15 @@ def test_a_sha256_expectation_is_checked(daemon, tmp_path, sparse_image):
     img = wait_final(daemon, "s256bad")
     assert img["status"]["state"] == "failed"
     assert "checksum mismatch" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+    # the right SHA-256, but a backup whose SHA-512 is not its data: still refused
+    lying = "cd" * 64
+    lh.write_backup(str(target), "liar", str(image), checksum=lying)
+    expect_ok(restore(daemon, "s256liar", lh.backup_url("vfs://%s" % target, "liar"),
+                      checksum=good))
+    img = wait_final(daemon, "s256liar")
+    assert img["status"]["state"] == "failed"
+    assert "checksum mismatch: expected %s, got %s" % (lying, digest) in \
+        img["status"]["errorMsg"], img["status"]["errorMsg"]
 
 
 def test_a_qcow2_backup_restores_as_qcow2(daemon, tmp_path):
