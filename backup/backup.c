@@ -158,21 +158,38 @@ static int bk_job_finish_cfg(struct bk_job *job, struct bim_error *err)
     return rc;
 }
 
-/* Hand the blocks to the workers and wait for them, refreshing the lock. */
-static int bk_job_blocks(struct bk_job *job, struct bk_lock *lock, struct bim_error *err)
+/* Hand a pass over the blocks to the workers (b->lock held). */
+static void bk_job_queue(struct bk_job *job, enum bk_phase phase)
+{
+    job->phase = phase;
+    job->next = 0;
+    job->queued = true;
+    pthread_cond_broadcast(&job->b->work);
+}
+
+/* No more blocks are taken; wait until the workers hold none of the job's. */
+static void bk_job_drain(struct bk_job *job)
+{
+    pthread_mutex_lock(&job->b->lock);
+    job->failed = true;
+    while (job->in_flight > 0)
+        pthread_cond_wait(&job->cond, &job->b->lock);
+    pthread_mutex_unlock(&job->b->lock);
+}
+
+/* Wait for the workers to end the pass, refreshing the lock (when held)
+ * every 60 s. */
+static int bk_job_pass_wait(struct bk_job *job, struct bk_lock *lock, struct bim_error *err)
 {
     struct bk_backups *b = job->b;
     uint64_t refresh = clock_monotonic_ms() + BK_LOCK_REFRESH_MS;
     int rc = 0;
 
     pthread_mutex_lock(&b->lock);
-    job->queued = true;
-    job->status->blocks = job->block_count;
-    pthread_cond_broadcast(&b->work);
     while (job->in_flight > 0 || (!b->stopping && !job->failed && job->next < job->block_count)) {
         uint64_t now = clock_monotonic_ms();
 
-        if (now >= refresh) {
+        if (now >= refresh && lock->ops) {
             pthread_mutex_unlock(&b->lock);
             rc = bk_lock_refresh(lock, err);
             pthread_mutex_lock(&b->lock);
@@ -204,24 +221,32 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     size_t count = 0;
     int rc;
 
-    rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
-    if (rc < 0)
-        return rc;
-    bk_job_cfg_init(job, &cfg);
-    rc = bk_job_write_cfg(job, &cfg, err);
-    if (rc < 0)
-        goto out;
     rc = bk_job_scan(job, &blocks, &count, err);
     if (rc < 0)
-        goto out;
+        return rc;
     pthread_mutex_lock(&job->b->lock);
     job->blocks = blocks;
     job->block_count = count;
+    job->status->blocks = count;
+    bk_job_queue(job, BK_PHASE_HASH); /* reads only the image: while the lock protocol waits */
     pthread_mutex_unlock(&job->b->lock);
-    rc = bk_job_blocks(job, &lock, err);
+    rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
+    if (rc < 0)
+        goto out;
+    bk_job_cfg_init(job, &cfg);
+    rc = bk_job_write_cfg(job, &cfg, err);
+    if (rc == 0)
+        rc = bk_job_pass_wait(job, &lock, err);
+    if (rc < 0)
+        goto out;
+    pthread_mutex_lock(&job->b->lock);
+    bk_job_queue(job, BK_PHASE_STORE);
+    pthread_mutex_unlock(&job->b->lock);
+    rc = bk_job_pass_wait(job, &lock, err);
     if (rc == 0)
         rc = bk_job_finish_cfg(job, err);
 out:
+    bk_job_drain(job); /* the workers hold none of its blocks when it is freed */
     bk_lock_release(&lock);
     return rc;
 }
@@ -252,10 +277,12 @@ static void *bk_job_run(void *arg)
 
     rc = bk_job_steps(job, &err);
     if (rc < 0)
-        log_warn("image=%s backup to %s failed: %s", job->name, job->status->url, err.message);
+        log_warn("image=%s uuid=%s backup to %s failed: %s", job->name, job->uuid, job->status->url,
+                 err.message);
     else
-        log_info("image=%s backup to %s complete: %llu blocks, %llu written, %llu present",
-                 job->name, job->status->url, (unsigned long long)job->status->blocks,
+        log_info("image=%s uuid=%s backup to %s complete: %llu blocks, %llu written, "
+                 "%llu present",
+                 job->name, job->uuid, job->status->url, (unsigned long long)job->status->blocks,
                  (unsigned long long)job->status->blocks_written,
                  (unsigned long long)job->status->blocks_present);
     pthread_mutex_lock(&b->lock);
@@ -354,7 +381,7 @@ int bk_backup_status_get(struct bk_backups *b, const char *name, struct bk_backu
     if (e) {
         *out = e->status;
         if (out->state == BK_BACKUP_IN_PROGRESS && out->blocks)
-            out->progress = (int)(out->blocks_done * 99 / out->blocks);
+            out->progress = (int)(out->blocks_done * 99 / (2 * out->blocks)); /* two passes */
     } else {
         rc = bim_error_set(err, -ENOENT, "%s: no backup since the daemon started", name);
     }
@@ -388,6 +415,23 @@ static int bk_job_labels(struct bk_job *job, const struct bk_backup_request *req
     return 0;
 }
 
+/* Whether the target answers: a listing of its backups (an S3 bucket that
+ * does not exist answers 404 there, where a missing object is only absent). */
+static int bk_job_probe_target(struct bk_job *job, struct bim_error *err)
+{
+    struct bim_error cause = {{0}, 0};
+    char **names = NULL;
+    size_t count = 0;
+    int rc = job->ops->list(job->t, BK_CFG_DIR, &names, &count, &cause);
+
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    if (rc < 0)
+        return bim_error_set(err, -EINVAL, "%s: %s", job->name, cause.message);
+    return 0;
+}
+
 /* A cfg of that name complete on the target is -EEXIST; an incomplete one is
  * done again. */
 static int bk_job_check_target(struct bk_job *job, const char *url, struct bim_error *err)
@@ -402,19 +446,22 @@ static int bk_job_check_target(struct bk_job *job, const char *url, struct bim_e
     bk_cfg_path(job->name, path);
     rc = job->ops->read(job->t, path, BK_CFG_MAX, &buf, &len, &cause);
     if (rc == -ENOENT)
-        return 0;
+        return bk_job_probe_target(job, err);
     if (rc < 0)
         return bim_error_set(err, -EINVAL, "%s: %s", job->name, cause.message);
     rc = bk_cfg_decode_entry(buf, len, &entry, &cause);
     free(buf);
     if (rc < 0)
-        return bim_error_set(err, -EEXIST, "%s: %s holds a backup of that name (its cfg: %s)",
+        return bim_error_set(err, -EEXIST,
+                             "%s: already exists: %s holds a backup of that name whose cfg "
+                             "cannot be read (%s)",
                              job->name, url, cause.message);
-    rc = entry.completed[0] ? bim_error_set(err, -EEXIST,
-                                            "%s: %s holds a complete backup of that name "
-                                            "(completed %s)",
-                                            job->name, url, entry.completed)
-                            : 0;
+    rc = 0;
+    if (entry.completed[0])
+        rc = bim_error_set(err, -EEXIST,
+                           "%s: already exists: %s holds a complete backup of that name "
+                           "(completed %s)",
+                           job->name, url, entry.completed);
     bk_entry_clear(&entry);
     return rc;
 }
@@ -433,6 +480,7 @@ static int bk_job_new(const struct bk_backup_request *req, struct bk_job **out,
     pthread_cond_init(&job->cond, NULL);
     *out = job;
     str_copy(job->name, sizeof(job->name), req->name);
+    str_copy(job->uuid, sizeof(job->uuid), req->uuid ? req->uuid : "");
     if (!str_copy(job->target_url, sizeof(job->target_url), req->target))
         return bim_error_set(err, -EINVAL, "%s: target URL too long", req->name);
     if (!req->checksum || strlen(req->checksum) != BIM_CHECKSUM_HEX)
@@ -505,8 +553,8 @@ int bk_backup_start(struct bk_backups *b, const struct bk_backup_request *req,
     }
     pthread_mutex_unlock(&b->lock);
     if (rc == 0)
-        log_info("image=%s backup to %s started (%s)", req->name, url,
-                 bk_compression_name(req->compression));
+        log_info("image=%s uuid=%s backup to %s started (%s)", req->name,
+                 req->uuid ? req->uuid : "", url, bk_compression_name(req->compression));
 out:
     if (job)
         bk_job_free(job);

@@ -56,7 +56,7 @@ struct bk_backup_status {
     int progress;              /* 0..100: blocks done of blocks with data */
     char error[BIM_ERROR_MAX]; /* error: the cause, without the name; else "" */
     uint64_t blocks;           /* blocks with data (0 until the image is scanned) */
-    uint64_t blocks_done;      /* of those, done */
+    uint64_t blocks_done;      /* block passes done: each block is hashed, then stored */
     uint64_t blocks_written;   /* written to the target */
     uint64_t blocks_present;   /* found on the target already: not written again */
     uint64_t bytes_written;    /* compressed bytes written */
@@ -69,6 +69,7 @@ struct bk_label {
 
 struct bk_backup_request {
     const char *name;   /* the image (and the backup's name) */
+    const char *uuid;   /* the image's, for the logs */
     const char *target; /* vfs:///..., nfs://..., s3://... */
     enum bk_compression compression;
     const struct bk_label *labels;

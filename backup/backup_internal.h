@@ -12,6 +12,7 @@
 #define BIMFS_BACKUP_INTERNAL_H
 
 #include "backup.h"
+#include "lock.h"
 #include "target.h"
 
 #include <pthread.h>
@@ -84,38 +85,7 @@ size_t bk_compress_bound(enum bk_compression c, size_t len);
 int bk_compress(enum bk_compression c, const void *in, size_t len, void *out, size_t cap,
                 size_t *out_len, struct bim_error *err);
 
-/* ---- lock.c: the backupstore lock (notes/backupstore.md A5) ---- */
-
-#define BK_LOCK_BACKUP 1   /* = RESTORE_LOCK */
-#define BK_LOCK_DELETION 2 /* excludes 1 */
-#define BK_LOCK_CHECK_WAIT_MS 2000
-#define BK_LOCK_REFRESH_MS 60000
-#define BK_LOCK_DURATION_S 150
-
-struct bk_lock {
-    const struct bk_target_ops *ops;
-    struct bk_target *t;
-    char name[32]; /* lock-<16 hex> */
-    char path[BK_PATH_MAX];
-    int type;
-};
-
-/* Waits BK_LOCK_CHECK_WAIT_MS through this, which returns nonzero when the
- * caller must stop (then -ECANCELED). */
-typedef int (*bk_lock_wait_fn)(void *arg, unsigned ms);
-
-/* Take a lock of type on target: write it not acquired, wait, read every
- * lock; a lock of the other type that comes first (acquired, then older
- * mtime, then smaller name) and has not expired (target's now - its mtime >
- * 150 s) wins: own file removed, -EBUSY naming it. Else rewritten acquired. */
-int bk_lock_acquire(struct bk_lock *lock, const struct bk_target_ops *ops, struct bk_target *t,
-                    int type, bk_lock_wait_fn wait, void *wait_arg, struct bim_error *err);
-
-/* Rewrite the lock file (its mtime is the refresh). */
-int bk_lock_refresh(struct bk_lock *lock, struct bim_error *err);
-
-/* Remove the lock file (best effort). */
-void bk_lock_release(struct bk_lock *lock);
+/* ---- lock.c: the backupstore lock: lock.h (public: restores take it too) ---- */
 
 /* ---- backup.c and pool.c: the jobs and the shared workers ---- */
 
@@ -125,10 +95,16 @@ struct bk_block {
     bool zero;                           /* all zeros: not stored */
 };
 
+/* The two passes of the workers over a job's blocks: the hash pass runs while
+ * the lock protocol waits (it only reads the image); the store pass, under
+ * the lock, writes the blocks the target does not hold (read again). */
+enum bk_phase { BK_PHASE_HASH = 0, BK_PHASE_STORE };
+
 struct bk_job {
     struct bk_backups *b;
     struct bk_job *next_job; /* b->jobs */
     char name[BIM_NAME_MAX + 1];
+    char uuid[BIM_UUID_MAX + 1];
     char target_url[BIM_URL_MAX + 1];
     const struct bk_target_ops *ops;
     struct bk_target *t;
@@ -143,7 +119,8 @@ struct bk_job {
     /* under b->lock */
     struct bk_block *blocks; /* the blocks with data, by offset */
     size_t block_count;
-    size_t next;      /* the next block a worker takes */
+    enum bk_phase phase;
+    size_t next;      /* the next block a worker takes in this phase */
     size_t in_flight; /* blocks workers hold */
     bool queued;      /* blocks handed to the pool */
     bool failed;      /* a block failed: no more are taken */

@@ -1,9 +1,10 @@
 /*
  * pool.c - the block workers every backup shares (a fixed number, set when
  * the backups open): each takes the next block of the running job that has
- * the fewest blocks in hand, reads it, names it (the first 64 hex of its
- * SHA-512), and unless it is all zeros or the target holds it already,
- * compresses and writes it. Two workers never write the same block to the
+ * the fewest blocks in hand. In a job's hash pass it reads the block and
+ * names it (the first 64 hex of its SHA-512, or all zeros); in its store pass,
+ * unless the block is all zeros or the target holds it already, it reads it
+ * again, compresses and writes it. Two workers never write the same block to the
  * same target at once: the second waits for the first, then finds the block
  * present (Longhorn's ProcessingBlocks).
  *
@@ -45,9 +46,25 @@ static bool bk_pool_sum_busy(struct bk_backups *b, const struct bk_worker_slot *
     return false;
 }
 
-/* The block is named: write it unless the target holds it. */
-static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job, const void *data,
-                         size_t len, void *out, size_t cap, struct bim_error *err)
+/* Read len bytes of the image at off into buf. */
+static int bk_pool_read(struct bk_job *job, uint64_t off, unsigned char *buf, size_t len,
+                        struct bim_error *err)
+{
+    size_t got = 0;
+    int rc = fd_pread_full(job->fd, buf, len, off, &got);
+
+    if (rc == 0 && got < len)
+        rc = -EIO;
+    if (rc < 0)
+        return bim_error_cause(err, BIM_CAUSE_IO, rc, "reading the image at %llu: %s",
+                               (unsigned long long)off, strerror(-rc));
+    return 0;
+}
+
+/* The block is named: read it again and write it unless the target holds it. */
+static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
+                         const struct bk_block *block, unsigned char *buf, size_t len, void *out,
+                         size_t cap, struct bim_error *err)
 {
     struct bk_backups *b = slot->b;
     char hex[BK_BLOCK_HEX + 1], path[BK_PATH_MAX];
@@ -63,8 +80,10 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job, const 
     pthread_mutex_unlock(&b->lock);
 
     rc = job->ops->exists(job->t, path, err);
+    if (rc == 0)
+        rc = bk_pool_read(job, block->offset, buf, len, err);
     if (rc == 0) {
-        rc = bk_compress(job->compression, data, len, out, cap, &n, err);
+        rc = bk_compress(job->compression, buf, len, out, cap, &n, err);
         if (rc == 0)
             rc = job->ops->write(job->t, path, out, n, err);
     }
@@ -87,26 +106,28 @@ static int bk_pool_block(struct bk_worker_slot *slot, struct bk_job *job, size_t
 {
     struct bk_block *block = &job->blocks[index];
     unsigned char md[EVP_MAX_MD_SIZE];
-    size_t len = BK_BLOCK_SIZE, got = 0;
+    size_t len = BK_BLOCK_SIZE;
     int rc;
 
     if (job->size - block->offset < len)
         len = (size_t)(job->size - block->offset);
-    rc = fd_pread_full(job->fd, buf, len, block->offset, &got);
-    if (rc == 0 && got < len)
-        rc = -EIO;
-    if (rc < 0)
-        return bim_error_cause(err, BIM_CAUSE_IO, rc, "reading the image at %llu: %s",
-                               (unsigned long long)block->offset, strerror(-rc));
-    if (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0) {
-        block->zero = true;
+    if (job->phase == BK_PHASE_HASH) {
+        rc = bk_pool_read(job, block->offset, buf, len, err);
+        if (rc < 0)
+            return rc;
+        if (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0) {
+            block->zero = true;
+            return 0;
+        }
+        if (EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
+            return bim_error_set(err, -EIO, "SHA-512 failed");
+        memcpy(block->sum, md, sizeof(block->sum));
         return 0;
     }
-    if (EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
-        return bim_error_set(err, -EIO, "SHA-512 failed");
-    memcpy(block->sum, md, sizeof(block->sum));
-    memcpy(slot->sum, md, sizeof(slot->sum));
-    rc = bk_pool_store(slot, job, buf, len, out, cap, err);
+    if (block->zero)
+        return 0;
+    memcpy(slot->sum, block->sum, sizeof(slot->sum));
+    rc = bk_pool_store(slot, job, block, buf, len, out, cap, err);
     if (rc < 0) {
         char prefix[BIM_ERROR_MAX];
 

@@ -255,39 +255,42 @@ out:
     return rc;
 }
 
-static int vfs_exists(struct bk_target *t, const char *path, struct bim_error *err)
+/* stat the target path: 0, -ENOENT (with a message) when missing, -errno. */
+static int vfs_stat(struct bk_target *t, const char *path, struct stat *st, struct bim_error *err)
 {
     char full[PATH_MAX];
-    struct stat st;
     int rc;
 
     rc = vfs_full_path(t, path, false, full, sizeof(full), err);
     if (rc < 0)
         return rc;
-    if (stat(full, &st) < 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
-        return bim_error_set(err, -errno, "%s: stat %s: %s", t->shown, path, strerror(errno));
-    }
+    if (stat(full, st) == 0)
+        return 0;
+    if (errno == ENOENT || errno == ENOTDIR)
+        return bim_error_set(err, -ENOENT, "%s: %s: no such file", t->shown, path);
+    return bim_error_set(err, -errno, "%s: stat %s: %s", t->shown, path, strerror(errno));
+}
+
+static int vfs_exists(struct bk_target *t, const char *path, struct bim_error *err)
+{
+    struct stat st;
+    int rc = vfs_stat(t, path, &st, err);
+
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
     return S_ISDIR(st.st_mode) ? 0 : 1;
 }
 
 static int vfs_mtime(struct bk_target *t, const char *path, int64_t *unix_s, struct bim_error *err)
 {
-    char full[PATH_MAX];
     struct stat st;
-    int rc;
+    int rc = vfs_stat(t, path, &st, err);
 
-    rc = vfs_full_path(t, path, false, full, sizeof(full), err);
-    if (rc < 0)
-        return rc;
-    if (stat(full, &st) < 0) {
-        if (errno == ENOENT)
-            return bim_error_set(err, -ENOENT, "%s: %s: no such file", t->shown, path);
-        return bim_error_set(err, -errno, "%s: stat %s: %s", t->shown, path, strerror(errno));
-    }
-    *unix_s = (int64_t)st.st_mtime;
-    return 0;
+    if (rc == 0)
+        *unix_s = (int64_t)st.st_mtime;
+    return rc;
 }
 
 static int vfs_now(struct bk_target *t, int64_t *unix_s, struct bim_error *err)

@@ -80,6 +80,7 @@ static int ctl_backup_start(struct sync *sync, struct bk_backups *backups,
         rc = bim_error_set(err, -EBUSY, "%s: not ready any more", req->name);
         goto out;
     }
+    br.uuid = info.uuid;
     br.size = info.size;
     br.checksum = info.current_checksum;
     rc = bk_backup_start(backups, &br, &st, err); /* takes br.fd */

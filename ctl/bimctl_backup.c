@@ -2,7 +2,7 @@
  * bimctl_backup.c - bimctl's backup commands (SPEC §10, docs/man/bimctl.1):
  * `backup NAME --to TARGET [--compression C] [--label K=V]... [--wait]`,
  * `backup-status NAME` and `backups TARGET`. A backup's progress has no
- * event stream: --wait asks for backup-status twice a second on one
+ * event stream: --wait asks for backup-status ten times a second on one
  * connection until the backup is complete or in error.
  *
  * Threads: single-threaded.
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BIMCTL_BACKUP_POLL_MS 500
+#define BIMCTL_BACKUP_POLL_MS 100
 
 /* The status of a reply, read with the wire codec; a failure is printed. */
 static int bimctl_backup_read(const char *name, json_t *value, struct wire_backup_status *out)

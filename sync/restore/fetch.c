@@ -18,8 +18,9 @@
  * that does not decode or hash to its name fail the restore at once, naming
  * the block. The first failure stops every fetcher.
  *
- * Threads: the worker running the job (publishes progress, starts the page
- * cache's writeback, joins) and the fetchers. t->lock guards t->next, t->stop,
+ * Threads: the worker running the job (publishes progress, refreshes the
+ * backupstore's lock, starts the page cache's writeback, joins) and the
+ * fetchers. t->lock guards t->next, t->stop,
  * t->rc and t->err; the byte counters are atomics; the writer has its own
  * lock; sync->lock only in sync_job_progress.
  */
@@ -264,14 +265,22 @@ static void sync_restore_fetchers_free(struct sync_restore_fetcher *f, size_t n)
 static void sync_restore_watch(struct sync_restore_transfer *t, struct sync_restore_fetcher *f,
                                size_t n)
 {
+    uint64_t refresh = clock_monotonic_ms() + BK_LOCK_REFRESH_MS;
     struct sync_writeback wb;
     bool done = false;
 
     sync_writeback_reset(&wb);
     while (!done) {
         struct timespec ts = {0, 100 * 1000000L};
+        struct bim_error err = {0};
 
         nanosleep(&ts, NULL);
+        if (t->store_locked && clock_monotonic_ms() >= refresh) {
+            /* a lock not refreshed expires: a deletion could then take blocks */
+            if (bk_lock_refresh(&t->store_lock, &err) < 0)
+                sync_restore_fail(t, -EIO, &err);
+            refresh = clock_monotonic_ms() + BK_LOCK_REFRESH_MS;
+        }
         if (sync_job_cancelled(t->job)) {
             pthread_mutex_lock(&t->lock);
             t->stop = true;

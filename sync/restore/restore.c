@@ -11,9 +11,14 @@
  *
  * The image's SHA-512 must be the backup's Checksum: it is the expectation
  * unless the create gave one; a SHA-512 given that differs from the backup's
- * fails at once (SPEC §3's "checksum mismatch: expected <x>, got <y>"). The
+ * fails at once (SPEC §3's "checksum mismatch: expected <x>, got <y>"); a
+ * SHA-256 given is checked beside the backup's SHA-512. The
  * writer hashes the image (SHA-512 and the piece digests) as blocks land, and
  * its commit compares.
+ *
+ * The backupstore's lock (backup/lock.h) is taken as Longhorn's restore
+ * takes it (type 1: backups go on, a deletion waits) before the cfg is read,
+ * refreshed while blocks move (fetch.c), and released at the end.
  *
  * Resume: the cfg keeps the URL ("bimfsRestore", cfg.c); a restore cut by a
  * restart is queued again with the backing.tmp it left, whose blocks are
@@ -31,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SYNC_RESTORE_PARAM "backingImage="
 
@@ -47,6 +53,11 @@ int sync_restore_url_parse(const char *url, struct sync_restore_job *out, struct
     if (strlen(url) > SYNC_RESTORE_URL_MAX)
         return bim_error_set(err, -EINVAL, "the backup URL is longer than %d bytes",
                              SYNC_RESTORE_URL_MAX);
+    for (p = url; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+            return bim_error_set(err, -EINVAL,
+                                 "the backup URL holds a byte a URL cannot (0x%02x at %zu)",
+                                 (unsigned char)*p, (size_t)(p - url));
     q = strchr(url, '?');
     for (p = q; p && !name; p = strchr(p + 1, '&'))
         if (strncmp(p + 1, SYNC_RESTORE_PARAM, strlen(SYNC_RESTORE_PARAM)) == 0) {
@@ -115,18 +126,25 @@ static int sync_restore_expect(struct sync_restore_transfer *t, struct store_che
 
 /* ---- the job ---- */
 
-static bool sync_restore_stopping(struct sync *sync)
+/* The lock's wait: 0, or 1 when the job was cancelled meanwhile. */
+static int sync_restore_lock_wait(void *arg, unsigned ms)
 {
-    bool stopping;
+    struct sync_restore_transfer *t = arg;
 
-    pthread_mutex_lock(&sync->lock);
-    stopping = sync->stopping;
-    pthread_mutex_unlock(&sync->lock);
-    return stopping;
+    for (unsigned slept = 0; slept < ms; slept += SYNC_POLL_MS) {
+        struct timespec ts = {0, SYNC_POLL_MS * 1000000L};
+
+        if (sync_job_cancelled(t->job))
+            return 1;
+        nanosleep(&ts, NULL);
+    }
+    return sync_job_cancelled(t->job);
 }
 
 static void sync_restore_transfer_free(struct sync_restore_transfer *t)
 {
+    if (t->store_locked)
+        bk_lock_release(&t->store_lock);
     if (t->target)
         t->ops->close(t->target);
     sync_restore_backup_free(&t->backup);
@@ -144,6 +162,11 @@ static int sync_restore_begin(struct sync_restore_transfer *t, struct bim_error 
     int rc;
 
     rc = bk_target_open(rj->url, &t->target, &t->ops, err);
+    if (rc == 0) {
+        rc = bk_lock_acquire(&t->store_lock, t->ops, t->target, BK_LOCK_RESTORE,
+                             sync_restore_lock_wait, t, err);
+        t->store_locked = rc == 0;
+    }
     if (rc == 0)
         rc = sync_restore_backup_load(t, rj, err);
     if (rc == 0)
@@ -160,9 +183,12 @@ static int sync_restore_begin(struct sync_restore_transfer *t, struct bim_error 
              job->name, job->uuid, job->source, t->backup.size, t->backup.count, data,
              t->backup.method_name[0] ? t->backup.method_name : "gzip (legacy)",
              t->resume ? ", resuming" : "");
-    return store_writer_open(job->sync->store, job->name, job->uuid,
-                             expected.algo != STORE_DIGEST_NONE ? &expected : NULL,
-                             t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
+    rc = store_writer_open(job->sync->store, job->name, job->uuid,
+                           expected.algo != STORE_DIGEST_NONE ? &expected : NULL,
+                           t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
+    if (rc == 0 && expected.algo == STORE_DIGEST_SHA256 && t->backup.checksum[0])
+        store_writer_expect_sha512(t->w, t->backup.checksum); /* SPEC §10: the backup's too */
+    return rc;
 }
 
 static void sync_restore_run(struct sync_job *job)
@@ -191,7 +217,7 @@ static void sync_restore_run(struct sync_job *job)
                  " bytes kept from backing.tmp); committing",
                  job->name, job->uuid, t->backup.count, clock_monotonic_ms() - start,
                  (uint64_t)atomic_load(&t->kept));
-    if (rc == -ECANCELED && t->w && sync_restore_stopping(job->sync)) {
+    if (rc == -ECANCELED && t->w && sync_stopping(job->sync)) {
         /* shutdown: keep backing.tmp; the next start resumes it */
         store_writer_close(t->w);
         t->w = NULL;
@@ -259,18 +285,7 @@ static int sync_restore_resume(struct sync *sync, struct sync_record *rec,
         return rc == 0 ? 0 : -EINVAL;
     }
     rj->resume = e->has_tmp;
-    *job = sync_job_new(sync, &sync_restore_ops, rec, rj);
-    if (!*job) {
-        free(rj);
-        return -ENOMEM;
-    }
-    if (store_checksum_parse(e->cfg.expected_checksum, &(*job)->expected, NULL) < 0) {
-        sync_job_free(*job); /* a cfg bimfs did not write: do not guess */
-        *job = NULL;
-        return -EINVAL;
-    }
-    str_copy((*job)->source, sizeof((*job)->source), e->cfg.source);
-    return 1;
+    return sync_job_resume(sync, &sync_restore_ops, rec, e, rj, job);
 }
 
 const struct sync_source_ops sync_restore_ops = {

@@ -12,12 +12,15 @@
  *   cfg.c      what the job keeps in backing.cfg to resume after a restart
  *
  * Locks: a transfer's own lock guards its queue of blocks and its outcome
- * (struct sync_restore_transfer); sync->lock only to publish.
+ * (struct sync_restore_transfer); sync->lock only to publish. On the target,
+ * a restore holds the backupstore's lock (backup/lock.h, type 1, as
+ * Longhorn's restore) from before it reads the backup's cfg to its end.
  */
 #ifndef BIMFS_SYNC_RESTORE_H
 #define BIMFS_SYNC_RESTORE_H
 
 #include "../sync_internal.h"
+#include "lock.h"
 #include "target.h"
 
 #define SYNC_RESTORE_BLOCK (2u << 20)            /* Longhorn's DEFAULT_BLOCK_SIZE */
@@ -112,7 +115,9 @@ struct sync_restore_transfer {
     struct bk_target *target;
     const struct bk_target_ops *ops;
     struct sync_restore_backup backup;
-    bool resume; /* check what backing.tmp holds before fetching */
+    bool resume;               /* check what backing.tmp holds before fetching */
+    struct bk_lock store_lock; /* the backupstore's lock, held while store_locked */
+    bool store_locked;
 
     pthread_mutex_t lock; /* guards what follows */
     size_t next;          /* blocks before this one were handed out */
@@ -124,8 +129,9 @@ struct sync_restore_transfer {
 };
 
 /* Fetch, check and write every block with fetcher threads (and mark the holes
- * between them), publishing progress; 0 when all are written, -ECANCELED, or
- * -errno with the message of the first block that failed. */
+ * between them), publishing progress and refreshing the backupstore's lock
+ * every BK_LOCK_REFRESH_MS; 0 when all are written, -ECANCELED, or -errno
+ * with the message of the first block that failed. */
 int sync_restore_fetch(struct sync_restore_transfer *t, struct bim_error *err);
 
 /* ---- cfg.c: the job in backing.cfg ---- */

@@ -155,6 +155,23 @@ def write_backup(root, name, image, compression="lz4", checksum=None, all_blocks
     return {"cfg": cfg, "blocks": blocks, "checksum": whole, "cfg_path": cfg_path(root, name)}
 
 
+def lock_dir(root):
+    """The lock directory of every backing-image operation (A1, A5): the volume
+    path scheme for the name BACKINGIMAGE, whose SHA-512 starts 22fc."""
+    assert hashlib.sha512(b"BACKINGIMAGE").hexdigest()[:4] == "22fc"
+    return os.path.join(root, BASE, "volumes", "22", "fc", "BACKINGIMAGE", "locks")
+
+
+def write_lock(root, lock_type, acquired=True, suffix="0123456789abcdef"):
+    """A lock file as Longhorn's lock.go saves it (type 1 backup/restore, 2
+    deletion); its mtime is the time it was taken or refreshed."""
+    name = "lock-" + suffix
+    path = os.path.join(lock_dir(root), name + ".lck")
+    write_file_atomic(path, json.dumps({"Name": name, "Type": lock_type,
+                                        "Acquired": acquired}).encode())
+    return path
+
+
 def backup_files(root):
     """Every file under <root>/backupstore, as paths relative to root (to copy
     a vfs backup into another target, e.g. an S3 bucket)."""

@@ -6,12 +6,14 @@ shares nothing with bimfs, exactly by the layout of
 (vfs://) and an S3 endpoint on loopback (s3server.py, every signature checked).
 """
 
+import json
 import os
 import re
 
 import pytest
 
-from conftest import (MiB, expect_error, expect_ok, make_file, sha512_file, wait_until, xattr)
+from conftest import (MiB, expect_error, expect_ok, make_file, run, sha256_file, sha512_file,
+                      wait_until, xattr)
 import lhbackup_write as lh
 
 SECRET = "bimfs/Restore+Key/0123456789abcdefghij"
@@ -228,13 +230,8 @@ def test_bimctl_create_restore_waits_until_ready(daemon, tmp_path, sparse_image)
 def test_kill_mid_restore_then_restart_resumes(daemon_factory, tmp_path):
     """kill -9 while blocks land; the next start keeps the blocks backing.tmp
     holds (their names match) and ends ready with the right bytes."""
-    image = tmp_path / "big.raw"
-    digest = make_file(image, [("data", 96 * MiB), ("hole", 8 * MiB), ("data", 24 * MiB)],
-                       seed=5)
-    target = tmp_path / "target"
-    info = lh.write_backup(str(target), "big", str(image), compression="none")
+    image, digest, url, info = big_backup(tmp_path)
     d = daemon_factory(name="d")
-    url = lh.backup_url("vfs://%s" % target, "big")
     expect_ok(restore(d, "big", url, uuid="k1"))
     tmp = d.image_dir("big", "k1") / "backing.tmp"
 
@@ -284,3 +281,144 @@ def test_restore_from_an_s3_target(daemon_factory, tmp_path, sparse_image, monke
         assert "connect" in img["status"]["errorMsg"].lower(), img["status"]["errorMsg"]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("compression", ["lz4", "gzip", "none"])
+def test_round_trip_backup_on_one_daemon_restore_on_another(daemon_factory, tmp_path,
+                                                            sparse_image, compression):
+    image, digest = sparse_image
+    target = tmp_path / "target"
+    target.mkdir()
+    a = daemon_factory(name="a")
+    b = daemon_factory(name="b")
+    a.add_ready("orig", image)
+    status = expect_ok(a.request({"op": "backup", "name": "orig", "target": "vfs://%s" % target,
+                                  "compression": compression}))
+
+    def complete():
+        s = expect_ok(a.request({"op": "backup-status", "name": "orig"}))
+        assert s["state"] != "error", "the backup failed: %r" % s
+        return s if s["state"] == "complete" else None
+    wait_until(complete, 120, "the backup to complete")
+    listed = expect_ok(b.request({"op": "backups", "target": "vfs://%s" % target}))
+    assert listed["orig"]["url"] == status["url"]
+    expect_ok(restore(b, "back", status["url"], uuid="rt"))
+    with open(lh.cfg_path(str(target), "orig")) as f:
+        cfg = json.load(f)
+    blocks = {blk["Offset"]: blk["BlockChecksum"] for blk in cfg.get("Blocks") or []}
+    img = check_restored(b, "back", image, digest, blocks)
+    assert img["source"] == "restore:" + status["url"]
+
+
+def big_backup(tmp_path, compression="none"):
+    image = tmp_path / "big.raw"
+    digest = make_file(image, [("data", 96 * MiB), ("hole", 8 * MiB), ("data", 24 * MiB)],
+                       seed=5)
+    target = tmp_path / "target"
+    info = lh.write_backup(str(target), "big", str(image), compression=compression)
+    return image, digest, lh.backup_url("vfs://%s" % target, "big"), info
+
+
+def test_delete_mid_restore_stops_it_and_removes_the_data(daemon, tmp_path):
+    image, digest, url, info = big_backup(tmp_path)
+    expect_ok(restore(daemon, "big", url, uuid="del1"))
+    tmp = daemon.image_dir("big", "del1") / "backing.tmp"
+    wait_until(lambda: tmp.exists() or daemon.get("big")["status"]["state"] == "ready", 60,
+               "the restore to start writing")
+    expect_ok(daemon.request({"op": "delete", "name": "big"}))
+    assert daemon.get_raw("big") is None
+    assert not daemon.image_dir("big", "del1").exists(), "the image's directory is still there"
+    # the same name restores again from scratch
+    expect_ok(restore(daemon, "big", url, uuid="del2"))
+    check_restored(daemon, "big", image, digest, info["blocks"])
+
+
+def test_shutdown_mid_restore_keeps_backing_tmp_and_resumes(daemon_factory, tmp_path):
+    image, digest, url, info = big_backup(tmp_path)
+    d = daemon_factory(name="d")
+    expect_ok(restore(d, "big", url, uuid="s1"))
+    tmp = d.image_dir("big", "s1") / "backing.tmp"
+
+    def some_blocks_written():
+        if d.get("big")["status"]["state"] in ("ready", "failed"):
+            pytest.skip("the restore finished before the shutdown")
+        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
+    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    d.stop()
+    assert tmp.exists(), "a shutdown removed the restore's backing.tmp"
+    d.start()
+    img = check_restored(d, "big", image, digest, info["blocks"])
+    assert img["uuid"] == "s1"
+
+
+def test_a_backup_of_holes_only_restores_an_empty_disk(daemon, tmp_path):
+    image = tmp_path / "holes.raw"
+    digest = make_file(image, [("hole", 5 * MiB)])
+    target = tmp_path / "target"
+    info = lh.write_backup(str(target), "holes", str(image))
+    assert "Blocks" not in info["cfg"], "Longhorn omits an empty Blocks list (omitempty)"
+    expect_ok(restore(daemon, "holes", lh.backup_url("vfs://%s" % target, "holes")))
+    check_restored(daemon, "holes", image, digest, {})
+
+
+def test_a_sha256_expectation_is_checked(daemon, tmp_path, sparse_image):
+    image, digest = sparse_image
+    target = tmp_path / "target"
+    lh.write_backup(str(target), "parrot", str(image))
+    url = lh.backup_url("vfs://%s" % target, "parrot")
+    good = "sha256:" + sha256_file(image)
+    expect_ok(restore(daemon, "s256", url, checksum=good))
+    img = daemon.wait_state("s256", "ready")
+    assert img["status"]["currentChecksum"] == digest
+    assert img["expectedChecksum"] == good
+    expect_ok(restore(daemon, "s256bad", url, checksum="sha256:" + "0" * 64))
+    img = wait_final(daemon, "s256bad")
+    assert img["status"]["state"] == "failed"
+    assert "checksum mismatch" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+    # the right SHA-256, but a backup whose SHA-512 is not its data: still refused
+    lying = "cd" * 64
+    lh.write_backup(str(target), "liar", str(image), checksum=lying)
+    expect_ok(restore(daemon, "s256liar", lh.backup_url("vfs://%s" % target, "liar"),
+                      checksum=good))
+    img = wait_final(daemon, "s256liar")
+    assert img["status"]["state"] == "failed"
+    assert "checksum mismatch: expected %s, got %s" % (lying, digest) in \
+        img["status"]["errorMsg"], img["status"]["errorMsg"]
+
+
+def test_a_qcow2_backup_restores_as_qcow2(daemon, tmp_path):
+    """Longhorn's manager stores every block of a qcow2; the restored file is
+    the qcow2 itself, its guest disk readable as raw."""
+    guest = tmp_path / "guest.raw"
+    make_file(guest, [("data", 3 * MiB), ("hole", 6 * MiB), ("data", MiB)], seed=9)
+    qcow = tmp_path / "image.qcow2"
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(guest), str(qcow)])
+    target = tmp_path / "target"
+    lh.write_backup(str(target), "qc", str(qcow), all_blocks=True)
+    expect_ok(restore(daemon, "qc", lh.backup_url("vfs://%s" % target, "qc")))
+    img = daemon.wait_state("qc", "ready")
+    assert img["format"] == "qcow2"
+    assert img["virtualSize"] == os.path.getsize(guest)
+    assert sha512_file(daemon.mnt / "qc" / "backing") == sha512_file(qcow)
+    assert sha512_file(daemon.mnt / "qc" / "raw") == sha512_file(guest)
+
+
+def test_a_deletion_lock_on_the_store_is_honoured(daemon, tmp_path, sparse_image):
+    """Longhorn's restore takes the backupstore's lock (type 1): a deletion that
+    holds it (type 2, acquired, fresh) keeps the restore from starting; a
+    backup's lock (type 1) does not; the restore leaves no lock file."""
+    image, digest = sparse_image
+    target = tmp_path / "target"
+    info = lh.write_backup(str(target), "parrot", str(image))
+    url = lh.backup_url("vfs://%s" % target, "parrot")
+    deletion = lh.write_lock(str(target), 2)
+    expect_ok(restore(daemon, "locked", url))
+    img = wait_final(daemon, "locked")
+    assert img["status"]["state"] == "failed", "the restore ignored a deletion's lock"
+    assert "lock" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+    os.unlink(deletion)
+    backup = lh.write_lock(str(target), 1, suffix="fedcba9876543210")
+    expect_ok(restore(daemon, "beside", url))
+    check_restored(daemon, "beside", image, digest, info["blocks"])
+    assert os.listdir(lh.lock_dir(str(target))) == [os.path.basename(backup)], \
+        "the restore left its lock file (or removed another's)"

@@ -4,32 +4,15 @@ target per run, on a directory of the test. Like test_s3_target.py for s3.
 """
 
 import os
-import subprocess
 import time
 
 import pytest
 
-TOOL = os.environ.get("BK_TARGET_TOOL", "")
+from targettool import TOOL, failed, ok, tool
 
 pytestmark = pytest.mark.skipif(not TOOL, reason="BK_TARGET_TOOL not set (run through meson)")
 
 BLOCK = "backupstore/backing-images/blocks/ab/cd/abcd0123.blk"
-
-
-def tool(url, *args, data=None, timeout=60):
-    return subprocess.run([TOOL, url] + [str(a) for a in args], input=data,
-                          capture_output=True, timeout=timeout)
-
-
-def ok(r):
-    assert r.returncode == 0, "the target failed: %s" % r.stderr.decode()
-    return r.stdout
-
-
-def failed(r):
-    assert r.returncode == 1, "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout,
-                                                                 r.stderr)
-    return r.stderr.decode()
 
 
 @pytest.fixture
