@@ -118,7 +118,10 @@ int bimctl_call(struct ctl_client *client, const char *name, json_t *request, in
 int bimctl_call_once(const struct bimctl_args *a, json_t *request, json_t **result)
 {
     struct ctl_client client;
-    int rc = bimctl_connect(a, &client);
+    int rc;
+
+    *result = NULL; /* also when there is no daemon: callers decref it */
+    rc = bimctl_connect(a, &client);
 
     if (rc) {
         json_decref(request);
