@@ -150,6 +150,11 @@ int fd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
  */
 int fd_pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 
+/* Replace dirfd/file with data durably: write dirfd/tmp, fsync, rename it
+ * over file, fsync dirfd (common/durable.c; every small-file writer uses it).
+ * On failure tmp is removed and file is untouched. 0 or -errno. */
+int fd_durable_write_at(int dirfd, const char *file, const char *tmp, const void *data, size_t len);
+
 /* Copy at most dstlen-1 bytes of src into dst, always NUL-terminated.
  * Returns false if src was truncated. */
 bool str_copy(char *dst, size_t dstlen, const char *src);

@@ -7,7 +7,7 @@
  *
  * Threads: single-threaded.
  */
-#include "protocol.h"
+#include "bimctl.h"
 #include "version.h"
 
 #include <errno.h>
@@ -19,25 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum {
-    EXIT_REFUSED = 1,
-    EXIT_USAGE = 2,
-    EXIT_NO_DAEMON = 3,
-};
-
-enum {
-    OPT_JSON = 1 << 0,
-    OPT_WAIT = 1 << 1,
-    OPT_URL = 1 << 2,
-    OPT_FILE = 1 << 3,
-    OPT_CLONE = 1 << 4,
-    OPT_UUID = 1 << 5,
-    OPT_CHECKSUM = 1 << 6,
-    OPT_FROM = 1 << 7,
-    OPT_SIZE = 1 << 8,
-    OPT_HELP = 1 << 9,
-};
-
 static const char bimctl_usage_text[] =
     "Usage: bimctl [-s SOCKET] COMMAND [ARGS]\n"
     "\n"
@@ -46,14 +27,23 @@ static const char bimctl_usage_text[] =
     "Commands:\n"
     "  list [--json]           list every image (a table, or JSON: a map name -> image)\n"
     "  get NAME [--json]       show one image\n"
-    "  create NAME (--url URL | --file PATH | --clone NAME) [--uuid U] [--checksum SUM] [--wait]\n"
+    "  create NAME (--url URL | --file PATH | --clone NAME | --restore URL) [--uuid U]\n"
+    "         [--checksum SUM] [--wait]\n"
     "                          create an image: download URL (http or https), upload the\n"
-    "                          local file PATH, or copy the ready image NAME\n"
+    "                          local file PATH, copy the ready image NAME, or restore the\n"
+    "                          backup URL (TARGET?backingImage=NAME, TARGET vfs:///path,\n"
+    "                          nfs://server:/export or s3://bucket@region/prefix/)\n"
     "  sync NAME --uuid U --from HOST:PORT[,HOST:PORT...] [--size N] [--checksum SUM] [--wait]\n"
     "                          fetch an image from other managers\n"
     "  delete NAME             cancel any transfer and delete the image and its data\n"
     "  watch [NAME]            print one line per change of image NAME (or of all):\n"
     "                          EVENT NAME STATE PROGRESS% uuid=UUID [error: MESSAGE]\n"
+    "  backup NAME --to TARGET [--compression lz4|gzip|none] [--label K=V]... [--wait]\n"
+    "                          back the ready image NAME up to TARGET (vfs:///PATH,\n"
+    "                          nfs://SERVER:/EXPORT or s3://BUCKET@REGION/PREFIX/)\n"
+    "  backup-status NAME [--json]\n"
+    "                          the last backup of NAME: state, progress, error\n"
+    "  backups TARGET [--json] list the backups TARGET holds\n"
     "  version                 print the versions of bimctl and of the daemon\n"
     "  help                    print this help\n"
     "\n"
@@ -66,21 +56,17 @@ static const char bimctl_usage_text[] =
     "  --checksum SUM          expected checksum: 128 hex digits or sha512:HEX (SHA-512),\n"
     "                          or sha256:HEX\n"
     "  --size N                the image's size in bytes, if known\n"
+    "  --to TARGET             backup: the backup target\n"
+    "  --compression C         backup: lz4 (default), gzip or none\n"
+    "  --label K=V             backup: a label kept with the backup (repeatable)\n"
     "  --wait                  return when the image is ready (exit 0) or failed (exit 1),\n"
-    "                          with a progress bar when stderr is a terminal\n"
+    "                          or the backup complete (0) or in error (1), with a\n"
+    "                          progress bar when stderr is a terminal\n"
     "\n"
     "Exit status: 0 ok, 1 the daemon refused or the image failed, 2 usage error,\n"
     "3 no daemon at the socket.\n";
 
-struct bimctl_args {
-    const char *socket;
-    const char *command;
-    unsigned seen;
-    const char *name; /* the positional NAME, if any */
-    const char *url, *file, *clone, *uuid, *checksum, *from, *size;
-};
-
-static int __attribute__((format(printf, 1, 2))) bimctl_usage_error(const char *fmt, ...)
+int bimctl_usage_error(const char *fmt, ...)
 {
     va_list ap;
 
@@ -92,7 +78,7 @@ static int __attribute__((format(printf, 1, 2))) bimctl_usage_error(const char *
     return EXIT_USAGE;
 }
 
-static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client)
+int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client)
 {
     int rc = ctl_client_connect(client, a->socket);
 
@@ -104,8 +90,8 @@ static int bimctl_connect(const struct bimctl_args *a, struct ctl_client *client
 }
 
 /* Send request (consumed) and take its result; errors are printed. */
-static int bimctl_call(struct ctl_client *client, const char *name, json_t *request, int pass_fd,
-                       json_t **result)
+int bimctl_call(struct ctl_client *client, const char *name, json_t *request, int pass_fd,
+                json_t **result)
 {
     struct bim_error err = {0};
     struct ctl_reply reply;
@@ -133,10 +119,13 @@ static int bimctl_call(struct ctl_client *client, const char *name, json_t *requ
 }
 
 /* Connect, call, close: for one-shot commands. */
-static int bimctl_call_once(const struct bimctl_args *a, json_t *request, json_t **result)
+int bimctl_call_once(const struct bimctl_args *a, json_t *request, json_t **result)
 {
     struct ctl_client client;
-    int rc = bimctl_connect(a, &client);
+    int rc;
+
+    *result = NULL; /* also when there is no daemon: callers decref it */
+    rc = bimctl_connect(a, &client);
 
     if (rc) {
         json_decref(request);
@@ -147,7 +136,7 @@ static int bimctl_call_once(const struct bimctl_args *a, json_t *request, json_t
     return rc;
 }
 
-static void bimctl_json_print(json_t *value)
+void bimctl_json_print(json_t *value)
 {
     json_dumpf(value, stdout, JSON_INDENT(2));
     putchar('\n');
@@ -352,15 +341,18 @@ fail:
 
 static int bimctl_cmd_create(const struct bimctl_args *a)
 {
-    int sources = !!a->url + !!a->file + !!a->clone;
+    int sources = !!a->url + !!a->file + !!a->clone + !!a->restore;
     json_t *source, *request;
     struct stat st;
     int fd = -1, rc;
 
     if (sources != 1)
-        return bimctl_usage_error("create: give exactly one of --url, --file or --clone");
+        return bimctl_usage_error(
+            "create: give exactly one of --url, --file, --clone or --restore");
     if (a->url) {
         source = json_pack("{s:s, s:s}", "type", "download", "url", a->url);
+    } else if (a->restore) {
+        source = json_pack("{s:s, s:s}", "type", "restore", "url", a->restore);
     } else if (a->clone) {
         source = json_pack("{s:s, s:s}", "type", "clone", "from", a->clone);
     } else {
@@ -495,11 +487,14 @@ struct bimctl_command {
 static const struct bimctl_command bimctl_commands[] = {
     {"list", OPT_JSON, 0, 0, bimctl_cmd_list},
     {"get", OPT_JSON, 1, 1, bimctl_cmd_get},
-    {"create", OPT_URL | OPT_FILE | OPT_CLONE | OPT_UUID | OPT_CHECKSUM | OPT_WAIT, 1, 1,
-     bimctl_cmd_create},
+    {"create", OPT_URL | OPT_FILE | OPT_CLONE | OPT_RESTORE | OPT_UUID | OPT_CHECKSUM | OPT_WAIT, 1,
+     1, bimctl_cmd_create},
     {"sync", OPT_UUID | OPT_FROM | OPT_SIZE | OPT_CHECKSUM | OPT_WAIT, 1, 1, bimctl_cmd_sync},
     {"delete", 0, 1, 1, bimctl_cmd_delete},
     {"watch", 0, 0, 1, bimctl_cmd_watch},
+    {"backup", OPT_TO | OPT_COMPRESSION | OPT_LABEL | OPT_WAIT, 1, 1, bimctl_cmd_backup},
+    {"backup-status", OPT_JSON, 1, 1, bimctl_cmd_backup_status},
+    {"backups", OPT_JSON, 1, 1, bimctl_cmd_backups},
     {"version", 0, 0, 0, bimctl_cmd_version},
     {"help", 0, 0, 0, bimctl_cmd_help},
 };
@@ -510,10 +505,14 @@ static const struct option bimctl_options[] = {
     {"url", required_argument, NULL, OPT_URL},
     {"file", required_argument, NULL, OPT_FILE},
     {"clone", required_argument, NULL, OPT_CLONE},
+    {"restore", required_argument, NULL, OPT_RESTORE},
     {"uuid", required_argument, NULL, OPT_UUID},
     {"checksum", required_argument, NULL, OPT_CHECKSUM},
     {"from", required_argument, NULL, OPT_FROM},
     {"size", required_argument, NULL, OPT_SIZE},
+    {"to", required_argument, NULL, OPT_TO},
+    {"compression", required_argument, NULL, OPT_COMPRESSION},
+    {"label", required_argument, NULL, OPT_LABEL},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -572,6 +571,16 @@ static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char
         if (!(cmd->options & (unsigned)opt))
             return bimctl_usage_error("%s: option --%s does not apply", cmd->name,
                                       bimctl_option_name(opt));
+        if (opt == OPT_LABEL) {
+            if (a->label_count == BIMCTL_LABELS_MAX)
+                return bimctl_usage_error("%s: more than %d labels", cmd->name, BIMCTL_LABELS_MAX);
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return bimctl_usage_error("%s: --label wants KEY=VALUE, not \"%s\"", cmd->name,
+                                          optarg);
+            a->labels[a->label_count++] = optarg;
+            a->seen |= OPT_LABEL;
+            continue;
+        }
         if (a->seen & (unsigned)opt)
             return bimctl_usage_error("%s: option --%s given twice", cmd->name,
                                       bimctl_option_name(opt));
@@ -586,6 +595,9 @@ static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char
         case OPT_CLONE:
             a->clone = optarg;
             break;
+        case OPT_RESTORE:
+            a->restore = optarg;
+            break;
         case OPT_UUID:
             a->uuid = optarg;
             break;
@@ -598,13 +610,20 @@ static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char
         case OPT_SIZE:
             a->size = optarg;
             break;
+        case OPT_TO:
+            a->to = optarg;
+            break;
+        case OPT_COMPRESSION:
+            a->compression = optarg;
+            break;
         default:
             break;
         }
     }
     nargs = argc - optind;
     if (nargs < cmd->min_args)
-        return bimctl_usage_error("%s: missing NAME", cmd->name);
+        return bimctl_usage_error("%s: missing %s", cmd->name,
+                                  cmd->run == bimctl_cmd_backups ? "TARGET" : "NAME");
     if (nargs > cmd->max_args)
         return bimctl_usage_error("%s: unexpected argument '%s'", cmd->name,
                                   argv[optind + cmd->max_args]);

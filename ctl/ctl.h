@@ -11,6 +11,7 @@
 #define BIMFS_CTL_H
 
 #include "common.h"
+#include "backup.h"
 #include "sync.h"
 
 #define CTL_MAX_CLIENTS 64
@@ -27,9 +28,10 @@ struct ctl_server;
  */
 int ctl_server_bind(const char *path, int *listen_fd, struct bim_error *err);
 
-/* Start serving listen_fd (takes ownership) from sync. */
-int ctl_server_start(struct sync *sync, int listen_fd, const char *path, const char *version,
-                     struct ctl_server **out, struct bim_error *err);
+/* Start serving listen_fd (takes ownership) from sync; backups runs the
+ * backup ops (SPEC §10). */
+int ctl_server_start(struct sync *sync, struct bk_backups *backups, int listen_fd, const char *path,
+                     const char *version, struct ctl_server **out, struct bim_error *err);
 
 /* Stop accepting, close every connection, join threads, unlink the socket. */
 void ctl_server_stop(struct ctl_server *server);

@@ -28,6 +28,9 @@ static const struct ctl_op_spec ctl_ops[] = {
     {"sync", CTL_OP_SYNC, true, {"id", "op", "name", "uuid", "from", "size", "checksum", NULL}},
     {"delete", CTL_OP_DELETE, true, {"id", "op", "name", NULL}},
     {"watch", CTL_OP_WATCH, false, {"id", "op", "name", NULL}},
+    {"backup", CTL_OP_BACKUP, true, {"id", "op", "name", "target", "compression", "labels", NULL}},
+    {"backup-status", CTL_OP_BACKUP_STATUS, true, {"id", "op", "name", NULL}},
+    {"backups", CTL_OP_BACKUPS, false, {"id", "op", "target", NULL}},
 };
 
 const char *ctl_op_name(enum ctl_op op)
@@ -154,6 +157,7 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
     static const char *const download_fields[] = {"type", "url", NULL};
     static const char *const upload_fields[] = {"type", NULL};
     static const char *const clone_fields[] = {"type", "from", NULL};
+    static const char *const restore_fields[] = {"type", "url", NULL};
     const char *name = req->name;
     struct bim_error cause = {0};
     char prefix[BIM_NAME_MAX + 3];
@@ -180,10 +184,15 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
         rc = ctl_fields_check(source, clone_fields, "a clone source", &cause);
         if (!rc)
             return ctl_name_field(source, "from", true, prefix, &req->clone_from, err);
+    } else if (strcmp(type, "restore") == 0) {
+        req->source = SYNC_SOURCE_RESTORE;
+        rc = ctl_fields_check(source, restore_fields, "a restore source", &cause);
+        if (!rc) /* the backup URL is sync's to judge */
+            rc = ctl_string_field(source, "url", true, "", &req->url, &cause);
     } else {
         rc = bim_error_set(&cause, -EINVAL,
-                           "unknown source type \"%.32s\" (download, upload "
-                           "or clone)",
+                           "unknown source type \"%.32s\" (download, upload, "
+                           "clone or restore)",
                            type);
     }
     if (rc)
@@ -255,6 +264,26 @@ static int ctl_size_parse(struct ctl_request *req, const char *prefix, struct bi
     return 0;
 }
 
+/* backup's labels: an object of strings (the backup's own checks bound them). */
+static int ctl_labels_parse(struct ctl_request *req, const char *prefix, struct bim_error *err)
+{
+    json_t *labels = json_object_get(req->root, "labels"), *value;
+    const char *key;
+
+    if (!labels || json_is_null(labels))
+        return 0;
+    if (!json_is_object(labels))
+        return bim_error_set(err, -EINVAL, "%sfield \"labels\" must be an object of strings",
+                             prefix);
+    json_object_foreach(labels, key, value)
+    {
+        if (!json_is_string(value))
+            return bim_error_set(err, -EINVAL, "%slabel \"%.64s\" must be a string", prefix, key);
+    }
+    req->labels = labels;
+    return 0;
+}
+
 /* The fields of a known op, after the name. */
 static int ctl_op_fields_parse(struct ctl_request *req, const char *prefix, struct bim_error *err)
 {
@@ -277,6 +306,13 @@ static int ctl_op_fields_parse(struct ctl_request *req, const char *prefix, stru
             rc = ctl_size_parse(req, prefix, err);
         if (!rc)
             rc = ctl_string_field(req->root, "checksum", false, prefix, &req->checksum, err);
+        break;
+    case CTL_OP_BACKUP:
+        rc = ctl_string_field(req->root, "target", true, prefix, &req->target, err);
+        if (!rc)
+            rc = ctl_string_field(req->root, "compression", false, prefix, &req->compression, err);
+        if (!rc)
+            rc = ctl_labels_parse(req, prefix, err);
         break;
     default:
         break;
@@ -321,6 +357,8 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, str
     rc = ctl_fields_check(req->root, spec->fields, where, err);
     if (rc)
         return rc;
+    if (spec->op == CTL_OP_BACKUPS)
+        return ctl_string_field(req->root, "target", true, "", &req->target, err);
     rc = ctl_name_field(req->root, "name", spec->name_required, "", &req->name, err);
     if (rc || !req->name)
         return rc;

@@ -12,6 +12,7 @@
 
 #include "ctl.h"
 #include "protocol.h"
+#include "backup.h"
 #include "sync.h" /* enum sync_source_type */
 
 /* ---- server side: requests ---- */
@@ -24,6 +25,9 @@ enum ctl_op {
     CTL_OP_SYNC,
     CTL_OP_DELETE,
     CTL_OP_WATCH,
+    CTL_OP_BACKUP,
+    CTL_OP_BACKUP_STATUS,
+    CTL_OP_BACKUPS,
 };
 
 /* A validated request; the strings borrow from root. */
@@ -35,11 +39,14 @@ struct ctl_request {
     const char *uuid; /* NULL when absent */
     const char *checksum;
     enum sync_source_type source;         /* create and sync (SYNC_SOURCE_PEER) */
-    const char *url;                      /* download */
+    const char *url;                      /* download, restore */
     const char *clone_from;               /* clone */
     const char *peers[BIM_PEERS_MAX + 1]; /* sync: NULL-terminated */
     size_t peer_count;
-    uint64_t size; /* sync: 0 if absent */
+    uint64_t size;           /* sync: 0 if absent */
+    const char *target;      /* backup, backups: the backup target URL */
+    const char *compression; /* backup: NULL when absent */
+    json_t *labels;          /* backup: an object of strings, or NULL */
 };
 
 /*
@@ -71,6 +78,12 @@ json_t *ctl_images_to_json(const struct sync_image_info *images, size_t count);
 
 /* Serve one connection until the client closes it, a line is too long, or
  * the fd is shut down by ctl_server_stop(). Does not close fd. */
-void ctl_session_run(struct sync *sync, const char *version, int fd);
+void ctl_session_run(struct sync *sync, struct bk_backups *backups, const char *version, int fd);
+
+/* ---- server side: backups (backup.c) ---- */
+
+/* The ops backup, backup-status and backups (SPEC §10) into *result. */
+int ctl_backup_dispatch(struct sync *sync, struct bk_backups *backups,
+                        const struct ctl_request *req, json_t **result, struct bim_error *err);
 
 #endif

@@ -44,6 +44,7 @@ struct ctl_conn {
 
 struct ctl_server {
     struct sync *sync;
+    struct bk_backups *backups;
     int listen_fd;
     int wake[2]; /* self-pipe: a byte stops the accept thread */
     char path[PATH_MAX];
@@ -179,7 +180,7 @@ static void *ctl_conn_main(void *arg)
     struct ctl_conn *conn = arg;
     struct ctl_server *server = conn->server;
 
-    ctl_session_run(server->sync, server->version, conn->fd);
+    ctl_session_run(server->sync, server->backups, server->version, conn->fd);
     pthread_mutex_lock(&server->lock);
     conn->done = true;
     server->clients--;
@@ -307,8 +308,8 @@ static void *ctl_server_accept_loop(void *arg)
 
 /* ---- start / stop ---- */
 
-int ctl_server_start(struct sync *sync, int listen_fd, const char *path, const char *version,
-                     struct ctl_server **out, struct bim_error *err)
+int ctl_server_start(struct sync *sync, struct bk_backups *backups, int listen_fd, const char *path,
+                     const char *version, struct ctl_server **out, struct bim_error *err)
 {
     struct ctl_server *server = calloc(1, sizeof(*server));
     struct stat st;
@@ -320,6 +321,7 @@ int ctl_server_start(struct sync *sync, int listen_fd, const char *path, const c
         goto fail;
     }
     server->sync = sync;
+    server->backups = backups;
     server->listen_fd = listen_fd;
     server->wake[0] = server->wake[1] = -1;
     str_copy(server->path, sizeof(server->path), path);

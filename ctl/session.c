@@ -19,6 +19,7 @@
 
 struct ctl_session {
     struct sync *sync;
+    struct bk_backups *backups;
     const char *version;
     int fd;
     struct ctl_reader reader;
@@ -92,6 +93,7 @@ static int ctl_session_create(struct ctl_session *s, const struct ctl_request *r
         create.size = req->size;
         break;
     case SYNC_SOURCE_DOWNLOAD:
+    case SYNC_SOURCE_RESTORE:
         create.url = req->url;
         break;
     case SYNC_SOURCE_UPLOAD:
@@ -141,6 +143,10 @@ static int ctl_session_dispatch(struct ctl_session *s, const struct ctl_request 
         if (!rc)
             *result = json_object();
         break;
+    case CTL_OP_BACKUP:
+    case CTL_OP_BACKUP_STATUS:
+    case CTL_OP_BACKUPS:
+        return ctl_backup_dispatch(s->sync, s->backups, req, result, err);
     case CTL_OP_WATCH:
         rc = sync_watch_open(s->sync, req->name, watch);
         if (rc)
@@ -242,9 +248,9 @@ static bool ctl_line_blank(const char *line, size_t len)
     return true;
 }
 
-void ctl_session_run(struct sync *sync, const char *version, int fd)
+void ctl_session_run(struct sync *sync, struct bk_backups *backups, const char *version, int fd)
 {
-    struct ctl_session s = {.sync = sync, .version = version, .fd = fd};
+    struct ctl_session s = {.sync = sync, .backups = backups, .version = version, .fd = fd};
     char *line;
     size_t len;
     int rc;

@@ -51,6 +51,7 @@ struct daemon {
     struct store *store;
     struct sync *sync;
     struct fs *fs;
+    struct bk_backups *backups;
     struct ctl_server *ctl;
     struct ctl_http *http;
     int ctl_fd;
@@ -229,7 +230,13 @@ static int daemon_serve(struct daemon *d)
     sync_set_disk_uuid(d->sync, disk_uuid);
     sync_set_peer_token(d->sync, d->token);
 
-    rc = ctl_server_start(d->sync, d->ctl_fd, d->socket_path, BIMFS_VERSION, &d->ctl, &err);
+    rc = bk_backups_open(NULL, &d->backups);
+    if (rc) {
+        log_error("cannot start the backup workers: %s", strerror(-rc));
+        return rc;
+    }
+    rc = ctl_server_start(d->sync, d->backups, d->ctl_fd, d->socket_path, BIMFS_VERSION, &d->ctl,
+                          &err);
     d->ctl_fd = -1; /* owned by the server now, even on failure */
     if (rc) {
         log_error("control socket %s: %s", d->socket_path, err.message);
@@ -273,6 +280,7 @@ static void daemon_teardown(struct daemon *d)
     /* after the unmount: a statfs still waiting for the loop fails now */
     if (d->ready_started)
         pthread_join(d->ready_thread, NULL);
+    bk_backups_close(d->backups); /* no client can start one now */
     if (d->sync)
         sync_close(d->sync);
     if (d->store)

@@ -52,6 +52,9 @@ static int store_commit_compare(struct store_writer *w, const char *sha512, cons
     char expected[STORE_EXPECTED_MAX + 1];
     const char *got;
 
+    if (w->also_sha512[0] && strcmp(w->also_sha512, sha512) != 0)
+        return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL,
+                               "checksum mismatch: expected %s, got %s", w->also_sha512, sha512);
     switch (w->expected.algo) {
     case STORE_DIGEST_SHA512:
         got = sha512;

@@ -23,25 +23,10 @@ int store_durable_sync_dir(int dirfd)
 int store_durable_write(int dirfd, const char *file, const void *data, size_t len)
 {
     char tmp[NAME_MAX + 1];
-    int fd, rc;
 
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", file) >= (int)sizeof(tmp))
         return -ENAMETOOLONG;
-    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return -errno;
-    rc = fd_write_all(fd, data, len);
-    if (rc == 0 && fsync(fd) < 0)
-        rc = -errno;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && renameat(dirfd, tmp, dirfd, file) < 0)
-        rc = -errno;
-    if (rc < 0) {
-        unlinkat(dirfd, tmp, 0);
-        return rc;
-    }
-    return store_durable_sync_dir(dirfd);
+    return fd_durable_write_at(dirfd, file, tmp, data, len);
 }
 
 int store_file_read_at(int dirfd, const char *file, size_t max, char **text, size_t *len)

@@ -421,6 +421,13 @@ int store_writer_piece_digest(struct store_writer *w, uint64_t index, uint8_t ou
 /* The fd of backing.tmp (for fallocate/extents; do not close). */
 int store_writer_fd(struct store_writer *w);
 
+/* A second expectation beside the one given at open: the image's SHA-512 must
+ * also be sha512_hex (128 lowercase hex digits), else commit fails with
+ * "checksum mismatch: expected <it>, got <sha512>". For a restore whose
+ * create expects a SHA-256: the backup's SHA-512 is checked too. Call before
+ * commit. */
+void store_writer_expect_sha512(struct store_writer *w, const char *sha512_hex);
+
 /* Skip hashing: the bytes are known to equal an image with this SHA-512
  * (used by clone and a peer sync by pieces); `verified` (a STORE_VERIFIED_*)
  * is how the image counts as verified then (the cfg's `verified`; without

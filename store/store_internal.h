@@ -144,9 +144,10 @@ struct store_writer {
     int dirfd; /* the image directory */
     int fd;    /* backing.tmp */
     struct store_checksum expected;
-    uint64_t max_size;      /* the store's, at open */
-    char limit_message[80]; /* "image larger than --max-size (N bytes)" */
-    atomic_bool over_limit; /* a call was refused by max_size */
+    char also_sha512[STORE_CHECKSUM_HEX + 1]; /* a second expectation, or "" */
+    uint64_t max_size;                        /* the store's, at open */
+    char limit_message[80];                   /* "image larger than --max-size (N bytes)" */
+    atomic_bool over_limit;                   /* a call was refused by max_size */
 
     pthread_mutex_t lock; /* guards everything below but the atomics */
     pthread_cond_t more;  /* hasher: written grew or stop */

@@ -410,6 +410,11 @@ int store_writer_fd(struct store_writer *w)
     return w->fd;
 }
 
+void store_writer_expect_sha512(struct store_writer *w, const char *sha512_hex)
+{
+    str_copy(w->also_sha512, sizeof(w->also_sha512), sha512_hex);
+}
+
 void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex,
                                  const char *verified)
 {

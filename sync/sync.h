@@ -11,7 +11,8 @@
  *
  * Sources: upload (a file descriptor the client opened), clone (a ready image
  * on the same disk), download (an http or https URL), peer sync (other bimfs
- * daemons over HTTP; docs/peer-sync.md).
+ * daemons over HTTP; docs/peer-sync.md), restore (a backup in a Longhorn
+ * backupstore; docs/backup.md).
  *
  * Errors: 0 or -errno, with a message in struct bim_error that already names
  * the image ("<name>: <cause>"): -EINVAL invalid_argument, -ENOENT not_found,
@@ -133,7 +134,8 @@ enum sync_source_type {
     SYNC_SOURCE_CLONE,
     SYNC_SOURCE_DOWNLOAD,
     SYNC_SOURCE_PEER,
-    SYNC_SOURCE_STREAM, /* bytes pushed through sync_stream_*() (internal to sync) */
+    SYNC_SOURCE_STREAM,  /* bytes pushed through sync_stream_*() (internal to sync) */
+    SYNC_SOURCE_RESTORE, /* a backup in a backup store (SPEC §10; sync/restore/) */
 };
 
 struct sync_create_request {
@@ -143,7 +145,7 @@ struct sync_create_request {
     enum sync_source_type type;
     int fd;                     /* UPLOAD: a readable fd; sync takes ownership (closes it) */
     const char *from;           /* CLONE: the source image name */
-    const char *url;            /* DOWNLOAD */
+    const char *url;            /* DOWNLOAD; RESTORE: the backup URL */
     const char *const *peers;   /* PEER: host:port list, NULL-terminated */
     uint64_t size;              /* PEER: expected size, 0 if unknown */
     struct sync_stream *stream; /* STREAM: set by sync_stream_begin() */

@@ -202,6 +202,17 @@ struct sync_job *sync_job_new(struct sync *sync, const struct sync_source_ops *o
                               struct sync_record *rec, void *state);
 void sync_job_free(struct sync_job *job);
 
+/* For a source's resume: a job of `ops` continuing the image adoption found
+ * in e, owning `state` (freed on any failure), its expected checksum and
+ * display text taken from e's cfg. 1 with *job; -ENOMEM; -EINVAL when the
+ * cfg's expectation does not parse (a cfg bimfs did not write). */
+int sync_job_resume(struct sync *sync, const struct sync_source_ops *ops, struct sync_record *rec,
+                    const struct store_entry *e, void *state, struct sync_job **job);
+
+/* Is the daemon shutting down (sync_close)? Takes sync->lock. A transfer
+ * cancelled by it may keep its backing.tmp to resume. */
+bool sync_stopping(struct sync *sync);
+
 /* Attach the job to its record and append it to the queue (sync->lock held). */
 void sync_job_enqueue(struct sync *sync, struct sync_job *job);
 

@@ -35,6 +35,33 @@ struct sync_job *sync_job_new(struct sync *sync, const struct sync_source_ops *o
     return job;
 }
 
+int sync_job_resume(struct sync *sync, const struct sync_source_ops *ops, struct sync_record *rec,
+                    const struct store_entry *e, void *state, struct sync_job **job)
+{
+    *job = sync_job_new(sync, ops, rec, state);
+    if (!*job) {
+        ops->free_state(state);
+        return -ENOMEM;
+    }
+    if (store_checksum_parse(e->cfg.expected_checksum, &(*job)->expected, NULL) < 0) {
+        sync_job_free(*job); /* a cfg bimfs did not write: do not guess */
+        *job = NULL;
+        return -EINVAL;
+    }
+    str_copy((*job)->source, sizeof((*job)->source), e->cfg.source);
+    return 1;
+}
+
+bool sync_stopping(struct sync *sync)
+{
+    bool stopping;
+
+    pthread_mutex_lock(&sync->lock);
+    stopping = sync->stopping;
+    pthread_mutex_unlock(&sync->lock);
+    return stopping;
+}
+
 void sync_job_free(struct sync_job *job)
 {
     if (!job)

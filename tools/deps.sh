@@ -9,7 +9,7 @@ packages=(
     # build
     meson ninja-build pkg-config gcc libc6-dev
     libfuse3-dev libcurl4-openssl-dev libjansson-dev libqcow-dev libmicrohttpd-dev libssl-dev
-    libexpat1-dev
+    libexpat1-dev liblz4-dev zlib1g-dev
     # run and test
     fuse3 python3 python3-pytest attr util-linux e2fsprogs qemu-utils libqcow-utils
     ca-certificates openssl curl git clang-format
@@ -22,6 +22,9 @@ packages=(
     systemd python3-yaml
     # the S3 endpoint of the s3 backup target's tests checks every SigV4 signature with botocore
     python3-botocore
+    # backups: the tests write and read Longhorn backups with independent code (lz4.frame),
+    # the bench compares with the lz4 tool
+    python3-lz4 lz4
 )
 
 missing=()

@@ -20,7 +20,7 @@ build=${BUILD_FUZZ:-$root/build-fuzz}
 seconds=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request cfg qcow http_range url peer)
+[ ${#targets[@]} -gt 0 ] || targets=(request cfg qcow http_range url peer restore)
 read -r -a extra_args <<<"${FUZZ_ARGS:-}"
 
 if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then

@@ -28,6 +28,42 @@
 #define WIRE_PROGRESS_MAX 100
 #define WIRE_VERIFIED_MAX 16 /* bytes of a `verified` value, NUL included */
 
+/* ---- backups (SPEC §10; backup.c) ---- */
+
+#define WIRE_BACKUP_URL_MAX (BIM_URL_MAX + 96) /* <target>?backingImage=<name> */
+#define WIRE_BACKUP_TIME_MAX 32                /* RFC 3339 UTC */
+
+/* The result of backup and backup-status. */
+struct wire_backup_status {
+    char url[WIRE_BACKUP_URL_MAX];
+    char state[WIRE_STATE_MAX]; /* "in_progress", "complete", "error" */
+    int progress;               /* 0..100 */
+    char error[BIM_ERROR_MAX];  /* "" unless state is error */
+};
+
+/* {"url", "state", "progress", "error"} */
+json_t *wire_backup_status_to_json(const struct wire_backup_status *s);
+
+/* The object above, every field checked; -EPROTO with a message. */
+int wire_backup_status_from_json(const json_t *value, struct wire_backup_status *out,
+                                 struct bim_error *err);
+
+/* One backup of a target, as `backups` maps its name: {"url", "size",
+ * "checksum", "created", "completed", "compression", "labels": {k: v}}. */
+struct wire_backup_entry {
+    const char *url;
+    uint64_t size;
+    const char *checksum;
+    const char *created;
+    const char *completed; /* "" while in progress or cut */
+    const char *compression;
+    const char *const *label_keys;
+    const char *const *label_values;
+    size_t label_count;
+};
+
+json_t *wire_backup_entry_to_json(const struct wire_backup_entry *e);
+
 /* ---- the image object (SPEC §6) ---- */
 
 struct wire_status {

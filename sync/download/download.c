@@ -157,16 +157,6 @@ static void sync_download_locate(struct sync_download *d, struct bim_error *err)
     str_copy(err->message, sizeof(err->message), line);
 }
 
-static bool sync_download_stopping(struct sync *sync)
-{
-    bool stopping;
-
-    pthread_mutex_lock(&sync->lock);
-    stopping = sync->stopping;
-    pthread_mutex_unlock(&sync->lock);
-    return stopping;
-}
-
 static const struct store_checksum *sync_download_expected(struct sync_download *d)
 {
     return d->job->expected.algo != STORE_DIGEST_NONE ? &d->job->expected : NULL;
@@ -606,7 +596,7 @@ static void sync_download_run(struct sync_job *job)
             break;
         case SYNC_DOWNLOAD_CANCEL:
             rc = -ECANCELED;
-            if (d->w && sync_download_stopping(d->sync)) {
+            if (d->w && sync_stopping(d->sync)) {
                 /* shutdown: keep backing.tmp; the next start resumes it */
                 store_writer_close(d->w);
                 d->w = NULL;

@@ -593,18 +593,7 @@ static int sync_peer_resume(struct sync *sync, struct sync_record *rec, const st
         return rc == 0 ? 0 : -EINVAL;
     }
     pj->resume = e->has_tmp;
-    *job = sync_job_new(sync, &sync_peer_ops, rec, pj);
-    if (!*job) {
-        free(pj);
-        return -ENOMEM;
-    }
-    if (store_checksum_parse(e->cfg.expected_checksum, &(*job)->expected, NULL) < 0) {
-        sync_job_free(*job); /* a cfg bimfs did not write: do not guess */
-        *job = NULL;
-        return -EINVAL;
-    }
-    str_copy((*job)->source, sizeof((*job)->source), e->cfg.source);
-    return 1;
+    return sync_job_resume(sync, &sync_peer_ops, rec, e, pj, job);
 }
 
 const struct sync_source_ops sync_peer_ops = {

@@ -26,7 +26,9 @@ that is not the body's get 403 with the S3 error XML (Code
 InvalidAccessKeyId, SignatureDoesNotMatch, AuthorizationHeaderMalformed,
 RequestTimeTooSkewed, XAmzContentSHA256Mismatch). Other buckets are
 NoSuchBucket (404). srv.fail_next = [503, ...] answers the next requests with
-those statuses (SlowDown), for retries.
+those statuses (SlowDown), for retries. srv.hold = (substring, threading.Event())
+makes every PUT of a key holding the substring wait for the event (srv.held counts
+them), so a test can stop a client in the middle of its writes.
 """
 
 import base64
@@ -102,6 +104,8 @@ class S3Server:
         self.rejected = []  # (code, message) of every 403 for a signature
         self.signed = []  # {header: value} of the signed headers of every request let in
         self.fail_next = []
+        self.hold = None  # (key substring, threading.Event): such PUTs wait for the event
+        self.held = 0  # PUTs that waited (or wait) on hold
         self.httpd = None
 
     # ------------------------------------------------------------ set-up
@@ -247,6 +251,11 @@ class S3Server:
             return self._list(h, dict(urllib.parse.parse_qsl(split.query,
                                                              keep_blank_values=True)))
         if h.command == "PUT":
+            hold = self.hold
+            if hold and hold[0] in key:
+                with self.lock:
+                    self.held += 1
+                hold[1].wait(120)
             self.put(key, body)
             return self._reply(h, 200, b"", {"ETag": '"%s"' % hashlib.md5(body).hexdigest()})
         if h.command == "DELETE":

@@ -6,33 +6,16 @@ as the daemon would have them.
 """
 
 import os
-import subprocess
 import time
 
 import pytest
 
 from s3server import S3Server
+from targettool import TOOL, failed, ok, tool
 
-TOOL = os.environ.get("BK_TARGET_TOOL", "")
 SECRET = "bimfs/Secret+Key/0123456789abcdefghij"
 
 pytestmark = pytest.mark.skipif(not TOOL, reason="BK_TARGET_TOOL not set (run through meson)")
-
-
-def tool(url, *args, env, data=None, timeout=60):
-    return subprocess.run([TOOL, url] + [str(a) for a in args], input=data,
-                          capture_output=True, env=env, timeout=timeout)
-
-
-def ok(r):
-    assert r.returncode == 0, "the target failed: %s" % r.stderr.decode()
-    return r.stdout
-
-
-def failed(r):
-    assert r.returncode == 1, "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout,
-                                                                 r.stderr)
-    return r.stderr.decode()
 
 
 def s3_env(srv, **extra):

@@ -65,6 +65,38 @@ static void test_valid_ops_parse(void)
     expect_valid("  {\"op\":\"list\"}  ", CTL_OP_LIST);
 }
 
+static void test_backup_ops_parse(void)
+{
+    struct ctl_request req;
+    struct bim_error err;
+    int rc;
+
+    expect_valid("{\"op\":\"backup-status\",\"name\":\"ubuntu\"}", CTL_OP_BACKUP_STATUS);
+    expect_valid("{\"op\":\"backups\",\"target\":\"vfs:///bk\"}", CTL_OP_BACKUPS);
+    rc = parse("{\"op\":\"backup\",\"name\":\"ubuntu\",\"target\":\"s3://b@r/p/\","
+               "\"compression\":\"gzip\",\"labels\":{\"k\":\"v\"}}",
+               &req, &err);
+    CHECK(rc == 0, "backup rejected: %s", err.message);
+    if (rc == 0) {
+        CHECK_INT(req.op, CTL_OP_BACKUP);
+        CHECK_STR(req.target, "s3://b@r/p/");
+        CHECK_STR(req.compression, "gzip");
+        CHECK(json_object_size(req.labels) == 1, "labels not kept");
+    }
+    ctl_request_clear(&req);
+    expect_invalid("{\"op\":\"backup\",\"name\":\"ubuntu\"}", "missing field \"target\"");
+    expect_invalid("{\"op\":\"backup\",\"name\":\"ubuntu\",\"target\":\"vfs:///b\","
+                   "\"labels\":{\"k\":1}}",
+                   "label \"k\" must be a string");
+    expect_invalid("{\"op\":\"backup\",\"name\":\"ubuntu\",\"target\":\"vfs:///b\","
+                   "\"labels\":[]}",
+                   "must be an object of strings");
+    expect_invalid("{\"op\":\"backups\"}", "missing field \"target\"");
+    expect_invalid("{\"op\":\"backups\",\"target\":\"vfs:///b\",\"name\":\"x\"}",
+                   "unknown field \"name\"");
+    expect_invalid("{\"op\":\"backup-status\"}", "missing field \"name\"");
+}
+
 static void test_create_fields_parse(void)
 {
     struct ctl_request req;
@@ -320,7 +352,8 @@ static void test_image_json_has_longhorn_fields(void)
         "source", "status"};
     static const char *const status_keys[] = {
         "state",    "currentChecksum", "sendingReference", "errorMsg", "senderManagerAddress",
-        "progress", "bytesDone",       "bytesTotal",       "rate"};
+        "progress", "bytesDone",       "bytesTotal",       "rate",     "verified",
+        "lastScrub"};
     struct sync_image_info info = {
         .id = 1,
         .name = "ubuntu",
@@ -348,7 +381,7 @@ static void test_image_json_has_longhorn_fields(void)
     for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
         CHECK(json_object_get(image, top[i]) != NULL, "image lacks \"%s\"", top[i]);
     status = json_object_get(image, "status");
-    CHECK_INT(json_object_size(status), 9);
+    CHECK_INT(json_object_size(status), 11);
     for (size_t i = 0; i < sizeof(status_keys) / sizeof(status_keys[0]); i++)
         CHECK(json_object_get(status, status_keys[i]) != NULL, "status lacks \"%s\"",
               status_keys[i]);
@@ -523,6 +556,7 @@ static void test_json_text_sanitized(void)
 int main(void)
 {
     RUN(test_valid_ops_parse);
+    RUN(test_backup_ops_parse);
     RUN(test_create_fields_parse);
     RUN(test_checksum_passes_to_sync);
     RUN(test_sync_fields_parse);

@@ -366,6 +366,43 @@ static void test_pieces_bad_answers_are_refused(void)
     }
 }
 
+static void test_backup_status_round_trip_and_bad_ones_refused(void)
+{
+    struct wire_backup_status st = {.url = "vfs:///bk?backingImage=u",
+                                    .state = "error",
+                                    .progress = 42,
+                                    .error = "block at offset 0: EIO"},
+                              back;
+    struct bim_error err = {0};
+    const char *keys[] = {"k"}, *values[] = {"v"};
+    struct wire_backup_entry e = {.url = "u",
+                                  .size = 4096,
+                                  .checksum = "c",
+                                  .created = "t",
+                                  .completed = "",
+                                  .compression = "lz4",
+                                  .label_keys = keys,
+                                  .label_values = values,
+                                  .label_count = 1};
+    json_t *v = wire_backup_status_to_json(&st);
+    char *text;
+
+    CHECK_INT(wire_backup_status_from_json(v, &back, &err), 0);
+    CHECK(memcmp(&st, &back, sizeof(st)) == 0, "the status came back changed");
+    json_object_set_new(v, "state", json_string("running"));
+    CHECK_INT(wire_backup_status_from_json(v, &back, &err), -EPROTO);
+    json_object_set_new(v, "state", json_string("complete"));
+    json_object_set_new(v, "progress", json_integer(101));
+    CHECK_INT(wire_backup_status_from_json(v, &back, &err), -EPROTO);
+    json_decref(v);
+    v = wire_backup_entry_to_json(&e);
+    text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    CHECK_STR(text, "{\"checksum\":\"c\",\"completed\":\"\",\"compression\":\"lz4\","
+                    "\"created\":\"t\",\"labels\":{\"k\":\"v\"},\"size\":4096,\"url\":\"u\"}");
+    free(text);
+    json_decref(v);
+}
+
 int main(void)
 {
     RUN(test_image_round_trip_is_the_same_image);
@@ -382,5 +419,6 @@ int main(void)
     RUN(test_names_uuids_and_peers);
     RUN(test_pieces_round_trip);
     RUN(test_pieces_bad_answers_are_refused);
+    RUN(test_backup_status_round_trip_and_bad_ones_refused);
     return check_exit();
 }

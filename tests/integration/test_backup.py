@@ -1,0 +1,376 @@
+"""Backups of images to a backup target (SPEC §10): the real daemon, a vfs
+target in a directory of the test (or s3server.py on loopback), and what
+bimfs wrote read back with independent code (lhbackup.py: json, hashlib,
+gzip, lz4.frame) in the layout of Longhorn's backupstore.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+import lhbackup
+from conftest import MiB, PipeFeeder, expect_error, expect_ok, make_file
+from s3server import S3Server
+
+SECRET = "bimfs/Backup+Secret/0123456789abcdefghij"
+LAYOUT = [("data", 3 * MiB), ("hole", 4 * MiB), ("zero", 2 * MiB), ("data", MiB + 512)]
+
+
+def backup(daemon, name, target, **kw):
+    req = {"op": "backup", "name": name, "target": target}
+    req.update(kw)
+    return daemon.request(req)
+
+
+def status(daemon, name):
+    return expect_ok(daemon.request({"op": "backup-status", "name": name}))
+
+
+def wait_backup(daemon, name, timeout=120):
+    """Poll backup-status until the backup is complete or in error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = status(daemon, name)
+        if st["state"] != "in_progress":
+            return st
+        assert time.monotonic() < deadline, "backup of %s still in progress: %r" % (name, st)
+        time.sleep(0.1)
+
+
+def backups(daemon, target):
+    return expect_ok(daemon.request({"op": "backups", "target": target}))
+
+
+def expected_offsets(path, size):
+    """The 2 MiB blocks of the file that hold a byte other than zero."""
+    out = []
+    with open(path, "rb") as f:
+        for off in range(0, size, lhbackup.BLOCK_SIZE):
+            if f.read(lhbackup.BLOCK_SIZE).strip(b"\0"):
+                out.append(off)
+    return out
+
+
+@pytest.fixture
+def target(tmp_path):
+    root = tmp_path / "target"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def image(daemon, tmp_path):
+    """A ready raw image with data, a hole, written zeros and a short last block."""
+    path = tmp_path / "parrot.raw"
+    digest = make_file(path, LAYOUT, seed=5)
+    daemon.add_ready("parrot", path)
+    return path, digest
+
+
+def test_a_raw_image_with_holes_is_read_back_by_independent_code(daemon, image, target,
+                                                                 tmp_path):
+    path, digest = image
+    url = "vfs://%s" % target
+    rc, out, err = daemon.bimctl("backup", "parrot", "--to", url, "--label", "team=storage",
+                                 "--wait")
+    assert rc == 0, "bimctl backup --wait: exit %d: %s" % (rc, err)
+    assert out == "parrot backup complete 100%% %s?backingImage=parrot\n" % url, out
+    store = lhbackup.VfsStore(target)
+    cfg = lhbackup.read_cfg(store, "parrot")
+    lhbackup.check_cfg_types(cfg, complete=True)
+    assert lhbackup.cfg_keys(store, "parrot") == lhbackup.FIELD_ORDER + ["Blocks"], \
+        "the cfg's fields are not in the order Go writes them"
+    size = os.path.getsize(path)
+    assert (cfg["Name"], cfg["Size"], cfg["Checksum"]) == ("parrot", str(size), digest)
+    assert cfg["Labels"] == {"team": "storage"} and cfg["CompressionMethod"] == "lz4"
+    offsets = [b["Offset"] for b in cfg["Blocks"]]
+    assert offsets == expected_offsets(path, size), \
+        "the stored blocks are not the blocks holding data (holes and zeros left out)"
+    restored = tmp_path / "restored.raw"
+    assert lhbackup.reassemble(store, "parrot", restored) == digest, "reassembled bytes differ"
+    assert restored.read_bytes() == path.read_bytes()
+    assert not [p for p in store.files() if p.endswith(".lck")], "the lock file was left"
+    assert all(p.endswith(".blk") or p.endswith("/backing-image.cfg") for p in store.files()), \
+        "stray files on the target: %s" % store.files()
+
+
+def test_an_image_of_zeros_stores_no_block(daemon, target, tmp_path):
+    path = tmp_path / "zeros.raw"
+    digest = make_file(path, [("zero", 3 * MiB), ("hole", 2 * MiB)])
+    daemon.add_ready("zeros", path)
+    expect_ok(backup(daemon, "zeros", "vfs://%s" % target))
+    assert wait_backup(daemon, "zeros")["state"] == "complete"
+    store = lhbackup.VfsStore(target)
+    cfg = lhbackup.read_cfg(store, "zeros")
+    lhbackup.check_cfg_types(cfg, complete=True)
+    assert cfg["BlockCount"] == "0" and "Blocks" not in cfg, "Blocks is omitempty: %r" % cfg
+    assert store.blocks() == [], "an all-zero block was stored"
+    assert lhbackup.reassemble(store, "zeros", tmp_path / "r.raw") == digest
+
+
+def test_lz4_blocks_are_frames_as_longhorn_writes_them(daemon, image, target):
+    expect_ok(backup(daemon, "parrot", "vfs://%s" % target))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    store = lhbackup.VfsStore(target)
+    cfg = lhbackup.read_cfg(store, "parrot")
+    for b in cfg["Blocks"]:
+        blob = store.read(lhbackup.block_path(b["BlockChecksum"]))
+        assert blob[:4] == lhbackup.LZ4_MAGIC, "not the LZ4 frame format"
+        assert blob[4] == 0x64, "FLG %02x: not independent blocks with a content checksum, " \
+            "without content size" % blob[4]
+        if int(cfg["Size"]) - b["Offset"] >= lhbackup.BLOCK_SIZE:
+            assert blob[5] == 0x70, "BD %02x: a full block is not in 4 MB frame blocks" % blob[5]
+
+
+@pytest.mark.parametrize("method", ["gzip", "none"])
+def test_gzip_and_none_compression(daemon, image, target, tmp_path, method):
+    path, digest = image
+    r = expect_ok(backup(daemon, "parrot", "vfs://%s" % target, compression=method))
+    assert r == {"url": "vfs://%s?backingImage=parrot" % target, "state": "in_progress",
+                 "progress": 0, "error": ""}, r
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    store = lhbackup.VfsStore(target)
+    cfg = lhbackup.read_cfg(store, "parrot")
+    assert cfg["CompressionMethod"] == method
+    first = store.read(lhbackup.block_path(cfg["Blocks"][0]["BlockChecksum"]))
+    if method == "gzip":
+        assert first[:10] == lhbackup.GZIP_HEADER, "gzip header %r is not Go's" % first[:10]
+    else:
+        assert first == path.read_bytes()[:lhbackup.BLOCK_SIZE], "none: not the raw bytes"
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
+def test_a_second_backup_of_the_same_data_stores_no_new_block(daemon, image, target):
+    path, _ = image
+    url = "vfs://%s" % target
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    store = lhbackup.VfsStore(target)
+    before = {p: os.stat(target / p).st_mtime_ns for p in store.blocks()}
+    assert before, "no block stored"
+    daemon.add_ready("parrot2", path)
+    expect_ok(backup(daemon, "parrot2", url))
+    assert wait_backup(daemon, "parrot2")["state"] == "complete"
+    after = {p: os.stat(target / p).st_mtime_ns for p in store.blocks()}
+    assert after == before, "the second backup wrote blocks again or added some"
+    assert lhbackup.read_cfg(store, "parrot2")["Blocks"] == \
+        lhbackup.read_cfg(store, "parrot")["Blocks"]
+    listed = backups(daemon, url)
+    assert sorted(listed) == ["parrot", "parrot2"], listed
+
+
+def test_a_complete_backup_of_the_name_is_already_exists(daemon, image, target):
+    url = "vfs://%s" % target
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    expect_error(backup(daemon, "parrot", url), "already_exists")
+    rc, _, err = daemon.bimctl("backup", "parrot", "--to", url)
+    assert rc == 1 and "already" in err, err
+
+
+def test_backups_lists_what_the_target_holds(daemon, image, target):
+    path, digest = image
+    url = "vfs://%s" % target
+    expect_ok(backup(daemon, "parrot", url, compression="gzip", labels={"a": "1", "b": "x=y"}))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    entry = backups(daemon, url)["parrot"]
+    assert set(entry) == {"url", "size", "checksum", "created", "completed", "compression",
+                          "labels"}, entry
+    assert entry["url"] == url + "?backingImage=parrot"
+    assert (entry["size"], entry["checksum"]) == (os.path.getsize(path), digest)
+    assert entry["compression"] == "gzip" and entry["labels"] == {"a": "1", "b": "x=y"}
+    assert lhbackup.is_rfc3339_utc(entry["completed"]), entry
+    rc, out, err = daemon.bimctl("backups", url)
+    assert rc == 0 and "parrot" in out and "gzip" in out, (rc, out, err)
+
+
+def test_a_backup_cut_short_is_not_complete_and_is_done_again(daemon, image, target, tmp_path):
+    path, digest = image
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    # what a crash after the initial record leaves: that record and a backup lock
+    store.write(lhbackup.cfg_path("parrot"),
+                b'{"Name":"parrot","Size":"%d","BlockCount":"0","Checksum":"%s","Labels":null,'
+                b'"CompressionMethod":"lz4","CreatedTime":"2026-01-01T00:00:00Z",'
+                b'"CompleteTime":"","Secret":"","SecretNamespace":"","ProcessingBlocks":null}'
+                % (os.path.getsize(path), digest.encode()))
+    lhbackup.write_lock(store, "lock-00000000deadbeef", 1)
+    assert backups(daemon, url)["parrot"]["completed"] == "", "an incomplete backup is complete"
+    rc, out, _ = daemon.bimctl("backups", url)
+    assert "(in progress)" in out, out
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete", \
+        "another writer's backup lock (type 1) excluded a backup"
+    assert backups(daemon, url)["parrot"]["completed"] != ""
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
+def test_a_deletion_lock_held_by_another_writer_is_honoured(daemon, image, target):
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    lock = lhbackup.write_lock(store, "lock-0123456789abcdef", 2)
+    expect_ok(backup(daemon, "parrot", url))
+    st = wait_backup(daemon, "parrot")
+    assert st["state"] == "error" and "lock-0123456789abcdef" in st["error"], st
+    assert not store.exists(lhbackup.cfg_path("parrot")), "a cfg was written under the lock"
+    assert [p for p in store.files() if p.endswith(".lck")] == [lock], \
+        "the refused backup left its own lock file"
+    old = time.time() - 200  # older than LOCK_DURATION (150 s): expired
+    os.utime(target / lock, (old, old))
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete", "an expired lock was honoured"
+
+
+def test_bad_targets_and_arguments_are_invalid_argument(daemon, image, target):
+    for bad in ["ftp://host/x", "vfs://host/x", "vfs://%s/missing" % target, "relative/path",
+                "s3://bk@us-east-1/prefix/"]:  # s3: this daemon has no AWS credentials
+        r = backup(daemon, "parrot", bad)
+        expect_error(r, "invalid_argument")
+        assert r["error"]["message"].startswith("parrot: "), r
+        expect_error(daemon.request({"op": "backups", "target": bad}), "invalid_argument")
+    expect_error(backup(daemon, "parrot", "vfs://%s" % target, compression="zstd"),
+                 "invalid_argument")
+    expect_error(backup(daemon, "parrot", "vfs://%s" % target, labels={"k": 1}),
+                 "invalid_argument")
+    expect_error(backup(daemon, "nosuch", "vfs://%s" % target), "not_found")
+    expect_error(daemon.request({"op": "backup-status", "name": "nosuch"}), "not_found")
+    expect_error(daemon.request({"op": "backup", "name": "parrot"}), "invalid_argument")
+    assert lhbackup.VfsStore(target).files() == [], "a refused backup wrote to the target"
+
+
+def test_an_image_that_is_not_ready_is_busy(daemon, target):
+    feeder = PipeFeeder(close=False)
+    reply = daemon.upload_fd("busy", feeder.r)
+    feeder.close_read_end()
+    expect_ok(reply)
+    feeder.start()
+    try:
+        daemon.wait_state("busy", ("starting", "in-progress"))
+        expect_error(backup(daemon, "busy", "vfs://%s" % target), "busy")
+    finally:
+        feeder.stop()
+
+
+# ---------------------------------------------------------------- s3
+
+URL = "s3://bk@us-east-1/longhorn/"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    srv = S3Server(secret=SECRET).start()
+    for k in list(os.environ):
+        if k.startswith("AWS_") or k.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", srv.key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv.secret)
+    monkeypatch.setenv("AWS_ENDPOINTS", srv.endpoint)
+    yield srv
+    if srv.hold:
+        srv.hold[1].set()
+    srv.stop()
+
+
+@pytest.fixture
+def s3_daemon(s3, daemon_factory):
+    return daemon_factory(name="s3d")  # started with the AWS_* environment
+
+
+def test_a_backup_to_s3_is_read_back(s3, s3_daemon, tmp_path):
+    path = tmp_path / "img.raw"
+    digest = make_file(path, LAYOUT, seed=9)
+    s3_daemon.add_ready("parrot", path)
+    rc, out, err = s3_daemon.bimctl("backup", "parrot", "--to", URL, "--wait")
+    assert rc == 0, err
+    store = lhbackup.S3Store(s3, "longhorn")
+    lhbackup.check_cfg_types(lhbackup.read_cfg(store, "parrot"), complete=True)
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+    assert sorted(backups(s3_daemon, URL)) == ["parrot"]
+    assert s3.rejected == [], "requests were refused: %s" % s3.rejected
+    assert SECRET not in s3_daemon.log(tail=10**6), "the secret reached the log"
+    assert SECRET not in out + err
+
+
+def test_a_missing_bucket_or_a_dead_endpoint_is_invalid_argument(s3, s3_daemon, tmp_path,
+                                                                 monkeypatch):
+    path = tmp_path / "img.raw"
+    make_file(path, LAYOUT, seed=3)
+    s3_daemon.add_ready("parrot", path)
+    r = backup(s3_daemon, "parrot", "s3://nobucket@us-east-1/longhorn/")
+    expect_error(r, "invalid_argument")
+    assert "NoSuchBucket" in r["error"]["message"], r
+    expect_error(s3_daemon.request({"op": "backups", "target": "s3://nobucket@us-east-1/x/"}),
+                 "invalid_argument")
+    s3.stop()  # the endpoint is dead now
+    r = backup(s3_daemon, "parrot", URL)
+    expect_error(r, "invalid_argument")
+    assert "refused" in r["error"]["message"].lower(), r
+    assert SECRET not in str(r)
+
+
+def hold_blocks(s3, daemon, tmp_path, name="parrot"):
+    """Start a backup whose block writes wait: returns (event, digest) once one waits."""
+    path = tmp_path / (name + ".raw")
+    digest = make_file(path, LAYOUT, seed=11)
+    daemon.add_ready(name, path)
+    s3.hold = (".blk", threading.Event())
+    expect_ok(backup(daemon, name, URL))
+    deadline = time.monotonic() + 60
+    while s3.held == 0:
+        assert time.monotonic() < deadline, "no block write reached the server"
+        time.sleep(0.05)
+    return s3.hold[1], digest
+
+
+def test_a_running_backup_holds_its_lock_and_the_initial_record(s3, s3_daemon, tmp_path):
+    release, _ = hold_blocks(s3, s3_daemon, tmp_path)
+    store = lhbackup.S3Store(s3, "longhorn")
+    lhbackup.check_cfg_types(lhbackup.read_cfg(store, "parrot"), complete=False)
+    locks = [p for p in store.files() if p.startswith(lhbackup.lock_dir() + "/lock-")]
+    assert len(locks) == 1 and locks[0].endswith(".lck"), store.files()
+    name = locks[0].rsplit("/", 1)[1][:-4]
+    assert store.read(locks[0]) == lhbackup.lock_text(name, 1, True), store.read(locks[0])
+    expect_error(backup(s3_daemon, "parrot", URL), "busy")  # one backup per image at a time
+    assert backups(s3_daemon, URL)["parrot"]["completed"] == ""
+    release.set()
+    assert wait_backup(s3_daemon, "parrot")["state"] == "complete"
+    assert not [p for p in store.files() if p.endswith(".lck")], "the lock was not released"
+
+
+def test_kill9_mid_backup_is_never_listed_complete_and_a_retry_completes_it(s3, s3_daemon,
+                                                                           tmp_path):
+    release, digest = hold_blocks(s3, s3_daemon, tmp_path)
+    s3_daemon.kill9()
+    s3.hold = None
+    release.set()
+    s3_daemon.start()
+    s3_daemon.wait_state("parrot", "ready")
+    assert backups(s3_daemon, URL)["parrot"]["completed"] == "", \
+        "a backup cut by kill -9 is listed complete"
+    expect_ok(backup(s3_daemon, "parrot", URL))
+    assert wait_backup(s3_daemon, "parrot")["state"] == "complete"
+    store = lhbackup.S3Store(s3, "longhorn")
+    lhbackup.check_cfg_types(lhbackup.read_cfg(store, "parrot"), complete=True)
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
+def test_stopping_the_daemon_ends_a_running_backup_and_releases_its_lock(s3, s3_daemon,
+                                                                        tmp_path):
+    release, _ = hold_blocks(s3, s3_daemon, tmp_path)
+
+    def release_once_stopping():  # the held block write ends once the daemon is stopping
+        deadline = time.monotonic() + 60
+        while "info stopping" not in s3_daemon.log(tail=10**6) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        release.set()
+
+    t = threading.Thread(target=release_once_stopping)
+    t.start()
+    s3_daemon.stop()  # exit status 0, within the stop timeout
+    t.join()
+    store = lhbackup.S3Store(s3, "longhorn")
+    assert lhbackup.read_cfg(store, "parrot")["CompleteTime"] == "", \
+        "a backup stopped before its end was recorded complete"
+    assert not [p for p in store.files() if p.endswith(".lck")], "the lock file was left"
