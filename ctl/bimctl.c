@@ -27,9 +27,12 @@ static const char bimctl_usage_text[] =
     "Commands:\n"
     "  list [--json]           list every image (a table, or JSON: a map name -> image)\n"
     "  get NAME [--json]       show one image\n"
-    "  create NAME (--url URL | --file PATH | --clone NAME) [--uuid U] [--checksum SUM] [--wait]\n"
+    "  create NAME (--url URL | --file PATH | --clone NAME | --restore URL) [--uuid U]\n"
+    "         [--checksum SUM] [--wait]\n"
     "                          create an image: download URL (http or https), upload the\n"
-    "                          local file PATH, or copy the ready image NAME\n"
+    "                          local file PATH, copy the ready image NAME, or restore the\n"
+    "                          backup URL (TARGET?backingImage=NAME, TARGET vfs:///path,\n"
+    "                          nfs://server:/export or s3://bucket@region/prefix/)\n"
     "  sync NAME --uuid U --from HOST:PORT[,HOST:PORT...] [--size N] [--checksum SUM] [--wait]\n"
     "                          fetch an image from other managers\n"
     "  delete NAME             cancel any transfer and delete the image and its data\n"
@@ -338,15 +341,18 @@ fail:
 
 static int bimctl_cmd_create(const struct bimctl_args *a)
 {
-    int sources = !!a->url + !!a->file + !!a->clone;
+    int sources = !!a->url + !!a->file + !!a->clone + !!a->restore;
     json_t *source, *request;
     struct stat st;
     int fd = -1, rc;
 
     if (sources != 1)
-        return bimctl_usage_error("create: give exactly one of --url, --file or --clone");
+        return bimctl_usage_error(
+            "create: give exactly one of --url, --file, --clone or --restore");
     if (a->url) {
         source = json_pack("{s:s, s:s}", "type", "download", "url", a->url);
+    } else if (a->restore) {
+        source = json_pack("{s:s, s:s}", "type", "restore", "url", a->restore);
     } else if (a->clone) {
         source = json_pack("{s:s, s:s}", "type", "clone", "from", a->clone);
     } else {
@@ -481,8 +487,8 @@ struct bimctl_command {
 static const struct bimctl_command bimctl_commands[] = {
     {"list", OPT_JSON, 0, 0, bimctl_cmd_list},
     {"get", OPT_JSON, 1, 1, bimctl_cmd_get},
-    {"create", OPT_URL | OPT_FILE | OPT_CLONE | OPT_UUID | OPT_CHECKSUM | OPT_WAIT, 1, 1,
-     bimctl_cmd_create},
+    {"create", OPT_URL | OPT_FILE | OPT_CLONE | OPT_RESTORE | OPT_UUID | OPT_CHECKSUM | OPT_WAIT, 1,
+     1, bimctl_cmd_create},
     {"sync", OPT_UUID | OPT_FROM | OPT_SIZE | OPT_CHECKSUM | OPT_WAIT, 1, 1, bimctl_cmd_sync},
     {"delete", 0, 1, 1, bimctl_cmd_delete},
     {"watch", 0, 0, 1, bimctl_cmd_watch},
@@ -499,6 +505,7 @@ static const struct option bimctl_options[] = {
     {"url", required_argument, NULL, OPT_URL},
     {"file", required_argument, NULL, OPT_FILE},
     {"clone", required_argument, NULL, OPT_CLONE},
+    {"restore", required_argument, NULL, OPT_RESTORE},
     {"uuid", required_argument, NULL, OPT_UUID},
     {"checksum", required_argument, NULL, OPT_CHECKSUM},
     {"from", required_argument, NULL, OPT_FROM},
@@ -587,6 +594,9 @@ static int bimctl_command_parse(const struct bimctl_command *cmd, int argc, char
             break;
         case OPT_CLONE:
             a->clone = optarg;
+            break;
+        case OPT_RESTORE:
+            a->restore = optarg;
             break;
         case OPT_UUID:
             a->uuid = optarg;

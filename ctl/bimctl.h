@@ -32,6 +32,7 @@ enum {
     OPT_TO = 1 << 10,
     OPT_COMPRESSION = 1 << 11,
     OPT_LABEL = 1 << 12,
+    OPT_RESTORE = 1 << 13,
 };
 
 struct bimctl_args {
@@ -39,7 +40,7 @@ struct bimctl_args {
     const char *command;
     unsigned seen;
     const char *name; /* the positional NAME, if any */
-    const char *url, *file, *clone, *uuid, *checksum, *from, *size;
+    const char *url, *file, *clone, *restore, *uuid, *checksum, *from, *size;
     const char *to, *compression;          /* backup */
     const char *labels[BIMCTL_LABELS_MAX]; /* backup: K=V, as given */
     size_t label_count;

@@ -157,6 +157,7 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
     static const char *const download_fields[] = {"type", "url", NULL};
     static const char *const upload_fields[] = {"type", NULL};
     static const char *const clone_fields[] = {"type", "from", NULL};
+    static const char *const restore_fields[] = {"type", "url", NULL};
     const char *name = req->name;
     struct bim_error cause = {0};
     char prefix[BIM_NAME_MAX + 3];
@@ -183,10 +184,15 @@ static int ctl_source_parse(json_t *source, struct ctl_request *req, struct bim_
         rc = ctl_fields_check(source, clone_fields, "a clone source", &cause);
         if (!rc)
             return ctl_name_field(source, "from", true, prefix, &req->clone_from, err);
+    } else if (strcmp(type, "restore") == 0) {
+        req->source = SYNC_SOURCE_RESTORE;
+        rc = ctl_fields_check(source, restore_fields, "a restore source", &cause);
+        if (!rc) /* the backup URL is sync's to judge */
+            rc = ctl_string_field(source, "url", true, "", &req->url, &cause);
     } else {
         rc = bim_error_set(&cause, -EINVAL,
-                           "unknown source type \"%.32s\" (download, upload "
-                           "or clone)",
+                           "unknown source type \"%.32s\" (download, upload, "
+                           "clone or restore)",
                            type);
     }
     if (rc)

@@ -39,7 +39,7 @@ struct ctl_request {
     const char *uuid; /* NULL when absent */
     const char *checksum;
     enum sync_source_type source;         /* create and sync (SYNC_SOURCE_PEER) */
-    const char *url;                      /* download */
+    const char *url;                      /* download, restore */
     const char *clone_from;               /* clone */
     const char *peers[BIM_PEERS_MAX + 1]; /* sync: NULL-terminated */
     size_t peer_count;

@@ -93,6 +93,7 @@ static int ctl_session_create(struct ctl_session *s, const struct ctl_request *r
         create.size = req->size;
         break;
     case SYNC_SOURCE_DOWNLOAD:
+    case SYNC_SOURCE_RESTORE:
         create.url = req->url;
         break;
     case SYNC_SOURCE_UPLOAD:

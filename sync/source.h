@@ -74,6 +74,7 @@ extern const struct sync_source_ops sync_clone_ops;    /* clone.c */
 extern const struct sync_source_ops sync_download_ops; /* download/ */
 extern const struct sync_source_ops sync_peer_ops;     /* peer/ */
 extern const struct sync_source_ops sync_stream_ops;   /* stream.c */
+extern const struct sync_source_ops sync_restore_ops;  /* restore/ */
 
 /* Not a source: re-verifying a file already on disk (rehash.c). */
 extern const struct sync_source_ops sync_rehash_ops;

@@ -22,6 +22,8 @@ const struct sync_source_ops *sync_source_get(enum sync_source_type type)
         return &sync_peer_ops;
     case SYNC_SOURCE_STREAM:
         return &sync_stream_ops;
+    case SYNC_SOURCE_RESTORE:
+        return &sync_restore_ops;
     }
     return NULL;
 }

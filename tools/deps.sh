@@ -22,8 +22,8 @@ packages=(
     systemd python3-yaml
     # the S3 endpoint of the s3 backup target's tests checks every SigV4 signature with botocore
     python3-botocore
-    # backups: the tests read what bimfs wrote with independent code (lz4.frame), the bench
-    # compares with the lz4 tool
+    # backups: the tests write and read Longhorn backups with independent code (lz4.frame),
+    # the bench compares with the lz4 tool
     python3-lz4 lz4
 )
 
