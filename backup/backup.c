@@ -197,8 +197,11 @@ static int bk_job_new(const struct bk_backup_request *req, struct bk_job **out,
     int rc;
 
     job = calloc(1, sizeof(*job));
-    if (!job)
+    if (!job) {
+        if (req->fd >= 0)
+            close(req->fd); /* the backup's, success or not */
         return bim_error_set(err, -ENOMEM, "%s: out of memory", req->name);
+    }
     job->fd = req->fd;
     pthread_cond_init(&job->cond, NULL);
     *out = job;
