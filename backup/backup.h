@@ -82,7 +82,7 @@ struct bk_backup_request {
 struct bk_backups;
 
 struct bk_backups_options {
-    unsigned workers; /* block workers shared by all backups; 0 = one per core, 2 to 8 */
+    unsigned workers; /* block workers shared by all backups; 0 = two per core, 4 to 8 */
 };
 
 /* opts may be NULL (the defaults). */

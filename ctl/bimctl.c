@@ -41,7 +41,8 @@ static const char bimctl_usage_text[] =
     "  backup NAME --to TARGET [--compression lz4|gzip|none] [--label K=V]... [--wait]\n"
     "                          back the ready image NAME up to TARGET (vfs:///PATH,\n"
     "                          nfs://SERVER:/EXPORT or s3://BUCKET@REGION/PREFIX/)\n"
-    "  backup-status NAME [--json]  the last backup of NAME: state, progress, error\n"
+    "  backup-status NAME [--json]\n"
+    "                          the last backup of NAME: state, progress, error\n"
     "  backups TARGET [--json] list the backups TARGET holds\n"
     "  version                 print the versions of bimctl and of the daemon\n"
     "  help                    print this help\n"
@@ -121,7 +122,10 @@ int bimctl_call(struct ctl_client *client, const char *name, json_t *request, in
 int bimctl_call_once(const struct bimctl_args *a, json_t *request, json_t **result)
 {
     struct ctl_client client;
-    int rc = bimctl_connect(a, &client);
+    int rc;
+
+    *result = NULL; /* also when there is no daemon: callers decref it */
+    rc = bimctl_connect(a, &client);
 
     if (rc) {
         json_decref(request);

@@ -96,6 +96,20 @@ def test_a_raw_image_with_holes_is_read_back_by_independent_code(daemon, image, 
         "stray files on the target: %s" % store.files()
 
 
+def test_an_image_of_zeros_stores_no_block(daemon, target, tmp_path):
+    path = tmp_path / "zeros.raw"
+    digest = make_file(path, [("zero", 3 * MiB), ("hole", 2 * MiB)])
+    daemon.add_ready("zeros", path)
+    expect_ok(backup(daemon, "zeros", "vfs://%s" % target))
+    assert wait_backup(daemon, "zeros")["state"] == "complete"
+    store = lhbackup.VfsStore(target)
+    cfg = lhbackup.read_cfg(store, "zeros")
+    lhbackup.check_cfg_types(cfg, complete=True)
+    assert cfg["BlockCount"] == "0" and "Blocks" not in cfg, "Blocks is omitempty: %r" % cfg
+    assert store.blocks() == [], "an all-zero block was stored"
+    assert lhbackup.reassemble(store, "zeros", tmp_path / "r.raw") == digest
+
+
 def test_lz4_blocks_are_frames_as_longhorn_writes_them(daemon, image, target):
     expect_ok(backup(daemon, "parrot", "vfs://%s" % target))
     assert wait_backup(daemon, "parrot")["state"] == "complete"
