@@ -133,19 +133,14 @@ static int sync_restore_gzip(struct sync_restore_decoder *d, const unsigned char
 
 int sync_restore_block_matches(const void *buf, size_t len, const char *checksum, bool *match)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
-    char got[SYNC_RESTORE_CHECKSUM_HEX + 1];
+    char got[BK_BLOCK_HEX + 1];
     unsigned int mdlen = 0;
 
     *match = false;
     if (EVP_Digest(buf, len, md, &mdlen, EVP_sha512(), NULL) != 1 || mdlen != 64)
         return -EIO;
-    for (size_t i = 0; i < SYNC_RESTORE_CHECKSUM_HEX / 2; i++) {
-        got[2 * i] = hex[md[i] >> 4];
-        got[2 * i + 1] = hex[md[i] & 15];
-    }
-    got[SYNC_RESTORE_CHECKSUM_HEX] = '\0';
+    bk_block_hex(md, got);
     *match = strcmp(got, checksum) == 0;
     return 0;
 }

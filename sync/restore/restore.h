@@ -20,21 +20,16 @@
 #define BIMFS_SYNC_RESTORE_H
 
 #include "../sync_internal.h"
+#include "layout.h"
 #include "lock.h"
 #include "target.h"
 
-#define SYNC_RESTORE_BLOCK (2u << 20)            /* Longhorn's DEFAULT_BLOCK_SIZE */
 #define SYNC_RESTORE_BLOCK_STORED_MAX (4u << 20) /* a stored (compressed) block at most */
-#define SYNC_RESTORE_CFG_MAX (64u << 20)         /* a backup's cfg at most (~500k blocks) */
 #define SYNC_RESTORE_FETCHERS 4                  /* fetcher threads of one restore at most */
-#define SYNC_RESTORE_LEAD (128ull << 20)         /* blocks start at most this far past hashed */
 #define SYNC_RESTORE_ATTEMPTS 3                  /* reads of one block before it fails */
 #define SYNC_RESTORE_URL_MAX BIM_URL_MAX         /* bytes of a backup URL */
-#define SYNC_RESTORE_CHECKSUM_HEX 64             /* a block's name: SHA-512, first 64 hex */
-#define SYNC_RESTORE_PATH_MAX 256                /* a target path of a block or cfg */
 #define SYNC_RESTORE_NAME_MAX BIM_NAME_MAX       /* a backing image's name in the store */
 #define SYNC_RESTORE_KEY "bimfsRestore"          /* the job's object in the cfg's extras */
-#define SYNC_RESTORE_BASE "backupstore/backing-images" /* of cfgs and blocks, in a target */
 
 /* The restore's own state (the job's `state`). */
 struct sync_restore_job {
@@ -61,7 +56,7 @@ enum sync_restore_method {
 struct sync_restore_block {
     uint64_t off;
     uint64_t len; /* of the image this block covers: 2 MiB, the last one less */
-    char checksum[SYNC_RESTORE_CHECKSUM_HEX + 1];
+    char checksum[BK_BLOCK_HEX + 1];
 };
 
 /* A complete backup, as its cfg describes it. */
@@ -73,10 +68,6 @@ struct sync_restore_backup {
     struct sync_restore_block *blocks; /* sorted by offset, disjoint */
     size_t count;
 };
-
-/* The target path of the cfg of backup `name` / of the block named c. */
-void sync_restore_cfg_path(const char *name, char out[SYNC_RESTORE_PATH_MAX]);
-void sync_restore_block_path(const char *checksum, char out[SYNC_RESTORE_PATH_MAX]);
 
 /* Parse a cfg's JSON text into *out (free with sync_restore_backup_free):
  * 0, or -EINVAL with the cause (not JSON, a field of the wrong type, an

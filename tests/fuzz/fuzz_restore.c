@@ -49,10 +49,10 @@ static void fuzz_backup(const uint8_t *data, size_t size)
         abort();
     for (size_t i = 0; i < b.count; i++) {
         const struct sync_restore_block *k = &b.blocks[i];
-        uint64_t want = b.size - k->off < SYNC_RESTORE_BLOCK ? b.size - k->off : SYNC_RESTORE_BLOCK;
+        uint64_t want = b.size - k->off < BK_BLOCK_SIZE ? b.size - k->off : BK_BLOCK_SIZE;
 
-        if (k->off % SYNC_RESTORE_BLOCK || k->off >= b.size || k->len != want ||
-            strlen(k->checksum) != SYNC_RESTORE_CHECKSUM_HEX)
+        if (k->off % BK_BLOCK_SIZE || k->off >= b.size || k->len != want ||
+            strlen(k->checksum) != BK_BLOCK_HEX)
             abort();
         if (i > 0 && b.blocks[i - 1].off + b.blocks[i - 1].len > k->off)
             abort();
@@ -62,17 +62,16 @@ static void fuzz_backup(const uint8_t *data, size_t size)
 
 static void fuzz_block(const uint8_t *data, size_t size)
 {
-    char name[SYNC_RESTORE_CHECKSUM_HEX + 1];
+    char name[BK_BLOCK_HEX + 1];
     struct bim_error err = {0};
     size_t n = 0;
 
-    if (size < 1 + SYNC_RESTORE_CHECKSUM_HEX)
+    if (size < 1 + BK_BLOCK_HEX)
         return;
-    memcpy(name, data + 1, SYNC_RESTORE_CHECKSUM_HEX);
-    name[SYNC_RESTORE_CHECKSUM_HEX] = '\0';
+    memcpy(name, data + 1, BK_BLOCK_HEX);
+    name[BK_BLOCK_HEX] = '\0';
     if (sync_restore_block_decode(decoder, (enum sync_restore_method)(data[0] % 3),
-                                  data + 1 + SYNC_RESTORE_CHECKSUM_HEX,
-                                  size - 1 - SYNC_RESTORE_CHECKSUM_HEX, out,
+                                  data + 1 + BK_BLOCK_HEX, size - 1 - BK_BLOCK_HEX, out,
                                   SYNC_RESTORE_BLOCK_STORED_MAX, &n, name, &err) != 0) {
         if (!err.message[0])
             abort();

@@ -156,7 +156,7 @@ static void test_blocks_decode_and_are_checked(void)
                                                BK_COMPRESSION_NONE};
     static const enum sync_restore_method as[] = {SYNC_RESTORE_LZ4, SYNC_RESTORE_GZIP,
                                                   SYNC_RESTORE_NONE};
-    size_t len = SYNC_RESTORE_BLOCK, cap = bk_compress_bound(BK_COMPRESSION_GZIP, len) + 4096;
+    size_t len = BK_BLOCK_SIZE, cap = bk_compress_bound(BK_COMPRESSION_GZIP, len) + 4096;
     unsigned char *data = malloc(len), *stored = malloc(cap);
     unsigned char *out = malloc(SYNC_RESTORE_BLOCK_STORED_MAX);
     struct sync_restore_decoder *d = NULL;
