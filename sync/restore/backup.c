@@ -67,11 +67,11 @@ static int sync_restore_method_parse(json_t *cfg, struct sync_restore_backup *ou
     if (v && !json_is_string(v) && !json_is_null(v))
         return bim_error_set(err, -EINVAL, "the backup's cfg has a bad CompressionMethod");
     if (strcmp(m, "lz4") == 0)
-        out->method = SYNC_RESTORE_LZ4;
+        out->method = BK_COMPRESSION_LZ4;
     else if (strcmp(m, "gzip") == 0 || m[0] == '\0')
-        out->method = SYNC_RESTORE_GZIP;
+        out->method = BK_COMPRESSION_GZIP;
     else if (strcmp(m, "none") == 0)
-        out->method = SYNC_RESTORE_NONE;
+        out->method = BK_COMPRESSION_NONE;
     else
         return bim_error_set(err, -EINVAL,
                              "the backup's compression \"%.16s\" is not none, gzip or lz4", m);

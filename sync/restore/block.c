@@ -145,7 +145,7 @@ int sync_restore_block_matches(const void *buf, size_t len, const char *checksum
     return 0;
 }
 
-int sync_restore_block_decode(struct sync_restore_decoder *d, enum sync_restore_method method,
+int sync_restore_block_decode(struct sync_restore_decoder *d, enum bk_compression method,
                               const void *in, size_t inlen, void *out, size_t outcap,
                               size_t *outlen, const char *checksum, struct bim_error *err)
 {
@@ -153,17 +153,17 @@ int sync_restore_block_decode(struct sync_restore_decoder *d, enum sync_restore_
     int rc;
 
     *outlen = 0;
-    if (method == SYNC_RESTORE_GZIP && !sync_restore_starts(in, inlen, gzip_magic, 2) &&
+    if (method == BK_COMPRESSION_GZIP && !sync_restore_starts(in, inlen, gzip_magic, 2) &&
         sync_restore_starts(in, inlen, lz4_magic, 4))
-        method = SYNC_RESTORE_LZ4;
-    else if (method == SYNC_RESTORE_LZ4 && !sync_restore_starts(in, inlen, lz4_magic, 4) &&
+        method = BK_COMPRESSION_LZ4;
+    else if (method == BK_COMPRESSION_LZ4 && !sync_restore_starts(in, inlen, lz4_magic, 4) &&
              sync_restore_starts(in, inlen, gzip_magic, 2))
-        method = SYNC_RESTORE_GZIP;
+        method = BK_COMPRESSION_GZIP;
     switch (method) {
-    case SYNC_RESTORE_LZ4:
+    case BK_COMPRESSION_LZ4:
         rc = sync_restore_lz4(d, in, inlen, out, outcap, outlen, err);
         break;
-    case SYNC_RESTORE_GZIP:
+    case BK_COMPRESSION_GZIP:
         rc = sync_restore_gzip(d, in, inlen, out, outcap, outlen, err);
         break;
     default:

@@ -47,12 +47,6 @@ int sync_restore_url_parse(const char *url, struct sync_restore_job *out, struct
 
 /* ---- backup.c: the backup's cfg ---- */
 
-enum sync_restore_method {
-    SYNC_RESTORE_NONE,
-    SYNC_RESTORE_GZIP,
-    SYNC_RESTORE_LZ4,
-};
-
 struct sync_restore_block {
     uint64_t off;
     uint64_t len; /* of the image this block covers: 2 MiB, the last one less */
@@ -63,7 +57,7 @@ struct sync_restore_block {
 struct sync_restore_backup {
     uint64_t size;
     char checksum[STORE_CHECKSUM_HEX + 1]; /* the image's SHA-512, or "" if the cfg has none */
-    enum sync_restore_method method;
+    enum bk_compression method;
     char method_name[8];               /* as the cfg says it ("" reads as gzip) */
     struct sync_restore_block *blocks; /* sorted by offset, disjoint */
     size_t count;
@@ -90,7 +84,7 @@ void sync_restore_decoder_close(struct sync_restore_decoder *d);
  * Longhorn does; *outlen the bytes. Then check that the first 64 hex of
  * their SHA-512 are `checksum`. 0, or -EBADMSG with the cause (without the
  * block's name). */
-int sync_restore_block_decode(struct sync_restore_decoder *d, enum sync_restore_method method,
+int sync_restore_block_decode(struct sync_restore_decoder *d, enum bk_compression method,
                               const void *in, size_t inlen, void *out, size_t outcap,
                               size_t *outlen, const char *checksum, struct bim_error *err);
 

@@ -4,7 +4,8 @@
  *
  *   0  a backup's cfg, backing-image.cfg (sync_restore_backup_parse)
  *   1  a stored block (sync_restore_block_decode): the next byte picks the
- *      method (none, gzip, lz4), the next 64 bytes are the name checked
+ *      method (lz4, gzip, none: enum bk_compression), the next 64 bytes are
+ *      the name checked
  *   2  a backup URL (sync_restore_url_parse) and the cfg object that keeps
  *      it (sync_restore_saved_put, then _get)
  *
@@ -70,7 +71,7 @@ static void fuzz_block(const uint8_t *data, size_t size)
         return;
     memcpy(name, data + 1, BK_BLOCK_HEX);
     name[BK_BLOCK_HEX] = '\0';
-    if (sync_restore_block_decode(decoder, (enum sync_restore_method)(data[0] % 3),
+    if (sync_restore_block_decode(decoder, (enum bk_compression)(data[0] % 3),
                                   data + 1 + BK_BLOCK_HEX, size - 1 - BK_BLOCK_HEX, out,
                                   SYNC_RESTORE_BLOCK_STORED_MAX, &n, name, &err) != 0) {
         if (!err.message[0])
