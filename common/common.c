@@ -116,6 +116,58 @@ uint64_t clock_monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int64_t clock_realtime_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+void bim_time_rfc3339(int64_t sec, char out[BIM_TIME_MAX])
+{
+    time_t t = (time_t)sec;
+    struct tm tm;
+
+    char text[80]; /* any int fits; a valid time is 20 bytes */
+
+    out[0] = '\0';
+    if (sec <= 0 || !gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999)
+        return;
+    snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    str_copy(out, BIM_TIME_MAX, text);
+}
+
+int bim_time_rfc3339_parse(const char *text, int64_t *sec)
+{
+    struct tm tm = {0};
+    const char *end;
+    time_t t;
+
+    *sec = 0;
+    if (!text[0])
+        return 0;
+    end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return -EINVAL;
+    if (*end == '.') {
+        const char *digits = ++end;
+
+        while (*end >= '0' && *end <= '9')
+            end++;
+        if (end == digits)
+            return -EINVAL;
+    }
+    if (strcmp(end, "Z") != 0)
+        return -EINVAL;
+    t = timegm(&tm);
+    if (t <= 0)
+        return -EINVAL;
+    *sec = (int64_t)t;
+    return 0;
+}
+
 int fd_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

@@ -123,6 +123,18 @@ static inline bool size_align_up(uint64_t v, uint64_t align, uint64_t *out)
 /* Millisecond monotonic clock. */
 uint64_t clock_monotonic_ms(void);
 
+/* Seconds since the epoch (CLOCK_REALTIME). */
+int64_t clock_realtime_s(void);
+
+/* RFC 3339 in UTC, to the second: "2026-05-01T12:34:56Z" (BIM_TIME_MAX bytes
+ * with the NUL). 0 is "" (no time). */
+#define BIM_TIME_MAX 32
+void bim_time_rfc3339(int64_t sec, char out[BIM_TIME_MAX]);
+
+/* Read what bim_time_rfc3339 writes (a fraction of a second is accepted
+ * and dropped): "" is 0; anything else is -EINVAL. */
+int bim_time_rfc3339_parse(const char *text, int64_t *sec);
+
 /* Write all of buf to fd (loops over short writes and EINTR). 0 or -errno. */
 int fd_write_all(int fd, const void *buf, size_t len);
 

@@ -53,7 +53,7 @@ void bimctl_status_line(FILE *out, const char *event, const struct wire_image *i
 
 /* ---- list ---- */
 
-enum { BIMCTL_COLUMNS = 7 };
+enum { BIMCTL_COLUMNS = 8 };
 
 static void bimctl_row_fill(const struct wire_image *image, char cells[BIMCTL_COLUMNS][64],
                             const char *text[])
@@ -69,13 +69,14 @@ static void bimctl_row_fill(const struct wire_image *image, char cells[BIMCTL_CO
         snprintf(cells[4], sizeof(cells[4]), "-");
     text[4] = cells[4];
     text[5] = bimctl_or_dash(image->format);
-    text[6] = bimctl_or_dash(image->source);
+    text[6] = bimctl_or_dash(image->status.verified);
+    text[7] = bimctl_or_dash(image->source);
 }
 
 void bimctl_table_print(FILE *out, const struct wire_image *images, size_t count)
 {
-    static const char *const header[BIMCTL_COLUMNS] = {"NAME", "UUID",   "STATE", "PROGRESS",
-                                                       "SIZE", "FORMAT", "SOURCE"};
+    static const char *const header[BIMCTL_COLUMNS] = {"NAME", "UUID",   "STATE",    "PROGRESS",
+                                                       "SIZE", "FORMAT", "VERIFIED", "SOURCE"};
     size_t width[BIMCTL_COLUMNS];
     char cells[BIMCTL_COLUMNS][64];
     const char *text[BIMCTL_COLUMNS];
@@ -129,6 +130,8 @@ void bimctl_image_print(FILE *out, const struct wire_image *image)
     fprintf(out, "%-19s%s\n", "expected checksum:", bimctl_or_dash(image->expected_checksum));
     fprintf(out, "%-19s%s\n", "checksum:", bimctl_or_dash(st->current_checksum));
     fprintf(out, "%-19s%s\n", "error:", bimctl_or_dash(st->error));
+    fprintf(out, "%-19s%s\n", "verified:", bimctl_or_dash(st->verified));
+    fprintf(out, "%-19s%s\n", "last scrub:", bimctl_or_dash(st->last_scrub));
     fprintf(out, "%-19s%" PRIu64 "\n", "sending reference:", st->sending_reference);
     fprintf(out, "%-19s%s\n", "sender:", bimctl_or_dash(st->sender));
 }

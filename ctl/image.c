@@ -32,6 +32,9 @@ void ctl_image_from_info(const struct sync_image_info *info, struct wire_image *
     st->bytes_done = info->bytes_done;
     st->bytes_total = info->bytes_total;
     st->rate = info->rate;
+    if (info->state == SYNC_STATE_READY)
+        str_copy(st->verified, sizeof(st->verified), info->verified);
+    bim_time_rfc3339(info->last_scrub, st->last_scrub);
 }
 
 json_t *ctl_image_to_json(const struct sync_image_info *info)

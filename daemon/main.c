@@ -210,6 +210,9 @@ static int daemon_serve(struct daemon *d)
         .verify =
             o->verify && !strcmp(o->verify, "sha512") ? SYNC_VERIFY_SHA512 : SYNC_VERIFY_PIECES,
         .retry_max = o->download_retries,
+        .scrub_off = o->scrub_interval_sec == 0,
+        .scrub_interval_s = o->scrub_interval_sec,
+        .scrub_rate_mbps = o->scrub_rate_mbps,
     };
     struct bim_error err = {0};
     char disk_uuid[STORE_UUID_MAX + 1] = "";

@@ -39,6 +39,10 @@ void options_usage(FILE *out)
             "                         over all its attempts fails\n"
             "  --download-retries N   retries of a download that bring no new data before\n"
             "                         it fails (default 5)\n"
+            "  --scrub-interval SEC   re-compute the SHA-512 of every ready image at least\n"
+            "                         this often (images verified by pieces first, at\n"
+            "                         once); 0: never (default 604800, a week)\n"
+            "  --scrub-rate MBPS      read rate of the scrub in MB/s (default 100)\n"
             "  --check-interval SEC   how often ready files are checked for changes (default 10)\n"
             "  --workers N            concurrent transfers (default 2)\n"
             "  -f                     stay in the foreground (logs on stderr; in the\n"
@@ -121,7 +125,8 @@ static const char **option_slot(struct options *opts, const char *name)
         return &opts->verify;
     if (!strcmp(name, "--send-limit") || !strcmp(name, "--check-interval") ||
         !strcmp(name, "--workers") || !strcmp(name, "--stall-timeout") ||
-        !strcmp(name, "--download-retries") || !strcmp(name, "--max-size"))
+        !strcmp(name, "--download-retries") || !strcmp(name, "--max-size") ||
+        !strcmp(name, "--scrub-interval") || !strcmp(name, "--scrub-rate"))
         return &unused;
     return NULL;
 }
@@ -143,6 +148,11 @@ static int option_take(struct options *opts, const char *name, const char *value
         return parse_unsigned(name, value, 1, 100, &opts->download_retries, err);
     if (!strcmp(name, "--max-size"))
         return parse_bytes(name, value, &opts->max_size, err);
+    if (!strcmp(name, "--scrub-interval"))
+        return parse_unsigned(name, value, 0, BIMFS_SCRUB_INTERVAL_MAX, &opts->scrub_interval_sec,
+                              err);
+    if (!strcmp(name, "--scrub-rate"))
+        return parse_unsigned(name, value, 1, BIMFS_SCRUB_RATE_MAX, &opts->scrub_rate_mbps, err);
     if (!strcmp(name, "--verify") && strcmp(value, "pieces") != 0 && strcmp(value, "sha512") != 0)
         return bim_error_set(err, -EINVAL, "--verify: \"%.64s\" is not pieces or sha512", value);
     if (!value[0])
@@ -239,6 +249,8 @@ int options_parse(int argc, char **argv, struct options *opts, struct bim_error 
     opts->stall_timeout_sec = BIMFS_DEFAULT_STALL_TIMEOUT;
     opts->download_retries = BIMFS_DEFAULT_DOWNLOAD_RETRIES;
     opts->max_size = BIMFS_DEFAULT_MAX_SIZE;
+    opts->scrub_interval_sec = BIMFS_DEFAULT_SCRUB_INTERVAL;
+    opts->scrub_rate_mbps = BIMFS_DEFAULT_SCRUB_RATE;
     /* argv[0], then per argument at most two entries ("-oX" becomes "-o" and a
      * list), and the NULL */
     opts->fuse_argv = calloc((size_t)argc * 2 + 2, sizeof(char *));

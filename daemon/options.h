@@ -23,6 +23,10 @@
 #define BIMFS_DEFAULT_STALL_TIMEOUT 60
 #define BIMFS_DEFAULT_DOWNLOAD_RETRIES 5
 #define BIMFS_DEFAULT_MAX_SIZE (1ull << 40) /* 1 TiB */
+#define BIMFS_DEFAULT_SCRUB_INTERVAL 604800 /* a week */
+#define BIMFS_DEFAULT_SCRUB_RATE 100        /* MB/s */
+#define BIMFS_SCRUB_INTERVAL_MAX 315360000u /* ten years */
+#define BIMFS_SCRUB_RATE_MAX 100000u        /* MB/s */
 
 struct options {
     const char *disk;
@@ -36,9 +40,11 @@ struct options {
     unsigned send_limit;
     unsigned check_interval_sec;
     unsigned workers;
-    unsigned stall_timeout_sec; /* downloads: retry an attempt without data this long */
-    unsigned download_retries;  /* downloads: retries in a row without new data */
-    uint64_t max_size;          /* largest image accepted, stored bytes */
+    unsigned stall_timeout_sec;  /* downloads: retry an attempt without data this long */
+    unsigned download_retries;   /* downloads: retries in a row without new data */
+    uint64_t max_size;           /* largest image accepted, stored bytes */
+    unsigned scrub_interval_sec; /* 0: no scrub */
+    unsigned scrub_rate_mbps;
     bool foreground;
     bool single_threaded;
     bool debug;

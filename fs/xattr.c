@@ -31,6 +31,8 @@ enum fs_xattr_image {
     FS_XATTR_SOURCE,
     FS_XATTR_SENDING_REFERENCE,
     FS_XATTR_SENDER,
+    FS_XATTR_VERIFIED,
+    FS_XATTR_SCRUBBED,
     FS_XATTR_IMAGE_COUNT,
 };
 
@@ -48,6 +50,8 @@ static const char *const fs_xattr_image_names[FS_XATTR_IMAGE_COUNT] = {
     [FS_XATTR_SOURCE] = "user.bim.source",
     [FS_XATTR_SENDING_REFERENCE] = "user.bim.sending_reference",
     [FS_XATTR_SENDER] = "user.bim.sender",
+    [FS_XATTR_VERIFIED] = "user.bim.verified",
+    [FS_XATTR_SCRUBBED] = "user.bim.scrubbed",
 };
 
 static const char *const fs_xattr_root_names[] = {"user.bim.disk_uuid", "user.bim.version"};
@@ -67,6 +71,7 @@ static int fs_xattr_find(const char *const *names, size_t count, const char *nam
 static int fs_xattr_image_value(const struct sync_image_info *info, const char *name, char *buf,
                                 size_t len)
 {
+    char when[BIM_TIME_MAX];
     int n;
 
     switch (fs_xattr_find(fs_xattr_image_names, FS_XATTR_IMAGE_COUNT, name)) {
@@ -108,6 +113,13 @@ static int fs_xattr_image_value(const struct sync_image_info *info, const char *
         break;
     case FS_XATTR_SENDER:
         n = snprintf(buf, len, "%s", info->sender);
+        break;
+    case FS_XATTR_VERIFIED: /* empty while not ready (SPEC §9) */
+        n = snprintf(buf, len, "%s", info->state == SYNC_STATE_READY ? info->verified : "");
+        break;
+    case FS_XATTR_SCRUBBED:
+        bim_time_rfc3339(info->last_scrub, when);
+        n = snprintf(buf, len, "%s", when);
         break;
     default:
         return -ENODATA;

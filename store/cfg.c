@@ -49,7 +49,11 @@ void store_cfg_clear(struct store_cfg *cfg)
 }
 
 /* The known fields, in serialization order. */
-enum cfg_kind { CFG_STRING, CFG_SIZE };
+enum cfg_kind {
+    CFG_STRING,
+    CFG_SIZE,
+    CFG_OPTIONAL, /* a string written only when not empty */
+};
 
 struct cfg_field {
     const char *key;
@@ -61,6 +65,11 @@ struct cfg_field {
 #define CFG_STR(key, member)                                                                       \
     {                                                                                              \
         key, CFG_STRING, offsetof(struct store_cfg, member),                                       \
+            sizeof(((struct store_cfg *)0)->member)                                                \
+    }
+#define CFG_OPT(key, member)                                                                       \
+    {                                                                                              \
+        key, CFG_OPTIONAL, offsetof(struct store_cfg, member),                                     \
             sizeof(((struct store_cfg *)0)->member)                                                \
     }
 #define CFG_NUM(key, member)                                                                       \
@@ -81,6 +90,9 @@ static const struct cfg_field store_cfg_fields[] = {
     CFG_STR("format", format),
     CFG_STR("source", source),
     CFG_STR("errorMsg", error),
+    CFG_OPT("verified", verified),
+    CFG_OPT("lastScrub", last_scrub),
+    CFG_OPT("readyTime", ready_time),
 };
 
 #define CFG_NFIELDS (sizeof(store_cfg_fields) / sizeof(store_cfg_fields[0]))
@@ -102,7 +114,7 @@ static int store_cfg_field_set(struct store_cfg *cfg, const struct cfg_field *f,
 
     if (json_is_null(value))
         return 0;
-    if (f->kind == CFG_STRING) {
+    if (f->kind != CFG_SIZE) {
         if (!json_is_string(value))
             return bim_error_set(err, -EINVAL, "corrupt backing.cfg: %s is not a string", f->key);
         if (json_string_length(value) >= f->size ||
@@ -168,7 +180,9 @@ static int store_cfg_field_add(json_t *obj, const struct store_cfg *cfg, const s
     const char *base = (const char *)cfg + f->offset;
     json_t *value;
 
-    if (f->kind == CFG_STRING) {
+    if (f->kind == CFG_OPTIONAL && !base[0])
+        return 0;
+    if (f->kind != CFG_SIZE) {
         value = json_stringn(base, strnlen(base, f->size - 1));
     } else {
         uint64_t v = *(const uint64_t *)(const void *)base;

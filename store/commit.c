@@ -127,6 +127,9 @@ static void store_commit_cfg_fill(struct store_writer *w, struct store_cfg *cfg,
     if (source)
         str_copy(cfg->source, sizeof(cfg->source), source);
     cfg->error[0] = '\0';
+    str_copy(cfg->verified, sizeof(cfg->verified), res->verified);
+    cfg->last_scrub[0] = '\0'; /* new bytes: never scrubbed */
+    bim_time_rfc3339(clock_realtime_s(), cfg->ready_time);
 }
 
 /* Rename backing.tmp to backing, write the cfg; undo the rename if the cfg
@@ -184,6 +187,7 @@ int store_writer_commit(struct store_writer *w, uint64_t size, const char *sourc
     res.virtual_size = info.virtual_size;
     res.real_size = (uint64_t)res.st.st_blocks * 512u;
     store_time_format(&res.st.st_mtim, res.modification_time);
+    str_copy(res.verified, sizeof(res.verified), w->verified);
 
     cfg = malloc(sizeof(*cfg));
     if (!cfg)

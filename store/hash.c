@@ -74,6 +74,7 @@ int store_image_hash(struct store *store, const char *name, const char *uuid,
     out->virtual_size = info.virtual_size;
     out->real_size = (uint64_t)out->st.st_blocks * 512u;
     store_time_format(&out->st.st_mtim, out->modification_time);
+    str_copy(out->verified, sizeof(out->verified), STORE_VERIFIED_SHA512);
 out:
     store_digest_free(&digest);
     free(buf);

@@ -93,11 +93,18 @@ enum store_format {
 
 const char *store_format_name(enum store_format format); /* "raw", "qcow2", "" */
 
+/* How a ready image's bytes were proven (SPEC §9, user.bim.verified). */
+#define STORE_VERIFIED_MAX 16
+#define STORE_VERIFIED_SHA512 "sha512"   /* its SHA-512 computed here from its bytes */
+#define STORE_VERIFIED_PIECES "pieces"   /* every piece checked, the SHA-512 a source's */
+#define STORE_VERIFIED_ADOPTED "adopted" /* found on disk, the cfg does not say */
+
 /*
  * The cfg file. Longhorn's fields first; bimfs adds `state`, `format`,
- * `source` and `errorMsg` (Longhorn ignores unknown fields). Unknown fields
- * found when reading are kept in `extra` (compact JSON object text, malloc'd,
- * may be NULL) and written back.
+ * `source` and `errorMsg`, then `verified`, `lastScrub` and `readyTime`,
+ * written only when not empty (Longhorn ignores unknown fields). Unknown
+ * fields found when reading are kept in `extra` (compact JSON object text,
+ * malloc'd, may be NULL) and written back.
  */
 struct store_cfg {
     char name[4096]; /* absolute path of backing (informative) */
@@ -109,10 +116,13 @@ struct store_cfg {
     char current_checksum[STORE_CHECKSUM_HEX + 1];  /* may be "" */
     char modification_time[STORE_TIME_MAX];         /* may be "" */
     /* bimfs extras; empty when the cfg came from Longhorn */
-    char state[16];                /* "in-progress", "ready", "failed" or "" */
-    char format[8];                /* "raw", "qcow2" or "" */
-    char source[STORE_SOURCE_MAX]; /* as user.bim.source, or "" */
-    char error[BIM_ERROR_MAX];     /* errorMsg of a failed image, or "" */
+    char state[16];                    /* "in-progress", "ready", "failed" or "" */
+    char format[8];                    /* "raw", "qcow2" or "" */
+    char source[STORE_SOURCE_MAX];     /* as user.bim.source, or "" */
+    char error[BIM_ERROR_MAX];         /* errorMsg of a failed image, or "" */
+    char verified[STORE_VERIFIED_MAX]; /* a STORE_VERIFIED_* of a ready image, or "" */
+    char last_scrub[BIM_TIME_MAX];     /* RFC 3339: the scrub's last match, or "" */
+    char ready_time[BIM_TIME_MAX];     /* RFC 3339: became ready here, or found on disk */
     char *extra;
 };
 
@@ -252,13 +262,14 @@ struct store_result {
     uint64_t real_size;                    /* st_blocks * 512 */
     char checksum[STORE_CHECKSUM_HEX + 1]; /* SHA-512 */
     char modification_time[STORE_TIME_MAX];
-    struct stat st; /* of backing after commit */
+    char verified[STORE_VERIFIED_MAX]; /* how the checksum was had (STORE_VERIFIED_*) */
+    struct stat st;                    /* of backing after commit */
 };
 
 /*
  * Hash <name>-<uuid>/backing (SHA-512, holes as zeros), detect its format and
- * fill out. Stops with -ECANCELED when *cancel becomes true. If progress is
- * not NULL it is updated with the bytes hashed so far.
+ * fill out (verified "sha512"). Stops with -ECANCELED when *cancel becomes
+ * true. If progress is not NULL it is updated with the bytes hashed so far.
  */
 int store_image_hash(struct store *store, const char *name, const char *uuid,
                      const atomic_bool *cancel, _Atomic uint64_t *progress,
@@ -301,6 +312,27 @@ int store_image_load_pieces(struct store *store, const char *name, const char *u
 int store_image_compute_pieces(struct store *store, const char *name, const char *uuid,
                                const char *sha512_hex, const atomic_bool *cancel,
                                _Atomic uint64_t *progress, struct bim_error *err);
+
+/* ---- re-reading a ready image step by step (the scrub; reread.c) ---- */
+
+struct store_reread;
+
+/* Open <name>-<uuid>/backing on a descriptor of its own (as
+ * store_image_open_backing) to hash it: SHA-512, and SHA-256 too when
+ * with_sha256. *st is the file at open. -errno with a message. */
+int store_reread_open(struct store *store, const char *name, const char *uuid, bool with_sha256,
+                      struct store_reread **out, struct stat *st, struct bim_error *err);
+
+/* Hash the next bytes, at most max (holes as zeros, not read); *done is
+ * how many (0 at the end). */
+int store_reread_step(struct store_reread *r, uint64_t max, uint64_t *done);
+
+/* Every byte hashed: the digests in lowercase hex (sha256 may be NULL, and
+ * is "" unless asked for at open), and *st the file now (the caller
+ * compares it with the one at open). -EINVAL before the end. */
+int store_reread_finish(struct store_reread *r, char sha512[STORE_CHECKSUM_HEX + 1],
+                        char sha256[STORE_PIECE_HEX + 1], struct stat *st);
+void store_reread_close(struct store_reread *r);
 
 /* ---- writing a new image ---- */
 
@@ -397,16 +429,20 @@ int store_writer_fd(struct store_writer *w);
 void store_writer_expect_sha512(struct store_writer *w, const char *sha512_hex);
 
 /* Skip hashing: the bytes are known to equal an image with this SHA-512
- * (used by clone). Call before any write. */
-void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex);
+ * (used by clone and a peer sync by pieces); `verified` (a STORE_VERIFIED_*)
+ * is how the image counts as verified then (the cfg's `verified`; without
+ * this call it is "sha512"). Call before any write. */
+void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex,
+                                 const char *verified);
 
 /*
  * Finish: the image is `size` bytes (all of [0,size) must have been written
  * or skipped). Waits for the hasher, compares with the expectation ("checksum
  * mismatch: expected <x>, got <y>"), detects the format, fsyncs backing.tmp,
  * renames it to backing, fsyncs the directory, and writes the cfg (state
- * "ready", with `source`) atomically. On failure nothing is renamed and the
- * caller must store_writer_abort(). On success the writer is freed.
+ * "ready", with `source`, `verified`, `readyTime` now and no `lastScrub`)
+ * atomically. On failure nothing is renamed and the caller must
+ * store_writer_abort(). On success the writer is freed.
  */
 int store_writer_commit(struct store_writer *w, uint64_t size, const char *source,
                         struct store_result *out, struct bim_error *err);

@@ -176,6 +176,7 @@ struct store_writer {
     struct store_digest_ctx digest; /* owned by the hasher thread while it runs */
     bool trusted;                   /* store_writer_trust_checksum() was used */
     char trusted_sha512[STORE_CHECKSUM_HEX + 1];
+    char verified[STORE_VERIFIED_MAX]; /* the cfg's `verified` at commit */
 };
 
 /* The piece thread: start at open; finish (commit: wait for the digests of

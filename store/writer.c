@@ -50,6 +50,7 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
     }
     str_copy(w->name, sizeof(w->name), name);
     str_copy(w->uuid, sizeof(w->uuid), uuid);
+    str_copy(w->verified, sizeof(w->verified), STORE_VERIFIED_SHA512);
     /* a fresh file, never one planted there (a hard link would be truncated) */
     if (mode == STORE_WRITER_NEW && unlinkat(w->dirfd, STORE_BACKING_TMP, 0) < 0 &&
         errno != ENOENT) {
@@ -414,7 +415,8 @@ void store_writer_expect_sha512(struct store_writer *w, const char *sha512_hex)
     str_copy(w->also_sha512, sizeof(w->also_sha512), sha512_hex);
 }
 
-void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex)
+void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex,
+                                 const char *verified)
 {
     /* A sha256 expectation can only be checked by hashing: keep the hasher. */
     if (w->expected.algo == STORE_DIGEST_SHA256) {
@@ -425,4 +427,5 @@ void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex)
     store_hasher_stop(w);
     w->trusted = true;
     str_copy(w->trusted_sha512, sizeof(w->trusted_sha512), sha512_hex);
+    str_copy(w->verified, sizeof(w->verified), verified);
 }

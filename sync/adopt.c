@@ -7,7 +7,10 @@
  *                                             on disk touched (store_backing_check)
  *   cfg state "failed"                     -> failed, with the cfg's errorMsg
  *   backing matches the cfg (size, mtime),
- *     state ready or "" (Longhorn), sum    -> ready at once, no hashing
+ *     state ready or "" (Longhorn), sum    -> ready at once, no hashing;
+ *                                             verified as the cfg says, or
+ *                                             "adopted"; a cfg without
+ *                                             readyTime gets now (found)
  *   backing present otherwise              -> unknown + rehash job, judged
  *                                             on the expected checksum only:
  *                                             the cfg's currentChecksum may
@@ -45,6 +48,7 @@ struct sync_adopt_fixup {
     bool remove_tmp;
     bool save_failed;
     const char *message; /* of save_failed */
+    int64_t save_found;  /* > 0: keep this found-on-disk time as readyTime */
 };
 
 struct sync_adopt {
@@ -55,8 +59,9 @@ struct sync_adopt {
     size_t fixup_cap;
 };
 
-static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entry *e,
-                                 bool remove_tmp, bool save_failed, const char *message)
+static struct sync_adopt_fixup *sync_adopt_fixup_add(struct sync_adopt *ctx,
+                                                     const struct store_entry *e, bool remove_tmp,
+                                                     bool save_failed, const char *message)
 {
     struct sync_adopt_fixup *f;
 
@@ -65,7 +70,7 @@ static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entr
         f = realloc(ctx->fixups, cap * sizeof(*f));
         if (!f) {
             ctx->rc = -ENOMEM;
-            return;
+            return NULL;
         }
         ctx->fixups = f;
         ctx->fixup_cap = cap;
@@ -76,6 +81,8 @@ static void sync_adopt_fixup_add(struct sync_adopt *ctx, const struct store_entr
     f->remove_tmp = remove_tmp;
     f->save_failed = save_failed;
     f->message = message;
+    f->save_found = 0;
+    return f;
 }
 
 /* A transfer cut by a restart: the source whose cfg fields claim it may
@@ -120,11 +127,34 @@ static enum store_format sync_adopt_format(const char *text)
     return STORE_FORMAT_NONE;
 }
 
+/* How the cfg says the image was verified, and since when it counts for
+ * the scrub: its readyTime, or now (found on disk: kept in the cfg after
+ * the scan, so that a restart does not push the scrub back). */
+static void sync_adopt_verified(struct sync_adopt *ctx, struct sync_record *rec,
+                                const struct store_entry *e)
+{
+    const struct store_cfg *cfg = &e->cfg;
+    struct sync_adopt_fixup *f;
+
+    str_copy(rec->info.verified, sizeof(rec->info.verified),
+             cfg->verified[0] ? cfg->verified : STORE_VERIFIED_ADOPTED);
+    if (bim_time_rfc3339_parse(cfg->last_scrub, &rec->info.last_scrub) < 0)
+        log_warn("image=%s uuid=%s its lastScrub \"%s\" is not an RFC 3339 time: ignored", e->name,
+                 e->uuid, cfg->last_scrub);
+    if (bim_time_rfc3339_parse(cfg->ready_time, &rec->ready_time) == 0 && rec->ready_time > 0)
+        return;
+    rec->ready_time = clock_realtime_s();
+    f = sync_adopt_fixup_add(ctx, e, false, false, NULL);
+    if (f)
+        f->save_found = rec->ready_time;
+}
+
 /* A backing that matches its cfg: ready, with its format from the cfg or
  * detected from the content. */
-static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
+static void sync_adopt_ready(struct sync_adopt *ctx, struct sync_record *rec,
                              const struct store_entry *e)
 {
+    struct sync *sync = ctx->sync;
     struct sync_image_info *info = &rec->info;
     struct store_format_info fmt = {STORE_FORMAT_NONE, 0};
     struct bim_error err = {0};
@@ -149,6 +179,7 @@ static void sync_adopt_ready(struct sync *sync, struct sync_record *rec,
     info->progress = 100;
     info->bytes_done = info->size;
     info->bytes_total = info->size;
+    sync_adopt_verified(ctx, rec, e);
 }
 
 static void sync_adopt_entry(void *arg, const struct store_entry *e)
@@ -202,7 +233,7 @@ static void sync_adopt_entry(void *arg, const struct store_entry *e)
         if (e->has_tmp)
             sync_adopt_fixup_add(ctx, e, true, false, NULL);
         if (e->matches_cfg && cfg_ready && cfg->current_checksum[0])
-            sync_adopt_ready(sync, rec, e);
+            sync_adopt_ready(ctx, rec, e);
         else if (sync_rehash_queue(sync, rec, "") < 0)
             ctx->rc = -ENOMEM;
     } else if (e->has_tmp || strcmp(cfg->state, "in-progress") == 0) {
@@ -248,6 +279,14 @@ int sync_adopt(struct sync *sync, struct bim_error *err)
         }
         if (f->save_failed)
             sync_cfg_save_failed(sync, f->name, f->uuid, f->message);
+        if (f->save_found > 0) {
+            struct bim_error e = {0};
+            int r = sync_cfg_mark(sync, f->name, f->uuid, NULL, 0, f->save_found, &e);
+
+            if (r < 0)
+                log_warn("image=%s uuid=%s cannot keep when it was found in backing.cfg: %s",
+                         f->name, f->uuid, e.message[0] ? e.message : strerror(-r));
+        }
     }
 out:
     free(ctx.fixups);

@@ -4,7 +4,9 @@
  *
  * The source's SHA-512 is trusted (it was verified when it became ready and
  * the monitor re-hashes it when it changes), so nothing is hashed, unless the
- * request expects a SHA-256 sum, which only hashing can check. The data is
+ * request expects a SHA-256 sum, which only hashing can check. A clone that
+ * trusted its source is verified as the source was (`verified`: sha512,
+ * pieces or adopted); one that hashed is sha512. The data is
  * shared with FICLONE where the filesystem can (btrfs, xfs); elsewhere data
  * extents are copied (copy_file_range) and holes stay holes.
  *
@@ -28,6 +30,7 @@ struct sync_clone {
     char from[STORE_NAME_MAX + 1];
     char from_uuid[STORE_UUID_MAX + 1];
     char from_checksum[STORE_CHECKSUM_HEX + 1];
+    char from_verified[STORE_VERIFIED_MAX]; /* the clone is proven as its source was */
     struct stat from_seen;
 };
 
@@ -92,7 +95,7 @@ static void sync_clone_run(struct sync_job *job)
         goto out;
     trusted = job->expected.algo != STORE_DIGEST_SHA256;
     if (trusted)
-        store_writer_trust_checksum(w, c->from_checksum);
+        store_writer_trust_checksum(w, c->from_checksum, c->from_verified);
     job->bytes_total = size;
     /* a reflinked range is not written through the writer: only a trusted
      * checksum may skip hashing it */
@@ -146,6 +149,8 @@ static int sync_clone_reserve(struct sync *sync, const struct sync_create_reques
     str_copy(c->from, sizeof(c->from), src->info.name);
     str_copy(c->from_uuid, sizeof(c->from_uuid), src->info.uuid);
     str_copy(c->from_checksum, sizeof(c->from_checksum), src->info.current_checksum);
+    str_copy(c->from_verified, sizeof(c->from_verified),
+             src->info.verified[0] ? src->info.verified : STORE_VERIFIED_ADOPTED);
     c->from_seen = src->seen;
     return 0;
 }

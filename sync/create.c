@@ -234,6 +234,7 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
     struct sync_record *rec;
     struct store_writer *writer = NULL;
     struct sync_job *dropped;
+    uint64_t id;
     int rc;
 
     rc = wire_name_check(name, err);
@@ -246,6 +247,7 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
         return bim_error_set(err, -ENOENT, "%s: no such image", name);
     }
     str_copy(uuid, sizeof(uuid), rec->info.uuid);
+    id = rec->info.id;
     sync_record_hide_deleted(sync, rec);
     sync_pieces_forget(sync, rec->info.id);
     dropped = sync_job_cancel(sync, rec);
@@ -257,6 +259,7 @@ int sync_delete(struct sync *sync, const char *name, struct bim_error *err)
     sync_job_free(dropped);
     if (writer)
         store_writer_abort(writer);
+    sync_scrub_forget(sync, id); /* a pass over it ends before its data goes */
 
     rc = store_image_remove(sync->store, name, uuid);
     if (rc < 0) {

@@ -39,7 +39,7 @@ static struct sync_monitor_item *sync_monitor_collect(struct sync *sync, size_t 
         return NULL;
     for (size_t i = 0; i < sync->record_count; i++) {
         struct sync_record *rec = sync->records[i];
-        if (rec->hidden || rec->job || rec->info.state != SYNC_STATE_READY)
+        if (rec->hidden || rec->job || rec->scrub_failing || rec->info.state != SYNC_STATE_READY)
             continue;
         items[n].id = rec->info.id;
         str_copy(items[n].name, sizeof(items[n].name), rec->info.name);
@@ -56,8 +56,8 @@ static void sync_monitor_apply(struct sync *sync, const struct sync_monitor_item
 {
     struct sync_record *rec = sync_record_find_id(sync, item->id);
 
-    if (!rec || rec->hidden || rec->job || rec->info.state != SYNC_STATE_READY ||
-        !sync_stat_same(&rec->seen, &item->seen))
+    if (!rec || rec->hidden || rec->job || rec->scrub_failing ||
+        rec->info.state != SYNC_STATE_READY || !sync_stat_same(&rec->seen, &item->seen))
         return; /* it moved on while we looked */
     if (item->rc == -ENOENT) {
         log_warn("image=%s uuid=%s backing file is missing", item->name, item->uuid);

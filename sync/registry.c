@@ -108,6 +108,7 @@ void sync_record_set_failed(struct sync_record *rec, enum bim_cause cause, const
     rec->info.state = SYNC_STATE_FAILED;
     rec->info.cause = cause;
     rec->info.rate = 0;
+    rec->info.verified[0] = '\0';
     str_copy(rec->info.error, sizeof(rec->info.error), message);
 }
 
@@ -127,7 +128,9 @@ void sync_record_set_ready(struct sync_record *rec, const struct store_result *r
     info->rate = 0;
     info->error[0] = '\0';
     info->mtime = result->st.st_mtim;
+    str_copy(info->verified, sizeof(info->verified), result->verified);
     rec->seen = result->st;
+    rec->ready_time = clock_realtime_s();
 }
 
 bool sync_stat_same(const struct stat *a, const struct stat *b)

@@ -66,6 +66,8 @@ static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result
     str_copy(cfg->state, sizeof(cfg->state), "ready");
     str_copy(cfg->format, sizeof(cfg->format), store_format_name(result->format));
     cfg->error[0] = '\0';
+    str_copy(cfg->verified, sizeof(cfg->verified), result->verified);
+    bim_time_rfc3339(clock_realtime_s(), cfg->ready_time);
     rc = store_image_save_cfg(sync->store, job->name, job->uuid, cfg, &err);
     if (rc < 0)
         log_warn("image=%s uuid=%s cannot update backing.cfg: %s (it will be re-hashed at "
@@ -216,6 +218,7 @@ int sync_rehash_queue(struct sync *sync, struct sync_record *rec, const char *ol
     str_copy(rh->old_checksum, sizeof(rh->old_checksum), old_checksum);
     job->bytes_total = rec->info.size;
     rec->info.state = SYNC_STATE_UNKNOWN;
+    rec->info.verified[0] = '\0';
     rec->info.progress = 0;
     rec->info.bytes_done = 0;
     rec->info.error[0] = '\0';

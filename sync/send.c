@@ -27,6 +27,7 @@ void sync_stats_get(struct sync *sync, struct sync_stats *out)
     pthread_mutex_lock(&sync->lock);
     *out = sync->stats;
     pthread_mutex_unlock(&sync->lock);
+    sync_scrub_stats(sync, out); /* its own atomics */
 }
 
 /* Count the send in (locked): 0, or -errno with a message. */

@@ -1,6 +1,7 @@
 /*
- * sync.c - start and stop: adopt the disk, start the workers and the monitor;
- * on close stop them all and free the registry.
+ * sync.c - start and stop: adopt the disk, start the workers, the monitor,
+ * the digest thread and the scrub; on close stop them all and free the
+ * registry.
  *
  * Threads: sync_open() and sync_close() run in the daemon's main thread, with
  * no other sync call in flight for close (watches closed first).
@@ -46,6 +47,12 @@ static int sync_options_apply(struct sync *sync, const struct sync_options *opts
         opts->backoff_max_ms ? opts->backoff_max_ms : SYNC_DEFAULT_BACKOFF_MAX_MS;
     if (sync->backoff_max_ms < sync->backoff_ms)
         sync->backoff_max_ms = sync->backoff_ms;
+    sync->scrub_interval_s = opts->scrub_off          ? 0
+                             : opts->scrub_interval_s ? opts->scrub_interval_s
+                                                      : SYNC_DEFAULT_SCRUB_INTERVAL_S;
+    sync->scrub_rate =
+        (uint64_t)(opts->scrub_rate_mbps ? opts->scrub_rate_mbps : SYNC_DEFAULT_SCRUB_MBPS) *
+        1000000u;
     sync->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
     return opts->ca_file && !sync->ca_file ? -ENOMEM : 0;
 }
@@ -101,6 +108,8 @@ int sync_open(struct store *store, const struct sync_options *opts, struct sync 
         rc = sync_monitor_start(sync);
     if (rc == 0)
         rc = sync_pieces_start(sync);
+    if (rc == 0)
+        rc = sync_scrub_start(sync, sync->scrub_interval_s, sync->scrub_rate);
     if (rc < 0) {
         bim_error_set(err, rc, "cannot start threads: %s", strerror(-rc));
         goto fail;
@@ -118,6 +127,7 @@ void sync_close(struct sync *sync)
 {
     if (!sync)
         return;
+    sync_scrub_stop(sync);
     sync_pieces_stop(sync);
     sync_monitor_stop(sync);
     sync_workers_stop(sync);

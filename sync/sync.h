@@ -59,21 +59,23 @@ struct sync_image_info {
     uint64_t real_size;
     char expected_checksum[STORE_EXPECTED_MAX + 1];
     char current_checksum[STORE_CHECKSUM_HEX + 1];
-    int progress;                  /* 0..100, tracks bytes */
-    uint64_t bytes_done;           /* bytes transferred (or re-hashed) so far */
-    uint64_t bytes_total;          /* 0 when not known */
-    uint64_t rate;                 /* bytes per second, recent */
-    char error[BIM_ERROR_MAX];     /* errorMsg: the cause, without the name */
-    enum bim_cause cause;          /* failed: why, typed where it happened */
-    char source[STORE_SOURCE_MAX]; /* user.bim.source */
-    int sending_reference;         /* HTTP GETs of backing in flight */
-    char sender[BIM_SENDER_MAX];   /* senderManagerAddress */
-    uint64_t bytes_sent;           /* bytes of backing served to peers since start */
-    struct timespec mtime;         /* of backing while ready (stable) */
-    uint64_t generation;           /* bumped on every change */
-    uint64_t state_changes;        /* bumped on every published change of state: tells a
-                                    * watcher that merged events hid one (ready ->
-                                    * unknown -> ready) */
+    int progress;                      /* 0..100, tracks bytes */
+    uint64_t bytes_done;               /* bytes transferred (or re-hashed) so far */
+    uint64_t bytes_total;              /* 0 when not known */
+    uint64_t rate;                     /* bytes per second, recent */
+    char error[BIM_ERROR_MAX];         /* errorMsg: the cause, without the name */
+    enum bim_cause cause;              /* failed: why, typed where it happened */
+    char source[STORE_SOURCE_MAX];     /* user.bim.source */
+    int sending_reference;             /* HTTP GETs of backing in flight */
+    char sender[BIM_SENDER_MAX];       /* senderManagerAddress */
+    uint64_t bytes_sent;               /* bytes of backing served to peers since start */
+    struct timespec mtime;             /* of backing while ready (stable) */
+    char verified[STORE_VERIFIED_MAX]; /* how a ready image was proven (SPEC §9), else "" */
+    int64_t last_scrub;                /* the scrub's last match (epoch s), 0: none */
+    uint64_t generation;               /* bumped on every change */
+    uint64_t state_changes;            /* bumped on every published change of state: tells a
+                                        * watcher that merged events hid one (ready ->
+                                        * unknown -> ready) */
 };
 
 /* How a peer sync proves its bytes (SPEC §9, --verify). */
@@ -93,6 +95,10 @@ struct sync_options {
     unsigned backoff_ms;       /* first pause between attempts, doubled each time; 1000 */
     unsigned backoff_max_ms;   /* longest pause; 16000 */
     enum sync_verify verify;   /* peer syncs */
+    /* the scrub (docs/scrub.md) */
+    bool scrub_off;            /* --scrub-interval 0 */
+    unsigned scrub_interval_s; /* re-hash every ready image this often; 0 = 604800 */
+    unsigned scrub_rate_mbps;  /* MB (10^6 bytes) per second; 0 = 100 */
 };
 
 /*
@@ -271,6 +277,11 @@ struct sync_stats {
     uint64_t sends;                     /* sends begun */
     uint64_t sends_refused;             /* refused over the limit */
     uint64_t bytes_sent;                /* all images, deleted ones included */
+    /* the scrub (docs/scrub.md); 0 when it is off */
+    uint64_t scrub_bytes;      /* bytes read */
+    uint64_t scrubs;           /* passes that ended in a verdict */
+    uint64_t scrub_mismatches; /* of them, mismatches */
+    int64_t scrub_last;        /* when the last verdict came (epoch s), 0: none yet */
 };
 
 void sync_stats_get(struct sync *sync, struct sync_stats *out);

@@ -11,7 +11,9 @@
  * watch), never the other way round. No lock is held across disk I/O.
  *
  * Threads: callers of the public API (any thread), `workers` worker threads
- * (worker.c), one monitor thread (monitor.c).
+ * (worker.c), one monitor thread (monitor.c), the digest thread (pieces.c)
+ * and the scrub thread (scrub.c), each of the last two with its own lock,
+ * taken after sync->lock or alone.
  */
 #ifndef BIMFS_SYNC_INTERNAL_H
 #define BIMFS_SYNC_INTERNAL_H
@@ -42,6 +44,8 @@
 #define SYNC_WRITEBACK_STEP (32u << 20)   /* writeback started / cache dropped per step */
 #define SYNC_HASH_LAG_MAX (64u << 20)     /* the hasher is at most this far behind a writer */
 #define SYNC_PEER_TOKEN_MAX 512           /* bytes of the bearer token sent to peers */
+#define SYNC_DEFAULT_SCRUB_INTERVAL_S 604800 /* --scrub-interval: a week */
+#define SYNC_DEFAULT_SCRUB_MBPS 100          /* --scrub-rate */
 
 struct sync_record;
 
@@ -82,6 +86,10 @@ struct sync_record {
     struct stat seen;                /* backing as it was when the image became ready */
     bool failure_counted;            /* its failure is in sync->stats (send.c) */
     enum sync_state published_state; /* the state of the last published change */
+    int64_t ready_time;              /* when it became ready or was found on disk (epoch s) */
+    int64_t scrub_after;             /* the scrub leaves it alone until then (epoch s) */
+    bool scrub_failing;              /* the scrub is removing its data before failing it:
+                                      * the monitor leaves it alone */
 };
 
 struct sync_watch_entry {
@@ -139,6 +147,9 @@ struct sync {
     char peer_token[SYNC_PEER_TOKEN_MAX]; /* sent to peers; "" for none (peer.c) */
     /* ---- not guarded by lock ---- */
     struct sync_pieces_task *pieces; /* pieces.c: its own lock; set at open, cleared at close */
+    struct sync_scrub_task *scrub;   /* scrub.c: its own lock; NULL when off */
+    uint64_t scrub_interval_s;       /* --scrub-interval; 0: off */
+    uint64_t scrub_rate;             /* --scrub-rate in bytes per second */
 };
 
 /* ---- registry.c (all with sync->lock held unless said otherwise) ---- */
@@ -164,7 +175,8 @@ void sync_record_hide_deleted(struct sync *sync, struct sync_record *rec);
  * name) and its typed cause, as decided where the failure happened. */
 void sync_record_set_failed(struct sync_record *rec, enum bim_cause cause, const char *message);
 
-/* Make the record ready from what a commit or hash found. */
+/* Make the record ready from what a commit or hash found (verified as the
+ * result says, ready since now); a failed one is verified "". */
 void sync_record_set_ready(struct sync_record *rec, const struct store_result *result);
 
 /* Count the record's failure in sync->stats once (send.c; sync->lock held). */
@@ -245,6 +257,13 @@ void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, 
 /* A transfer failed before it had a writer. */
 void sync_transfer_fail(struct sync_job *job, int rc, struct bim_error *err);
 
+/* ---- cfg.c ---- */
+
+/* Set the cfg's verified (when not NULL), lastScrub and readyTime (when
+ * > 0, epoch seconds) durably, the rest of the cfg kept. No lock held. */
+int sync_cfg_mark(struct sync *sync, const char *name, const char *uuid, const char *verified,
+                  int64_t last_scrub, int64_t ready_time, struct bim_error *err);
+
 /* Rewrite the cfg of an image as failed with `message`. Logs on error. */
 void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
                           const char *message);
@@ -284,6 +303,20 @@ void sync_pieces_stop(struct sync *sync);
  * stops). Either with or without sync->lock held. */
 void sync_pieces_want(struct sync *sync, uint64_t id);
 void sync_pieces_forget(struct sync *sync, uint64_t id);
+
+/* ---- scrub.c: the background scrub (docs/scrub.md) ---- */
+
+/* Start the scrub thread (interval_s 0: off, nothing started), reading at
+ * most rate bytes per second; stop and join it. */
+int sync_scrub_start(struct sync *sync, uint64_t interval_s, uint64_t rate);
+void sync_scrub_stop(struct sync *sync);
+
+/* Record id is being deleted: a pass over it stops, and this returns once
+ * the scrub is off it. Call without sync->lock. */
+void sync_scrub_forget(struct sync *sync, uint64_t id);
+
+/* The scrub's counters into out (sync_stats_get). */
+void sync_scrub_stats(struct sync *sync, struct sync_stats *out);
 
 int sync_monitor_start(struct sync *sync);
 void sync_monitor_stop(struct sync *sync);

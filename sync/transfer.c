@@ -125,6 +125,7 @@ void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
     }
     str_copy(cfg->state, sizeof(cfg->state), "failed");
     str_copy(cfg->error, sizeof(cfg->error), message);
+    cfg->verified[0] = '\0';
     rc = store_image_save_cfg(sync->store, name, uuid, cfg, &err);
     if (rc < 0)
         log_error("image=%s uuid=%s cannot record the failure in backing.cfg: %s", name, uuid,

@@ -1,7 +1,8 @@
 /*
  * image.c - the image object as JSON and back (SPEC §6): Longhorn's field
  * names of `backing-image-manager backing-image list`, plus bimfs's progress
- * details (bytesDone, bytesTotal, rate) in status.
+ * details (bytesDone, bytesTotal, rate) and SPEC §9's verified and
+ * lastScrub in status.
  *
  * Threads: no shared state.
  */
@@ -96,13 +97,14 @@ json_t *wire_image_to_json(const struct wire_image *image)
     const struct wire_status *st = &image->status;
     json_t *status;
 
-    status = json_pack("{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "state",
+    status = json_pack("{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o}", "state",
                        wire_json_text(st->state), "currentChecksum",
                        wire_json_text(st->current_checksum), "sendingReference",
                        wire_json_u64(st->sending_reference), "errorMsg", wire_json_text(st->error),
                        "senderManagerAddress", wire_json_text(st->sender), "progress", st->progress,
                        "bytesDone", wire_json_u64(st->bytes_done), "bytesTotal",
-                       wire_json_u64(st->bytes_total), "rate", wire_json_u64(st->rate));
+                       wire_json_u64(st->bytes_total), "rate", wire_json_u64(st->rate), "verified",
+                       wire_json_text(st->verified), "lastScrub", wire_json_text(st->last_scrub));
     if (!status)
         return NULL;
     return json_pack(
@@ -164,6 +166,31 @@ static bool wire_checksum_hex(const char *s)
     return true;
 }
 
+static bool wire_verified_known(const char *verified)
+{
+    return !verified[0] || strcmp(verified, "sha512") == 0 || strcmp(verified, "pieces") == 0 ||
+           strcmp(verified, "adopted") == 0;
+}
+
+/* status.verified and status.lastScrub (both optional). */
+static int wire_status_scrub_from_json(const json_t *obj, struct wire_status *st,
+                                       struct bim_error *err)
+{
+    const char *w = "status: ";
+    int64_t when;
+    int rc;
+
+    rc = wire_string_get(obj, w, "verified", false, st->verified, sizeof(st->verified), err);
+    if (!rc && !wire_verified_known(st->verified))
+        rc = bim_error_set(err, -EPROTO, "status: unknown verified \"%s\"", st->verified);
+    if (!rc)
+        rc = wire_string_get(obj, w, "lastScrub", false, st->last_scrub, sizeof(st->last_scrub),
+                             err);
+    if (!rc && bim_time_rfc3339_parse(st->last_scrub, &when) < 0)
+        rc = bim_error_set(err, -EPROTO, "status: field \"lastScrub\" is not an RFC 3339 time");
+    return rc;
+}
+
 static int wire_status_from_json(const json_t *obj, struct wire_status *st, struct bim_error *err)
 {
     const char *w = "status: ";
@@ -200,6 +227,8 @@ static int wire_status_from_json(const json_t *obj, struct wire_status *st, stru
         rc = wire_u64_get(obj, w, "bytesTotal", false, &st->bytes_total, err);
     if (!rc)
         rc = wire_u64_get(obj, w, "rate", false, &st->rate, err);
+    if (!rc)
+        rc = wire_status_scrub_from_json(obj, st, err);
     return rc;
 }
 

@@ -26,6 +26,7 @@
 #define WIRE_STATE_MAX 16 /* bytes of a state name, NUL included */
 #define WIRE_FORMAT_MAX 8 /* bytes of a format name, NUL included */
 #define WIRE_PROGRESS_MAX 100
+#define WIRE_VERIFIED_MAX 16 /* bytes of a `verified` value, NUL included */
 
 /* ---- backups (SPEC §10; backup.c) ---- */
 
@@ -76,6 +77,9 @@ struct wire_status {
     uint64_t bytes_done;
     uint64_t bytes_total;
     uint64_t rate;
+    /* SPEC §9; "" when absent */
+    char verified[WIRE_VERIFIED_MAX]; /* "", "sha512", "pieces" or "adopted" */
+    char last_scrub[BIM_TIME_MAX];    /* lastScrub: RFC 3339 UTC, or "" */
 };
 
 struct wire_image {
@@ -100,8 +104,10 @@ json_t *wire_image_to_json(const struct wire_image *image);
 
 /*
  * Read an image object. Every SPEC §6 field must be there with its type;
- * the progress details may be absent (0); unknown fields are ignored (a
- * newer peer may send more). Strings longer than their field, negative or
+ * the progress details, status.verified and status.lastScrub may be absent
+ * (0, ""); unknown fields are ignored (a newer peer may send more). A
+ * `verified` other than "", sha512, pieces or adopted, and a lastScrub that
+ * is not "" or an RFC 3339 UTC time, are -EPROTO. Strings longer than their field, negative or
  * fractional numbers, an unknown state or format, a progress past 100 and a
  * currentChecksum that is not "" or 128 lowercase hex digits are -EPROTO
  * with a message naming the field. *out is zeroed first.

@@ -156,6 +156,37 @@ static int ctl_http_metric_counters(struct ctl_http *http, struct ctl_http_text 
     return rc;
 }
 
+/* The scrub's (docs/scrub.md): zeros while it is off or has done nothing. */
+static int ctl_http_metric_scrub(struct ctl_http *http, struct ctl_http_text *t)
+{
+    struct sync_stats st;
+    int rc;
+
+    sync_stats_get(http->sync, &st);
+    rc = ctl_http_metric_head(t, "bimfs_scrub_bytes_total", "counter",
+                              "Bytes the scrub read since start.");
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "bimfs_scrub_bytes_total %" PRIu64 "\n", st.scrub_bytes);
+    if (rc == 0)
+        rc = ctl_http_metric_head(t, "bimfs_scrubs_total", "counter",
+                                  "Scrubs of an image that ended in a match or a mismatch.");
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "bimfs_scrubs_total %" PRIu64 "\n", st.scrubs);
+    if (rc == 0)
+        rc = ctl_http_metric_head(t, "bimfs_scrub_mismatches_total", "counter",
+                                  "Scrubs that found an image whose bytes differ (failed it).");
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "bimfs_scrub_mismatches_total %" PRIu64 "\n",
+                                  st.scrub_mismatches);
+    if (rc == 0)
+        rc = ctl_http_metric_head(t, "bimfs_scrub_last_timestamp_seconds", "gauge",
+                                  "When the last scrub ended (Unix time), 0 before the first.");
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "bimfs_scrub_last_timestamp_seconds %" PRId64 "\n",
+                                  st.scrub_last);
+    return rc;
+}
+
 /* The per-image families, in the order they are shown. */
 static const struct ctl_http_image_metric {
     const char *name;
@@ -219,6 +250,8 @@ static int ctl_http_metrics_build(struct ctl_http *http, struct ctl_http_text *t
         rc = ctl_http_metric_transfers(t, images, count);
     if (rc == 0)
         rc = ctl_http_metric_counters(http, t);
+    if (rc == 0)
+        rc = ctl_http_metric_scrub(http, t);
     if (rc == 0)
         rc = ctl_http_metric_disk(http, t);
     free(images);

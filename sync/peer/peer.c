@@ -484,7 +484,7 @@ static int sync_peer_writer(struct sync_peer_transfer *t, const struct store_che
     if (rc < 0)
         return bim_error_set(err, rc, "cannot keep the piece digests: %s", strerror(-rc));
     if (!t->hash_sha512)
-        store_writer_trust_checksum(t->w, t->checksum);
+        store_writer_trust_checksum(t->w, t->checksum, STORE_VERIFIED_PIECES);
     return 0;
 }
 

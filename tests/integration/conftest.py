@@ -40,11 +40,12 @@ STATES = ("pending", "starting", "in-progress", "ready", "failed", "unknown")
 IMAGE_FIELDS = ("name", "uuid", "size", "virtualSize", "realSize", "format",
                 "expectedChecksum", "source", "status")
 STATUS_FIELDS = ("state", "currentChecksum", "sendingReference", "errorMsg",
-                 "senderManagerAddress", "progress")
+                 "senderManagerAddress", "progress", "verified", "lastScrub")
 XATTRS = ("user.bim.state", "user.bim.uuid", "user.bim.size", "user.bim.virtual_size",
           "user.bim.real_size", "user.bim.format", "user.bim.expected_checksum",
           "user.bim.checksum", "user.bim.progress", "user.bim.error", "user.bim.source",
-          "user.bim.sending_reference", "user.bim.sender")
+          "user.bim.sending_reference", "user.bim.sender", "user.bim.verified",
+          "user.bim.scrubbed")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 

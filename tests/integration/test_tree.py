@@ -105,6 +105,8 @@ def test_xattr_values_match_the_image(ready, node):
         "user.bim.source": "upload",
         "user.bim.sending_reference": "0",
         "user.bim.sender": "",
+        "user.bim.verified": "sha512",
+        "user.bim.scrubbed": "",
     }
     got = {k: xattr(p, k) for k in want}
     assert got == want

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "common.h"
 
+#include <errno.h>
 #include <stdint.h>
 
 #define CHECK_U64(got, want)                                                                       \
@@ -113,6 +114,44 @@ static void test_size_align_up_refuses_a_result_past_the_maximum(void)
           "2^63 + 1 aligned up to 2^63 accepted");
 }
 
+static void test_rfc3339_round_trip(void)
+{
+    char text[BIM_TIME_MAX];
+    int64_t sec = -1;
+
+    bim_time_rfc3339(1777638896, text);
+    CHECK_STR(text, "2026-05-01T12:34:56Z");
+    CHECK_INT(bim_time_rfc3339_parse(text, &sec), 0);
+    CHECK_INT(sec, 1777638896);
+    CHECK_INT(bim_time_rfc3339_parse("2026-05-01T12:34:56.25Z", &sec), 0);
+    CHECK_INT(sec, 1777638896);
+}
+
+static void test_rfc3339_empty_is_no_time(void)
+{
+    char text[BIM_TIME_MAX] = "x";
+    int64_t sec = 5;
+
+    bim_time_rfc3339(0, text);
+    CHECK_STR(text, "");
+    CHECK_INT(bim_time_rfc3339_parse("", &sec), 0);
+    CHECK_INT(sec, 0);
+}
+
+static void test_rfc3339_refuses_other_text(void)
+{
+    const char *bad[] = {"2026-05-01",
+                         "2026-05-01T12:34:56",
+                         "2026-05-01T12:34:56+02:00",
+                         "2026-05-01 12:34:56 +0000 UTC",
+                         "2026-05-01T12:34:56.Z",
+                         "soon"};
+    int64_t sec;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK(bim_time_rfc3339_parse(bad[i], &sec) == -EINVAL, "\"%s\" accepted", bad[i]);
+}
+
 int main(void)
 {
     RUN(test_size_add_sums_up_to_the_maximum);
@@ -123,5 +162,8 @@ int main(void)
     RUN(test_size_align_up_rounds_to_the_multiple_above);
     RUN(test_size_align_up_accepts_the_last_multiple);
     RUN(test_size_align_up_refuses_a_result_past_the_maximum);
+    RUN(test_rfc3339_round_trip);
+    RUN(test_rfc3339_empty_is_no_time);
+    RUN(test_rfc3339_refuses_other_text);
     return check_exit();
 }

@@ -352,7 +352,8 @@ static void test_image_json_has_longhorn_fields(void)
         "source", "status"};
     static const char *const status_keys[] = {
         "state",    "currentChecksum", "sendingReference", "errorMsg", "senderManagerAddress",
-        "progress", "bytesDone",       "bytesTotal",       "rate"};
+        "progress", "bytesDone",       "bytesTotal",       "rate",     "verified",
+        "lastScrub"};
     struct sync_image_info info = {
         .id = 1,
         .name = "ubuntu",
@@ -380,7 +381,7 @@ static void test_image_json_has_longhorn_fields(void)
     for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
         CHECK(json_object_get(image, top[i]) != NULL, "image lacks \"%s\"", top[i]);
     status = json_object_get(image, "status");
-    CHECK_INT(json_object_size(status), 9);
+    CHECK_INT(json_object_size(status), 11);
     for (size_t i = 0; i < sizeof(status_keys) / sizeof(status_keys[0]); i++)
         CHECK(json_object_get(status, status_keys[i]) != NULL, "status lacks \"%s\"",
               status_keys[i]);

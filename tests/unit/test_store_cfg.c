@@ -117,6 +117,43 @@ static void test_round_trip_keeps_unknown_fields(void)
     free(text);
 }
 
+static void test_scrub_fields_round_trip_after_the_others(void)
+{
+    struct store_cfg cfg = {0}, again;
+    char *text = NULL;
+
+    strcpy(cfg.uuid, "u1");
+    strcpy(cfg.state, "ready");
+    strcpy(cfg.verified, STORE_VERIFIED_PIECES);
+    strcpy(cfg.last_scrub, "2026-05-01T12:34:56Z");
+    strcpy(cfg.ready_time, "2026-04-30T01:02:03Z");
+    CHECK_INT(store_cfg_serialize(&cfg, &text), 0);
+    CHECK(text && strstr(text, "\"errorMsg\":\"\",\"verified\":\"pieces\","
+                               "\"lastScrub\":\"2026-05-01T12:34:56Z\","
+                               "\"readyTime\":\"2026-04-30T01:02:03Z\"}"),
+          "verified, lastScrub, readyTime must follow errorMsg: %s", text ? text : "(null)");
+    CHECK_INT(store_cfg_parse(text, strlen(text), &again, NULL), 0);
+    CHECK_STR(again.verified, "pieces");
+    CHECK_STR(again.last_scrub, "2026-05-01T12:34:56Z");
+    CHECK_STR(again.ready_time, "2026-04-30T01:02:03Z");
+    CHECK(again.extra == NULL, "known fields landed in extra: %s", again.extra);
+    store_cfg_clear(&again);
+    free(text);
+}
+
+static void test_empty_scrub_fields_are_not_written(void)
+{
+    struct store_cfg cfg = {0};
+    char *text = NULL;
+
+    strcpy(cfg.uuid, "u1");
+    CHECK_INT(store_cfg_serialize(&cfg, &text), 0);
+    CHECK(text && !strstr(text, "verified") && !strstr(text, "lastScrub") &&
+              !strstr(text, "readyTime"),
+          "empty fields written: %s", text ? text : "(null)");
+    free(text);
+}
+
 static void test_wrong_types_are_corrupt(void)
 {
     const char *bad[] = {
@@ -263,6 +300,8 @@ int main(void)
     RUN(test_parse_longhorn_cfg);
     RUN(test_serialize_field_order);
     RUN(test_round_trip_keeps_unknown_fields);
+    RUN(test_scrub_fields_round_trip_after_the_others);
+    RUN(test_empty_scrub_fields_are_not_written);
     RUN(test_wrong_types_are_corrupt);
     RUN(test_null_fields_read_as_empty);
     RUN(test_too_long_string_is_corrupt);

@@ -349,6 +349,7 @@ static void test_resume_keeps_and_rehashes_tmp(void)
     CHECK(store_writer_commit(w, IMAGE_SIZE, "upload", &res, &err) == 0, "commit: %s", err.message);
     digest_hex("SHA512", image, IMAGE_SIZE, sha512);
     CHECK_STR(res.checksum, sha512);
+    CHECK_STR(res.verified, STORE_VERIFIED_SHA512);
 }
 
 static void test_trusted_checksum(void)
@@ -361,17 +362,27 @@ static void test_trusted_checksum(void)
     if (!w)
         return;
     digest_hex("SHA512", image, MiB, sha512);
-    store_writer_trust_checksum(w, sha512);
+    store_writer_trust_checksum(w, sha512, STORE_VERIFIED_PIECES);
     CHECK_INT(store_writer_pwrite(w, image, MiB, 0), 0);
     CHECK(store_writer_commit(w, MiB, "clone:two", &res, &err) == 0, "commit: %s", err.message);
     CHECK_STR(res.checksum, sha512);
+    CHECK_STR(res.verified, STORE_VERIFIED_PIECES);
+    {
+        struct store_cfg cfg;
+
+        CHECK_INT(store_image_load_cfg(store, "trust", "u1", &cfg, &err), 0);
+        CHECK_STR(cfg.verified, STORE_VERIFIED_PIECES);
+        CHECK_STR(cfg.last_scrub, "");
+        CHECK(cfg.ready_time[0] != '\0', "a committed cfg has no readyTime");
+        store_cfg_clear(&cfg);
+    }
 
     memset(wrong, 'b', 128);
     wrong[128] = '\0';
     w = writer_new("trustbad", "u2", wrong, false);
     if (!w)
         return;
-    store_writer_trust_checksum(w, sha512);
+    store_writer_trust_checksum(w, sha512, STORE_VERIFIED_SHA512);
     CHECK_INT(store_writer_pwrite(w, image, MiB, 0), 0);
     CHECK_INT(store_writer_commit(w, MiB, "clone:two", &res, &err), -EINVAL);
     CHECK(strstr(err.message, "checksum mismatch") != NULL, "message: \"%s\"", err.message);

@@ -34,6 +34,8 @@ static void image_fill(struct wire_image *img)
     img->status.bytes_done = 991785123;
     img->status.bytes_total = 2361393152;
     img->status.rate = 104857600;
+    strcpy(img->status.verified, "pieces");
+    strcpy(img->status.last_scrub, "2026-05-01T12:34:56Z");
 }
 
 static json_t *image_json(void)
@@ -108,10 +110,24 @@ static void test_image_progress_details_are_optional(void)
     json_object_del(status, "bytesDone");
     json_object_del(status, "bytesTotal");
     json_object_del(status, "rate");
+    json_object_del(status, "verified");
+    json_object_del(status, "lastScrub");
     json_object_set_new(value, "someNewField", json_true()); /* a newer peer's */
     CHECK_INT(wire_image_from_json(value, &out, &err), 0);
     CHECK_INT(out.status.bytes_done, 0);
     CHECK_INT(out.status.progress, 42);
+    CHECK_STR(out.status.verified, "");
+    CHECK_STR(out.status.last_scrub, "");
+    json_decref(value);
+}
+
+static void test_image_verified_and_last_scrub_are_sent(void)
+{
+    json_t *value = image_json();
+    json_t *status = json_object_get(value, "status");
+
+    CHECK_STR(json_string_value(json_object_get(status, "verified")), "pieces");
+    CHECK_STR(json_string_value(json_object_get(status, "lastScrub")), "2026-05-01T12:34:56Z");
     json_decref(value);
 }
 
@@ -139,6 +155,15 @@ static void expect_refused(const char *path, json_t *v, const char *want)
     CHECK(strstr(err.message, want) != NULL, "%s: message \"%s\" lacks \"%s\"", path, err.message,
           want);
     json_decref(value);
+}
+
+static void test_image_bad_verified_or_last_scrub_is_refused(void)
+{
+    expect_refused("status.verified", json_string("trusted"), "unknown verified");
+    expect_refused("status.verified", json_integer(1), "\"verified\" is not a string");
+    expect_refused("status.lastScrub", json_string("yesterday"), "\"lastScrub\"");
+    expect_refused("status.lastScrub", json_string("2026-05-01 12:34:56 +0000 UTC"),
+                   "\"lastScrub\"");
 }
 
 static void test_image_missing_fields_are_refused(void)
@@ -384,6 +409,8 @@ int main(void)
     RUN(test_image_fields_keep_longhorn_names);
     RUN(test_image_invalid_utf8_is_sent_as_question_marks);
     RUN(test_image_progress_details_are_optional);
+    RUN(test_image_verified_and_last_scrub_are_sent);
+    RUN(test_image_bad_verified_or_last_scrub_is_refused);
     RUN(test_image_missing_fields_are_refused);
     RUN(test_image_mistyped_fields_are_refused);
     RUN(test_image_oversized_fields_are_refused);
