@@ -1,5 +1,5 @@
 /*
- * backup_internal.h - the private header of backups (backup/backup*.c,
+ * backup_internal.h - the private header of backups (backup/backup.c, job.c,
  * cfg.c, compress.c, layout.c, lock.c, pool.c, list.c): the layout of a
  * Longhorn backupstore, backing-image.cfg, compression, the lock protocol and
  * the shared pool of block workers.
@@ -133,6 +133,12 @@ struct bk_backups {
     unsigned worker_count;
     struct bk_worker_slot *workers;
 };
+
+/* The coordinator thread of a job (job.c): runs it and frees it. */
+void *bk_job_run(void *arg);
+
+/* Free a job that no thread uses any more (job.c). */
+void bk_job_free(struct bk_job *job);
 
 /* Start the workers of b (pool.c). */
 int bk_pool_start(struct bk_backups *b);
