@@ -82,6 +82,8 @@ def test_restore_a_longhorn_backup_with_holes(daemon, tmp_path, sparse_image, co
     assert img["source"] == "restore:" + url
     img = check_restored(daemon, "copy", image, digest, info["blocks"])
     assert img["expectedChecksum"] == digest, "the backup's checksum is the expectation"
+    assert img["status"]["verified"] == "sha512", \
+        "a restore hashes the image itself (SPEC §9): %r" % img["status"].get("verified")
     assert xattr(daemon.mnt / "copy", "user.bim.source") == "restore:" + url
     assert img["format"] == "raw"
 
