@@ -258,19 +258,30 @@ def test_restore_from_an_s3_target(daemon_factory, tmp_path, sparse_image, monke
     image, digest = sparse_image
     local = tmp_path / "local"
     info = lh.write_backup(str(local), "parrot", str(image), compression="lz4")
+    url = lh.backup_url("s3://bk@us-east-1/longhorn/", "parrot")
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    plain = daemon_factory(name="plain")  # no credentials in its environment
+    err = expect_error(restore(plain, "nocreds", url), "invalid_argument")
+    assert "AWS_ACCESS_KEY_ID" in err["message"], err
     srv = S3Server(secret=SECRET).start()
     try:
         for rel in lh.backup_files(str(local)):
             srv.put("longhorn/" + rel, open(os.path.join(str(local), rel), "rb").read())
-        for k in [k for k in os.environ if k.startswith("AWS_")]:
-            monkeypatch.delenv(k)
         for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
             monkeypatch.delenv(k, raising=False)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", srv.key_id)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv.secret)
         monkeypatch.setenv("AWS_ENDPOINTS", srv.endpoint)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not/the/secret")
+        wrong = daemon_factory(name="wrong")
+        expect_ok(restore(wrong, "wrongkey", url))
+        img = wait_final(wrong, "wrongkey")
+        assert img["status"]["state"] == "failed"
+        assert "SignatureDoesNotMatch" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+        srv.rejected.clear()
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv.secret)
         d = daemon_factory(name="d")
-        url = lh.backup_url("s3://bk@us-east-1/longhorn/", "parrot")
         expect_ok(restore(d, "s3copy", url))
         check_restored(d, "s3copy", image, digest, info["blocks"])
         assert srv.rejected == [], "requests were refused: %s" % srv.rejected
