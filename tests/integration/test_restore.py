@@ -253,6 +253,34 @@ def test_kill_mid_restore_then_restart_resumes(daemon_factory, tmp_path):
     assert kept and int(kept[-1]) > 0, "the restart did not keep the blocks already written"
 
 
+def test_a_kept_backing_tmp_changed_while_down_is_not_trusted(daemon_factory, tmp_path):
+    """What a restart keeps is checked block by block: bytes changed in
+    backing.tmp while the daemon was down (a block of data, and a hole) are
+    fetched again, and the image ends with the backup's bytes."""
+    image, digest, url, info = big_backup(tmp_path)
+    d = daemon_factory(name="d")
+    expect_ok(restore(d, "big", url, uuid="c1"))
+    tmp = d.image_dir("big", "c1") / "backing.tmp"
+
+    def some_blocks_written():
+        if d.get("big")["status"]["state"] in ("ready", "failed"):
+            pytest.skip("the restore finished before it could be cut")
+        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
+    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    d.kill9()
+    hole = 97 * MiB  # inside the 8 MiB hole of big_backup's image
+    assert hole // lh.BLOCK_SIZE * lh.BLOCK_SIZE not in info["blocks"]
+    with open(tmp, "r+b") as f:
+        f.seek(4096)
+        b = f.read(1)
+        f.seek(4096)
+        f.write(bytes([b[0] ^ 0xFF]))
+        f.seek(hole)
+        f.write(b"not a hole")
+    d.start()
+    check_restored(d, "big", image, digest, info["blocks"])
+
+
 def test_restore_from_an_s3_target(daemon_factory, tmp_path, sparse_image, monkeypatch):
     from s3server import S3Server
     image, digest = sparse_image
