@@ -253,10 +253,42 @@ int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct 
  * successful begin (the fd is the caller's business). */
 void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes);
 
+/* ---- serving while receiving (sync/serving.c; SPEC §9) ---- */
+
+/* What an image in progress holds now (a copy; free with sync_held_free). */
+struct sync_held {
+    uint64_t id;
+    uint64_t size;  /* bytes of the image */
+    uint64_t count; /* its pieces */
+    uint8_t *held;  /* count flags: written (for a sync: verified) with a digest */
+    uint8_t *known; /* count flags: digest known (a sync knows its reference's) */
+    uint8_t (*digest)[32];
+    uint64_t nheld; /* pieces held */
+};
+
+/*
+ * The pieces image `name` holds while in progress. -ENOENT no such image;
+ * -EBUSY "<name>: not ready (<state>)" when it is not in progress or holds
+ * nothing it could serve yet. With fd, *fd is also a read-only descriptor
+ * (O_CLOEXEC, the caller's) of its data; with end > 0, to send [first,
+ * end) from, a range that must lie inside held pieces (-EBUSY "<name>:
+ * bytes ... are not held yet" otherwise). Read only held pieces of it.
+ */
+int sync_held_get(struct sync *sync, const char *name, uint64_t first, uint64_t end,
+                  struct sync_held *out, int *fd, struct bim_error *err);
+void sync_held_free(struct sync_held *h);
+
+/* As sync_send_begin, for an image in progress: the send of [first, end),
+ * which must lie inside held pieces, counted and limited alike; out->fd
+ * is its data, out->size the image's size, out->checksum "". */
+int sync_send_begin_held(struct sync *sync, const char *name, unsigned limit, uint64_t first,
+                         uint64_t end, struct sync_send *out, struct bim_error *err);
+
 /*
  * The piece digests of image `name` as GET .../pieces answers them (SPEC
  * §9), into *out (free with wire_pieces_free, also on failure): a ready
- * image's, all held; an image in progress: none held yet. -ENOENT no such
+ * image's, all held; an image in progress: those it holds, and the
+ * digests it knows (checksum ""). -ENOENT no such
  * image; -EBUSY "<name>: not ready (<state>)" in another state; -EAGAIN
  * while the digests of a ready image that had none are computed.
  */

@@ -480,11 +480,12 @@ static int sync_peer_writer(struct sync_peer_transfer *t, const struct store_che
                            t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
     if (rc < 0)
         return rc;
-    rc = store_writer_trust_pieces(t->w, &t->manifest);
+    rc = store_writer_trust_pieces(t->w, &t->manifest, NULL);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot keep the piece digests: %s", strerror(-rc));
     if (!t->hash_sha512)
         store_writer_trust_checksum(t->w, t->checksum);
+    sync_serving_start(job, t->w); /* its verified pieces may be served */
     return 0;
 }
 
