@@ -225,6 +225,7 @@ static int daemon_serve(struct daemon *d)
         (void)store_disk_uuid(d->store, disk_uuid);
     sync_set_disk_uuid(d->sync, disk_uuid);
     sync_set_peer_token(d->sync, d->token);
+    sync_set_listen(d->sync, o->listen);
 
     rc = ctl_server_start(d->sync, d->ctl_fd, d->socket_path, BIMFS_VERSION, &d->ctl, &err);
     d->ctl_fd = -1; /* owned by the server now, even on failure */

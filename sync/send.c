@@ -12,6 +12,7 @@
 #include "sync_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -131,4 +132,29 @@ void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t byt
         sync_record_changed(sync, rec);
     }
     pthread_mutex_unlock(&sync->lock);
+}
+
+int sync_received_get(struct sync *sync, const char *name, struct sync_received **out,
+                      size_t *count)
+{
+    struct sync_record *rec;
+    int rc = 0;
+
+    *out = NULL;
+    *count = 0;
+    pthread_mutex_lock(&sync->lock);
+    rec = sync_record_find(sync, name);
+    if (!rec || rec->hidden) {
+        rc = -ENOENT;
+    } else if (rec->nreceived > 0) {
+        *out = malloc(rec->nreceived * sizeof(**out));
+        if (*out) {
+            memcpy(*out, rec->received, rec->nreceived * sizeof(**out));
+            *count = rec->nreceived;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&sync->lock);
+    return rc;
 }

@@ -150,3 +150,17 @@ int sync_held_get(struct sync *sync, const char *name, uint64_t first, uint64_t 
     free(info);
     return rc;
 }
+
+uint64_t sync_pieces_held(struct sync *sync, const struct sync_image_info *info)
+{
+    struct sync_held h;
+    uint64_t n;
+
+    if (info->state == SYNC_STATE_READY)
+        return store_pieces_count(info->size);
+    if (info->state != SYNC_STATE_IN_PROGRESS || sync_held_get_id(sync, info->id, 0, 0, &h, NULL))
+        return 0;
+    n = h.nheld;
+    sync_held_free(&h);
+    return n;
+}

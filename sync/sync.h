@@ -193,6 +193,11 @@ void sync_watch_close(struct sync_watch *watch);
  * copied, at most 511 bytes). */
 void sync_set_peer_token(struct sync *sync, const char *token);
 
+/* This daemon's own --listen host:port (copied): a receiver started
+ * with others spreads what it asks the first source for by its place
+ * among them (docs/peer-sync.md). */
+void sync_set_listen(struct sync *sync, const char *listen);
+
 /* ---- uploads pushed by the caller (sync/stream.c; the HTTP server's PUT) ---- */
 
 struct sync_stream;
@@ -294,6 +299,22 @@ int sync_send_begin_held(struct sync *sync, const char *name, unsigned limit, ui
  */
 int sync_pieces_get(struct sync *sync, const char *name, struct wire_pieces *out,
                     struct bim_error *err);
+
+/* The pieces image `info` holds now (metrics): all of a ready image's,
+ * what the writer of one in progress holds, none otherwise. */
+uint64_t sync_pieces_held(struct sync *sync, const struct sync_image_info *info);
+
+/* Bytes a peer sync received from one of its sources (metrics). */
+struct sync_received {
+    char addr[BIM_PEER_ADDR_MAX + 1];
+    uint64_t bytes;
+};
+
+/* The bytes image `name` received from each source of its peer sync (the
+ * current or last one since start): *out malloc'd (free it), *count 0
+ * when it has none. -ENOENT no such image. */
+int sync_received_get(struct sync *sync, const char *name, struct sync_received **out,
+                      size_t *count);
 
 /* Counters since sync_open(). */
 struct sync_stats {

@@ -142,6 +142,7 @@ struct sync {
     bool stopping;
     struct sync_stats stats;              /* send.c */
     char peer_token[SYNC_PEER_TOKEN_MAX]; /* sent to peers; "" for none (peer.c) */
+    char listen[BIM_PEER_ADDR_MAX + 1];   /* this daemon's --listen (peer.c), or "" */
     /* ---- not guarded by lock ---- */
     struct sync_pieces_task *pieces; /* pieces.c: its own lock; set at open, cleared at close */
 };
