@@ -53,6 +53,7 @@ enum sync_peer_outcome {
     SYNC_PEER_BUSY,      /* 503: ask again after Retry-After */
     SYNC_PEER_TRANSIENT, /* worth asking again later */
     SYNC_PEER_NOT_HELD,  /* 409: the source does not hold the piece (yet, or any more) */
+    SYNC_PEER_SLOW,      /* given up: another source holds the piece and is free */
     SYNC_PEER_FATAL,     /* this source will not do */
     SYNC_PEER_LOCAL,     /* writing failed: the whole sync fails */
     SYNC_PEER_CANCELED,
@@ -66,7 +67,10 @@ struct sync_peer_fetcher {
     struct store_piece_hash *hash; /* the piece being received */
     char *buf;                     /* SYNC_PEER_BUFFER bytes not yet written */
     size_t fill;
-    uint64_t idle_ms; /* found nothing to do since, or 0 */
+    uint64_t idle_ms;     /* found nothing to do since, or 0 */
+    atomic_bool stop_get; /* ends the GET in flight: the job's cancel, or a slow source */
+    bool slow;            /* stop_get was set because its source is slow (t->lock) */
+    uint64_t began_ms;    /* the GET in flight began (t->lock) */
     /* the GET in flight */
     struct sync_peer_piece *piece;
     struct sync_peer_source *source;
@@ -216,7 +220,7 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     struct http_request req = {
         .url = url,
         .range = true,
-        .cancel = &t->job->cancel,
+        .cancel = &f->stop_get,
         .on_response = sync_peer_on_reply,
         .on_data = sync_peer_on_data,
         .ctx = f,
@@ -246,6 +250,9 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     } else if (f->hash_rc < 0) {
         snprintf(why, whylen, "cannot compute a piece digest");
         outcome = SYNC_PEER_LOCAL;
+    } else if (rc == -ECANCELED && !sync_job_cancelled(t->job)) {
+        snprintf(why, whylen, "slow: piece %" PRIu64 " taken from another source", p->index);
+        outcome = SYNC_PEER_SLOW;
     } else if (rc == -ECANCELED) {
         outcome = SYNC_PEER_CANCELED;
     } else if (rc == -EPROTO && reply.cause == HTTP_CAUSE_CALLBACK) {
@@ -476,6 +483,12 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
         s->retry_ms = now + retry_s * 1000ull;
         str_copy(s->error, sizeof(s->error), why);
         break;
+    case SYNC_PEER_SLOW:
+        /* not a failure; only not this piece from it now */
+        s->have[p->index] = 0;
+        s->complete = false;
+        log_debug("image=%s uuid=%s %s: %s", t->job->name, t->job->uuid, s->addr, why);
+        break;
     case SYNC_PEER_NOT_HELD:
         /* it does not hold it (any more): its next have says what it does */
         t->alive_ms = now;
@@ -573,11 +586,43 @@ static void sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_source 
     s->active++;
     f->piece = p;
     f->source = s;
+    f->began_ms = clock_monotonic_ms();
+    f->slow = false;
+    atomic_store(&f->stop_get, sync_job_cancelled(t->job));
     pthread_mutex_unlock(&t->lock);
     outcome = sync_peer_get_piece(f, s, &retry_s, why, sizeof(why));
     pthread_mutex_lock(&t->lock);
     f->piece = NULL;
     sync_peer_judge(t, s, p, outcome, retry_s, why);
+}
+
+/* A fetcher that has found nothing to do for a while gives up, for
+ * another, a GET that has run for SYNC_PEER_SLOW_MS from a source while a
+ * source other than that one holds the piece and is free: a receiver never
+ * waits on one slow source while another holds the piece (SPEC §9). The
+ * piece comes back and is taken from the free source. t->lock held. */
+static void sync_peer_unstick(struct sync_peer_fetcher *f, uint64_t now)
+{
+    struct sync_peer_transfer *t = f->t;
+
+    if (!f->idle_ms || now - f->idle_ms < SYNC_PEER_ORIGIN_WAIT_MS)
+        return;
+    for (size_t g = 0; g < t->nfetchers; g++) {
+        struct sync_peer_fetcher *o = &t->fetchers[g];
+
+        if (o == f || !o->piece || o->slow || now - o->began_ms < SYNC_PEER_SLOW_MS)
+            continue;
+        for (size_t k = 0; k < t->nsources; k++) {
+            struct sync_peer_source *s = &t->sources[k];
+
+            if (s == o->source || !s->have[o->piece->index] || !sync_peer_usable(t, s, now))
+                continue;
+            o->slow = true;
+            atomic_store(&o->stop_get, true);
+            f->idle_ms = now; /* one at a time */
+            return;
+        }
+    }
 }
 
 static void *sync_peer_fetcher_main(void *arg)
@@ -600,6 +645,7 @@ static void *sync_peer_fetcher_main(void *arg)
             /* nothing for now: a piece ends, comes back, or a have grows */
             if (!f->idle_ms)
                 f->idle_ms = now;
+            sync_peer_unstick(f, now);
             if (!t->stop)
                 sync_peer_wait(t, wait_ms);
             continue;
@@ -672,6 +718,8 @@ static void sync_peer_watch(struct sync_peer_transfer *t)
             progress_ms = now;
         }
         if (sync_job_cancelled(t->job)) {
+            for (size_t g = 0; g < t->nfetchers; g++)
+                atomic_store(&t->fetchers[g].stop_get, true);
             sync_peer_fail(t, -ECANCELED, BIM_CAUSE_SOURCE, "cancelled");
         } else if (now - progress_ms >= t->stall_ms &&
                    (now - t->alive_ms >= t->stall_ms ||
@@ -706,6 +754,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
 
     memset(fetchers, 0, sizeof(fetchers));
     t->left = t->npieces;
+    t->fetchers = fetchers;
     if (want > SYNC_PEER_FETCHERS)
         want = SYNC_PEER_FETCHERS;
     for (; started < want && rc == 0; started++) {
@@ -717,8 +766,12 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
         rc = f->buf ? store_piece_hash_open(&f->hash) : -ENOMEM;
         if (rc == 0)
             rc = sync_peer_client_open(t, &f->http);
-        if (rc == 0)
+        if (rc == 0) {
+            pthread_mutex_lock(&t->lock);
+            t->nfetchers = started + 1;
+            pthread_mutex_unlock(&t->lock);
             rc = -pthread_create(&f->thread, NULL, sync_peer_fetcher_main, f);
+        }
         if (rc < 0)
             break;
     }

@@ -31,7 +31,8 @@
 #define SYNC_PEER_BACKOFF_MAX_MS 5000          /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
-#define SYNC_PEER_POLL_MS 500 /* how often a source that is behind is asked for its have */
+#define SYNC_PEER_POLL_MS 500  /* how often a source that is behind is asked for its have */
+#define SYNC_PEER_SLOW_MS 2000 /* a GET this long is given up when another source is free */
 #define SYNC_PEER_ORIGIN_WAIT_MS                                                                   \
     1000 /* a fetcher idle this long may ask the origin for a                                      \
           * piece another source holds but is busy */
@@ -100,6 +101,8 @@ struct sync_peer_source {
     _Atomic uint64_t received; /* bytes of pieces it sent (kept or not) */
 };
 
+struct sync_peer_fetcher;
+
 /* One sync in flight: made by peer.c, fetched by fetch.c. */
 struct sync_peer_transfer {
     struct sync_job *job;
@@ -129,9 +132,10 @@ struct sync_peer_transfer {
     bool stop;
     int rc;
     struct bim_error err;
-    uint64_t alive_ms;         /* a source last answered (a 503 included) */
-    int sender;                /* the source that delivered last, -1 */
-    bool fetching;             /* the fetcher threads run: the poller updates the writer */
+    uint64_t alive_ms;                  /* a source last answered (a 503 included) */
+    int sender;                         /* the source that delivered last, -1 */
+    struct sync_peer_fetcher *fetchers; /* fetch.c's, while they run */
+    size_t nfetchers;
     _Atomic uint64_t bytes;    /* pieces verified (data and holes) */
     _Atomic uint64_t received; /* bytes from the network, kept or not (the stall bound) */
 };

@@ -9,7 +9,7 @@ import hashlib
 from conftest import MiB, expect_ok, make_file, make_random_file, wait_until
 from faultserver import FaultServer
 from fakepeer import PIECE, FakePeer, piece_digests
-from httphelp import get, sync
+from httphelp import get, metrics, sync
 
 
 def data_of(path):
@@ -80,6 +80,8 @@ def check_serves_what_it_holds(d, name, data):
     for off, length in ext.json():
         assert off // PIECE in have and (off + length - 1) // PIECE in have, \
             "extent %r lies outside the held pieces %r" % ((off, length), p["have"])
+    held_metric = metrics(d.port)['bimfs_image_pieces_held{name="%s",uuid="u1"}' % name]
+    assert held_metric >= len(have), "pieces_held %r, /pieces held %d" % (held_metric, len(have))
     # have grows
     wait_holding(d, name, len(have) + 1)
 
@@ -95,6 +97,10 @@ def test_sync_in_progress_serves_its_verified_pieces(daemon_factory, tmp_path):
         check_serves_what_it_holds(b, "img", data)
         img = b.wait_state("img", "ready", timeout=120)
         assert img["status"]["currentChecksum"] == hashlib.sha512(data).hexdigest()
+        m = metrics(b.port)
+        assert m['bimfs_image_pieces_held{name="img",uuid="u1"}'] == len(piece_digests(data)), m
+        got = m['bimfs_image_received_bytes_total{name="img",uuid="u1",source="%s"}' % fake.addr]
+        assert got >= len(data), "received %r bytes from the only source" % got
     finally:
         fake.stop()
 
