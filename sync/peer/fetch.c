@@ -17,12 +17,16 @@
  *
  * Which piece from which source (SPEC §9, fan-out): the sources other than
  * the first of the list (the origin) come first, the least busy first,
- * and from each the piece the fewest of them hold; the origin is asked,
- * over one connection, only for pieces no other source holds, looked at
- * from t->start (receivers started together start at different places),
- * or when the others that hold it are busy and one of them holds the whole
- * image or the fetcher has waited SYNC_PEER_ORIGIN_WAIT_MS. At most
- * SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
+ * and from each the piece the fewest of them hold. The origin is asked,
+ * over one connection, only for a piece no other source holds, and only
+ * for this receiver's share of them (piece i is the receiver of rank i mod
+ * N's, peer.c), or for another's whose owner is dropped or failing, or for
+ * any once the fetcher has found nothing to do for SYNC_PEER_HELP_MS; and
+ * for pieces others hold only when all the others hold the whole image
+ * and are at their connection limit (copies, not a fan-out). A fetcher
+ * idle for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS
+ * when another source (not the origin) holds that piece and is free. At
+ * most SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
  * goes back, for whichever source holds it and is usable then: one that
  * answered 503 waits Retry-After, 409 (it does not hold it) loses that
  * piece from its have, one that failed otherwise backs off (doubling up to
@@ -134,8 +138,10 @@ static int sync_peer_on_reply(void *ctx, const struct http_response *r)
         snprintf(f->why, sizeof(f->why), "sent another range than asked for");
         return -EPROTO;
     }
+    /* a source that turned ready sends its checksum as ETag: judged only
+     * once the image's SHA-512 is known (the piece's digest is checked) */
     snprintf(etag, sizeof(etag), "\"%s\"", f->t->checksum);
-    if (r->etag[0] && strcmp(r->etag, etag) != 0) {
+    if (r->etag[0] && f->t->checksum[0] && strcmp(r->etag, etag) != 0) {
         snprintf(f->why, sizeof(f->why), "serves another version of the image (ETag %.24s...)",
                  r->etag);
         return -EPROTO;
@@ -342,38 +348,61 @@ static struct sync_peer_piece *sync_peer_local(struct sync_peer_transfer *t)
 }
 
 /* How many sources other than the origin (source 0) that are not dropped
- * hold piece i; *busy_only: all of them are at their connection limit or
- * backing off; *whole: one of them holds the whole image (it is no
- * receiver being fanned out to, but a copy as good as the origin). */
-static unsigned sync_peer_holders(const struct sync_peer_transfer *t, size_t i, uint64_t now,
-                                  bool *busy_only, bool *whole)
+ * hold piece i; *busy_only: all of them are at their connection limit (a
+ * source backing off after a 503 is waited for: it is serving others). */
+static unsigned sync_peer_holders(const struct sync_peer_transfer *t, size_t i, bool *busy_only)
 {
     unsigned n = 0;
 
     *busy_only = true;
-    *whole = false;
     for (size_t k = 1; k < t->nsources; k++) {
         const struct sync_peer_source *s = &t->sources[k];
 
         if (s->fatal || !s->have[i])
             continue;
         n++;
-        *whole |= s->complete;
-        if (sync_peer_usable(t, s, now))
+        if (s->active < SYNC_PEER_PER_SOURCE)
             *busy_only = false;
     }
     return n;
 }
 
+/* Do all the sources other than the origin hold the whole image (copies as
+ * good as the origin, no receivers being fanned out to)? */
+static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
+{
+    for (size_t k = 1; k < t->nsources; k++)
+        if (!t->sources[k].fatal && !t->sources[k].complete)
+            return false;
+    return t->nsources > 1;
+}
+
+/* Is piece i this receiver's to ask the origin for: its own (its rank's:
+ * peer.c), or one whose owner cannot take it now (dropped, failing), or
+ * any when `help` (this fetcher found nothing else for a while)? */
+static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, bool help)
+{
+    const struct sync_peer_source *owner;
+    int k;
+
+    if (!t->ranked || help)
+        return true;
+    k = t->owner[i % t->nsources];
+    if (k < 0)
+        return true;
+    owner = &t->sources[k];
+    return owner->fatal || owner->failures > 0 || owner->poll_failures > 0;
+}
+
 /* The piece to ask s for: one it holds that is known, to do and not a
  * hole; the rarest among the sources other than the origin, looked at
  * from t->start (so receivers spread). From the origin, only a piece no
- * other source holds, unless those that do are busy and either one of
- * them holds the whole image or this fetcher has waited for them long
- * enough (`patient`). NULL: none. */
+ * other source holds and that is this receiver's (sync_peer_mine), or one
+ * others hold when they all hold the whole image and are at their
+ * connection limit (`whole`). NULL: none. */
 static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
                                                    const struct sync_peer_source *s, bool origin,
-                                                   bool patient, uint64_t now)
+                                                   bool whole, bool help)
 {
     struct sync_peer_piece *best = NULL;
     unsigned best_holders = UINT32_MAX;
@@ -382,7 +411,7 @@ static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
         size_t i = (t->start + k) % t->npieces;
         struct sync_peer_piece *p = &t->pieces[i];
         unsigned holders;
-        bool busy_only, whole;
+        bool busy_only;
 
         if (p->state != SYNC_PEER_PIECE_TODO || !p->known || p->hole || !s->have[i])
             continue;
@@ -392,9 +421,9 @@ static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
             continue;
         if (t->resume && !p->checked)
             continue;
-        holders = sync_peer_holders(t, i, now, &busy_only, &whole);
+        holders = sync_peer_holders(t, i, &busy_only);
         if (origin) {
-            if (holders == 0 || (busy_only && (patient || whole)))
+            if ((holders == 0 && sync_peer_mine(t, i, help)) || (holders > 0 && busy_only && whole))
                 return p;
             continue;
         }
@@ -449,14 +478,14 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint
 
             if (at == 0 || s->active != busy || !sync_peer_usable(t, s, now))
                 continue;
-            *piece = sync_peer_piece_for(t, s, false, false, now);
+            *piece = sync_peer_piece_for(t, s, false, false, false);
             if (*piece)
                 return s;
         }
     if (sync_peer_usable(t, &t->sources[0], now)) {
-        bool patient = f->idle_ms && now - f->idle_ms >= SYNC_PEER_ORIGIN_WAIT_MS;
+        bool help = f->idle_ms && now - f->idle_ms >= SYNC_PEER_HELP_MS;
 
-        *piece = sync_peer_piece_for(t, &t->sources[0], true, patient, now);
+        *piece = sync_peer_piece_for(t, &t->sources[0], true, sync_peer_others_whole(t), help);
         if (*piece)
             return &t->sources[0];
     }
@@ -597,15 +626,16 @@ static void sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_source 
 }
 
 /* A fetcher that has found nothing to do for a while gives up, for
- * another, a GET that has run for SYNC_PEER_SLOW_MS from a source while a
- * source other than that one holds the piece and is free: a receiver never
- * waits on one slow source while another holds the piece (SPEC §9). The
- * piece comes back and is taken from the free source. t->lock held. */
+ * another, a GET that has run for SYNC_PEER_SLOW_MS from a source while
+ * another source (not the origin, whose link every receiver shares) holds
+ * the piece and is free: a receiver never waits on one slow source while
+ * another holds the piece (SPEC §9). The piece comes back and is taken
+ * from the free source. t->lock held. */
 static void sync_peer_unstick(struct sync_peer_fetcher *f, uint64_t now)
 {
     struct sync_peer_transfer *t = f->t;
 
-    if (!f->idle_ms || now - f->idle_ms < SYNC_PEER_ORIGIN_WAIT_MS)
+    if (!f->idle_ms || now - f->idle_ms < SYNC_PEER_IDLE_MS)
         return;
     for (size_t g = 0; g < t->nfetchers; g++) {
         struct sync_peer_fetcher *o = &t->fetchers[g];
@@ -615,7 +645,8 @@ static void sync_peer_unstick(struct sync_peer_fetcher *f, uint64_t now)
         for (size_t k = 0; k < t->nsources; k++) {
             struct sync_peer_source *s = &t->sources[k];
 
-            if (s == o->source || !s->have[o->piece->index] || !sync_peer_usable(t, s, now))
+            if (k == 0 || s == o->source || !s->have[o->piece->index] ||
+                !sync_peer_usable(t, s, now))
                 continue;
             o->slow = true;
             atomic_store(&o->stop_get, true);

@@ -420,19 +420,23 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
 
 /* ---- the plan ---- */
 
-/* Where this receiver starts looking at the pieces, so that receivers
- * started together ask the origin (the first source) for different pieces
- * first: by its place among the others (each lists all but itself, so
- * each knows its own place from its --listen address), evenly spread; at
- * random when its address is one of the list's (no place to take). */
-static size_t sync_peer_start(const struct sync_peer_transfer *t, uint64_t n, uint8_t rnd[4])
+/* Receivers started together share what they ask the origin (the first
+ * source) for: piece i is the one of rank i mod N among the N receivers
+ * (this one and the others of the list; each lists all but itself, so each
+ * knows its own rank from its --listen address and the others' from
+ * theirs). So each asks the origin for 1/N of the pieces, spread over the
+ * image (also while the origin is still downloading it, in order), and the
+ * rest comes from the others (fetch.c). t->owner[r] is the source of rank
+ * r, -1 for this receiver. Without a rank (no --listen known, or its
+ * address is in the list), every piece is its own; where it starts
+ * looking is then random. */
+static void sync_peer_ranks(struct sync_peer_transfer *t, uint64_t n)
 {
     char self[BIM_PEER_ADDR_MAX + 1];
+    uint8_t rnd[4] = {0};
     size_t rank = 0;
     bool listed = false;
 
-    if (n == 0)
-        return 0;
     pthread_mutex_lock(&t->job->sync->lock);
     str_copy(self, sizeof(self), t->job->sync->listen);
     pthread_mutex_unlock(&t->job->sync->lock);
@@ -442,13 +446,26 @@ static size_t sync_peer_start(const struct sync_peer_transfer *t, uint64_t n, ui
         listed |= c == 0;
         rank += c < 0;
     }
-    if (self[0] && !listed && t->nsources > 1)
-        return (size_t)(rank * n / t->nsources);
+    t->ranked = self[0] && !listed && t->nsources > 1;
+    if (t->ranked) {
+        t->rank = rank;
+        t->owner[rank] = -1;
+        for (size_t k = 1; k < t->nsources; k++) {
+            size_t r = strcmp(self, t->sources[k].addr) < 0;
+
+            for (size_t j = 1; j < t->nsources; j++)
+                r += j != k && strcmp(t->sources[j].addr, t->sources[k].addr) < 0;
+            t->owner[r] = (int)k;
+        }
+        t->start = n ? (size_t)(rank * n / t->nsources) : 0;
+        return;
+    }
     if (getrandom(rnd, 4, GRND_NONBLOCK) < 0)
         memcpy(rnd, &(uint32_t){(uint32_t)clock_monotonic_ms() ^ (uint32_t)getpid()}, 4);
-    return (size_t)(((uint32_t)rnd[0] | (uint32_t)rnd[1] << 8 | (uint32_t)rnd[2] << 16 |
-                     (uint32_t)rnd[3] << 24) %
-                    n);
+    t->start = n ? (size_t)(((uint32_t)rnd[0] | (uint32_t)rnd[1] << 8 | (uint32_t)rnd[2] << 16 |
+                             (uint32_t)rnd[3] << 24) %
+                            n)
+                 : 0;
 }
 
 /* One piece per digest; a piece whose digest is that of zeros is a hole
@@ -459,7 +476,6 @@ static size_t sync_peer_start(const struct sync_peer_transfer *t, uint64_t n, ui
 static int sync_peer_plan(struct sync_peer_transfer *t, uint64_t *data)
 {
     uint64_t n = t->manifest.count, last = n ? store_piece_length(t->size, n - 1) : 0;
-    uint8_t rnd[4] = {0};
     int rc;
 
     *data = 0;
@@ -491,7 +507,7 @@ static int sync_peer_plan(struct sync_peer_transfer *t, uint64_t *data)
     t->sources[t->reference].complete = t->checksum[0] != '\0';
     t->sources[t->reference].ready = t->checksum[0] != '\0';
     t->npieces = (size_t)n;
-    t->start = sync_peer_start(t, n, rnd);
+    sync_peer_ranks(t, n);
     return rc;
 }
 

@@ -32,10 +32,9 @@
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
 #define SYNC_PEER_POLL_MS 500  /* how often a source that is behind is asked for its have */
-#define SYNC_PEER_SLOW_MS 2000 /* a GET this long is given up when another source is free */
-#define SYNC_PEER_ORIGIN_WAIT_MS                                                                   \
-    1000 /* a fetcher idle this long may ask the origin for a                                      \
-          * piece another source holds but is busy */
+#define SYNC_PEER_SLOW_MS 5000 /* a GET this long is given up when another source is free */
+#define SYNC_PEER_HELP_MS 3000 /* a fetcher idle this long asks the origin for others' pieces */
+#define SYNC_PEER_IDLE_MS 1000 /* a fetcher idle this long gives up slow GETs for free sources */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
  * typed (the source text "sync:a:1,b:2" is for display only), kept in the
@@ -96,6 +95,7 @@ struct sync_peer_source {
     bool complete;             /* it holds every piece */
     bool ready;                /* its last /pieces answer gave the image's SHA-512 */
     bool polling;              /* the poller is asking it */
+    unsigned poll_failures;    /* its /pieces could not be had, in a row */
     uint64_t polled_ms;        /* when it was asked last */
     char error[512];           /* what went wrong last (fits a BIM_ERROR_MAX message) */
     _Atomic uint64_t received; /* bytes of pieces it sent (kept or not) */
@@ -127,8 +127,11 @@ struct sync_peer_transfer {
     pthread_mutex_t lock; /* guards the sources' state, the pieces and what follows */
     pthread_cond_t cond;  /* a piece ended or came back, a have grew, or stop (MONOTONIC) */
     size_t start;         /* pieces are looked at from here on (spread among receivers) */
-    uint64_t hash_limit;  /* --verify sha512: no piece is started past this offset */
-    size_t left;          /* pieces not done */
+    bool ranked;          /* this receiver knows its rank among the receivers (peer.c) */
+    size_t rank; /* its rank: it asks the origin for pieces i with i mod nsources == rank */
+    int owner[SYNC_PEER_MAX]; /* the source of each rank, -1 for this receiver */
+    uint64_t hash_limit;      /* --verify sha512: no piece is started past this offset */
+    size_t left;              /* pieces not done */
     bool stop;
     int rc;
     struct bim_error err;

@@ -73,6 +73,7 @@ static void sync_peer_poll_take(struct sync_peer_transfer *t, struct sync_peer_s
 
     if (rc == 0)
         rc = sync_peer_manifest_merge(t, s, m, why, whylen);
+    s->poll_failures = rc == -EAGAIN && status == 0 ? s->poll_failures + 1 : 0;
     switch (rc) {
     case 0:
         t->alive_ms = now;

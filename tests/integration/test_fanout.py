@@ -160,16 +160,17 @@ def test_fanout_fails_everywhere_when_the_download_fails_its_checksum(daemon_fac
 
 
 def test_no_piece_waits_on_a_slow_source_while_another_holds_it(daemon_factory, fakes, tmp_path):
-    """The slow peer comes first (the origin is asked last), holds every piece and
-    takes a minute per piece: its GETs are given up for the origin's. (The origin's
-    link takes 2 s for the image: the slow peer's have is known well before.)"""
+    """Two peers besides the origin hold every piece; the slow one takes a minute per
+    piece: its GETs are given up for the other's. (The origin's link is slow too, so
+    the peers' have is known before it could send everything.)"""
     p = tmp_path / "small.raw"
     make_random_file(p, 16 * MiB, seed=4)
     data = p.read_bytes()
-    origin = fakes(data, link_rate=8 * MiB)
+    origin = fakes(data, link_rate=2 * MiB)
     slow = fakes(data, rate=64 * 1024)
+    fast = fakes(data)
     b = daemon_factory(name="b")
-    expect_ok(sync(b, "img", "u1", [origin.addr, slow.addr]))
+    expect_ok(sync(b, "img", "u1", [origin.addr, slow.addr, fast.addr]))
     expect_ready(b, data)
     assert slow.asked("/backing"), "the slow peer was not asked at all"
     assert slow.bytes_served == 0, "a piece waited for the slow peer"
