@@ -20,8 +20,8 @@
  * and from each the piece the fewest of them hold. The origin is asked,
  * over one connection, only for a piece no other source holds, and only
  * for this receiver's share of them (piece i is the receiver of rank i mod
- * N's, peer.c), or for another's whose owner is dropped or failing, or for
- * any once the fetcher has found nothing to do for SYNC_PEER_HELP_MS; and
+ * N's, peer.c), or for another's whose owner is dropped or failing, or
+ * that the origin has held for SYNC_PEER_HELP_MS with no one taking it; and
  * for pieces others hold only when all the others hold the whole image
  * and are at their connection limit (copies, not a fan-out). A fetcher
  * idle for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS
@@ -379,13 +379,15 @@ static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
 
 /* Is piece i this receiver's to ask the origin for: its own (its rank's:
  * peer.c), or one whose owner cannot take it now (dropped, failing), or
- * any when `help` (this fetcher found nothing else for a while)? */
-static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, bool help)
+ * one the origin has held for SYNC_PEER_HELP_MS while no one else took it
+ * (an owner that does not see itself as one: a --listen address other
+ * than the one the others use)? */
+static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, uint64_t now)
 {
     const struct sync_peer_source *owner;
     int k;
 
-    if (!t->ranked || help)
+    if (!t->ranked || now - t->pieces[i].seen_ms >= SYNC_PEER_HELP_MS)
         return true;
     k = t->owner[i % t->nsources];
     if (k < 0)
@@ -402,7 +404,7 @@ static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, bool he
  * connection limit (`whole`). NULL: none. */
 static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
                                                    const struct sync_peer_source *s, bool origin,
-                                                   bool whole, bool help)
+                                                   bool whole, uint64_t now)
 {
     struct sync_peer_piece *best = NULL;
     unsigned best_holders = UINT32_MAX;
@@ -423,7 +425,9 @@ static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
             continue;
         holders = sync_peer_holders(t, i, &busy_only);
         if (origin) {
-            if ((holders == 0 && sync_peer_mine(t, i, help)) || (holders > 0 && busy_only && whole))
+            if (!p->seen_ms)
+                p->seen_ms = now;
+            if ((holders == 0 && sync_peer_mine(t, i, now)) || (holders > 0 && busy_only && whole))
                 return p;
             continue;
         }
@@ -478,14 +482,12 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint
 
             if (at == 0 || s->active != busy || !sync_peer_usable(t, s, now))
                 continue;
-            *piece = sync_peer_piece_for(t, s, false, false, false);
+            *piece = sync_peer_piece_for(t, s, false, false, now);
             if (*piece)
                 return s;
         }
     if (sync_peer_usable(t, &t->sources[0], now)) {
-        bool help = f->idle_ms && now - f->idle_ms >= SYNC_PEER_HELP_MS;
-
-        *piece = sync_peer_piece_for(t, &t->sources[0], true, sync_peer_others_whole(t), help);
+        *piece = sync_peer_piece_for(t, &t->sources[0], true, sync_peer_others_whole(t), now);
         if (*piece)
             return &t->sources[0];
     }

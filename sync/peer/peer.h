@@ -31,10 +31,10 @@
 #define SYNC_PEER_BACKOFF_MAX_MS 5000          /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
-#define SYNC_PEER_POLL_MS 500  /* how often a source that is behind is asked for its have */
-#define SYNC_PEER_SLOW_MS 5000 /* a GET this long is given up when another source is free */
-#define SYNC_PEER_HELP_MS 3000 /* a fetcher idle this long asks the origin for others' pieces */
-#define SYNC_PEER_IDLE_MS 1000 /* a fetcher idle this long gives up slow GETs for free sources */
+#define SYNC_PEER_POLL_MS 500   /* how often a source that is behind is asked for its have */
+#define SYNC_PEER_SLOW_MS 5000  /* a GET this long is given up when another source is free */
+#define SYNC_PEER_HELP_MS 15000 /* a piece unheld this long is asked of the origin by anyone */
+#define SYNC_PEER_IDLE_MS 1000  /* a fetcher idle this long gives up slow GETs for free sources */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
  * typed (the source text "sync:a:1,b:2" is for display only), kept in the
@@ -76,9 +76,10 @@ struct sync_peer_piece {
     uint64_t index;
     uint64_t off;
     uint64_t len;
-    bool known;   /* the reference gave its digest (t->manifest.sha256[index]) */
-    bool hole;    /* known, and the digest of zeros */
-    bool checked; /* a resumed sync: what backing.tmp held of it was judged */
+    bool known;       /* the reference gave its digest (t->manifest.sha256[index]) */
+    bool hole;        /* known, and the digest of zeros */
+    bool checked;     /* a resumed sync: what backing.tmp held of it was judged */
+    uint64_t seen_ms; /* when the origin was first seen holding it, or 0 */
     enum sync_peer_piece_state state;
 };
 

@@ -73,14 +73,19 @@ static void sync_peer_poll_take(struct sync_peer_transfer *t, struct sync_peer_s
 
     if (rc == 0)
         rc = sync_peer_manifest_merge(t, s, m, why, whylen);
+    /* a receiver started with this one may not have the image yet: a 404
+     * from a source other than the reference is "not yet", not "never" */
+    if (rc == -ENOENT && status == 404 && !is_ref)
+        rc = -EAGAIN;
     s->poll_failures = rc == -EAGAIN && status == 0 ? s->poll_failures + 1 : 0;
     switch (rc) {
     case 0:
         t->alive_ms = now;
         return;
     case -EAGAIN:
-        if (status == 409) {
-            /* not in progress nor ready (starting, restarted, failed) */
+        if (status == 409 || status == 404) {
+            /* not in progress nor ready (starting, restarted, failed, not
+             * asked to sync yet) */
             t->alive_ms = now;
             memset(s->have, 0, t->npieces);
             s->complete = false;
