@@ -4,6 +4,7 @@ bimfs wrote read back with independent code (lhbackup.py: json, hashlib,
 gzip, lz4.frame) in the layout of Longhorn's backupstore.
 """
 
+import json
 import os
 import threading
 import time
@@ -237,6 +238,29 @@ def test_bad_targets_and_arguments_are_invalid_argument(daemon, image, target):
     expect_error(backup(daemon, "nosuch", "vfs://%s" % target), "not_found")
     expect_error(daemon.request({"op": "backup-status", "name": "nosuch"}), "not_found")
     expect_error(daemon.request({"op": "backup", "name": "parrot"}), "invalid_argument")
+    assert lhbackup.VfsStore(target).files() == [], "a refused backup wrote to the target"
+
+
+def test_credentials_in_a_target_url_are_refused_and_never_shown(daemon, image, target):
+    secret = "Top/Secret+Key0123"  # AWS secrets hold '/' and '+'
+    for bad in ["s3://AKIDEXAMPLE:%s@bk@us-east-1/prefix/" % secret,
+                "s3://AKIDEXAMPLE:%s@us-east-1/prefix/" % secret,
+                "vfs://user:%s@%s" % (secret, target),
+                "nfs://user:%s@server:/export" % secret]:
+        reqs = [{"op": "backup", "name": "parrot", "target": bad},
+                {"op": "backups", "target": bad}]
+        if not bad.startswith("nfs:"):  # a restore from nfs is checked when its job runs
+            reqs.append({"op": "create", "name": "restored",
+                         "source": {"type": "restore", "url": bad + "?backingImage=parrot"}})
+        for req in reqs:
+            r = daemon.request(req)
+            expect_error(r, "invalid_argument")
+            assert secret not in json.dumps(r) and "Top/Secret" not in json.dumps(r), \
+                "the reply shows the URL's credentials: %r" % r
+            assert "credentials" in r["error"]["message"], \
+                "the refusal does not name its cause: %r" % r
+    assert "Secret+Key" not in daemon.log(tail=10**6) and "Top/Secret" not in \
+        daemon.log(tail=10**6), "a target URL's credentials reached the log"
     assert lhbackup.VfsStore(target).files() == [], "a refused backup wrote to the target"
 
 
