@@ -136,6 +136,9 @@ static int s3_url_parse(struct bk_target *t, const char *url, char *bucket, size
                              "invalid s3 target: it must be s3://bucket@region/path/ or "
                              "s3://bucket/path/");
     host_len = (size_t)(slash - host);
+    if (host_len == 0 || host[0] == '@')
+        return bim_error_set(err, -EINVAL,
+                             "invalid s3 target: no bucket (s3://bucket@region/path/)");
     at = memchr(host, '@', host_len);
     if (at) {
         region = at + 1;

@@ -264,6 +264,12 @@ def test_credentials_in_a_target_url_are_refused_and_never_shown(daemon, image, 
     assert lhbackup.VfsStore(target).files() == [], "a refused backup wrote to the target"
 
 
+def test_an_s3_target_without_a_bucket_says_so(daemon, image):
+    r = backup(daemon, "parrot", "s3:///prefix/")
+    expect_error(r, "invalid_argument")
+    assert "no bucket" in r["error"]["message"], "the cause is not the missing bucket: %r" % r
+
+
 def test_an_image_that_is_not_ready_is_busy(daemon, target):
     feeder = PipeFeeder(close=False)
     reply = daemon.upload_fd("busy", feeder.r)
