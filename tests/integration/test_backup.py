@@ -6,13 +6,14 @@ gzip, lz4.frame) in the layout of Longhorn's backupstore.
 
 import json
 import os
+import socket
 import threading
 import time
 
 import pytest
 
 import lhbackup
-from conftest import MiB, PipeFeeder, expect_error, expect_ok, make_file
+from conftest import Client, MiB, PipeFeeder, expect_error, expect_ok, make_file
 from s3server import S3Server
 
 SECRET = "bimfs/Backup+Secret/0123456789abcdefghij"
@@ -404,3 +405,53 @@ def test_stopping_the_daemon_ends_a_running_backup_and_releases_its_lock(s3, s3_
     assert lhbackup.read_cfg(store, "parrot")["CompleteTime"] == "", \
         "a backup stopped before its end was recorded complete"
     assert not [p for p in store.files() if p.endswith(".lck")], "the lock file was left"
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers (a stalled S3 endpoint)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.held = []
+        self.endpoint = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_an_s3_endpoint_that_never_answers_is_refused_within_two_minutes(daemon_factory,
+                                                                          tmp_path, monkeypatch):
+    srv = SilentServer()
+    try:
+        for k in list(os.environ):
+            if k.startswith("AWS_") or k.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+                monkeypatch.delenv(k)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSILENT")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        monkeypatch.setenv("AWS_ENDPOINTS", srv.endpoint)
+        d = daemon_factory(name="silent")
+        path = tmp_path / "img.raw"
+        make_file(path, LAYOUT, seed=4)
+        d.add_ready("parrot", path)
+        # SPEC §4: a source that keeps stalling fails within 2 minutes; the backup's
+        # check of the target answers within that bound, with the cause
+        with Client(d.sock, timeout=120) as c:
+            r = c.request({"op": "backup", "name": "parrot", "target": URL})
+        expect_error(r, "invalid_argument")
+        assert "slow" in r["error"]["message"].lower(), r
+        assert srv.held, "the daemon never reached the endpoint"
+    finally:
+        srv.close()
