@@ -228,7 +228,7 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     job->blocks = blocks;
     job->block_count = count;
     job->status->blocks = count;
-    bk_job_queue(job, BK_PHASE_HASH); /* reads only the image: while the lock protocol waits */
+    bk_job_queue(job, BK_PHASE_EARLY); /* while the lock protocol waits */
     pthread_mutex_unlock(&job->b->lock);
     rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
     if (rc < 0)

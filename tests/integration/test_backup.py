@@ -342,15 +342,19 @@ def test_a_missing_bucket_or_a_dead_endpoint_is_invalid_argument(s3, s3_daemon, 
 
 
 def hold_blocks(s3, daemon, tmp_path, name="parrot"):
-    """Start a backup whose block writes wait: returns (event, digest) once one waits."""
+    """Start a backup whose block writes wait: returns (event, digest) once one waits and
+    the backup holds its lock and has written its initial record (block writes may start
+    before the lock is taken: the blocks are content-addressed)."""
     path = tmp_path / (name + ".raw")
     digest = make_file(path, LAYOUT, seed=11)
     daemon.add_ready(name, path)
     s3.hold = (".blk", threading.Event())
     expect_ok(backup(daemon, name, URL))
+    store = lhbackup.S3Store(s3, "longhorn")
     deadline = time.monotonic() + 60
-    while s3.held == 0:
-        assert time.monotonic() < deadline, "no block write reached the server"
+    while s3.held == 0 or not store.exists(lhbackup.cfg_path(name)):
+        assert time.monotonic() < deadline, \
+            "no block write reached the server, or no initial record: %s" % store.files()
         time.sleep(0.05)
     return s3.hold[1], digest
 
@@ -455,3 +459,27 @@ def test_an_s3_endpoint_that_never_answers_is_refused_within_two_minutes(daemon_
         assert srv.held, "the daemon never reached the endpoint"
     finally:
         srv.close()
+
+
+def test_blocks_stored_before_the_lock_are_asked_for_again_under_it(s3, s3_daemon, tmp_path):
+    """The early pass stores blocks while the lock protocol waits; a deletion's garbage
+    collection may remove them before the lock is held, so the store pass asks again."""
+    path = tmp_path / "img.raw"
+    digest = make_file(path, LAYOUT, seed=13)
+    s3_daemon.add_ready("parrot", path)
+    wanted = len(set(expected_offsets(path, os.path.getsize(path))))
+    s3.hold = (".lck", threading.Event())  # the lock's first write waits
+    expect_ok(backup(s3_daemon, "parrot", URL))
+    store = lhbackup.S3Store(s3, "longhorn")
+    deadline = time.monotonic() + 60
+    while s3.held == 0 or len(store.blocks()) < wanted:
+        assert time.monotonic() < deadline, \
+            "the blocks were not stored while the lock waited: %s" % store.files()
+        time.sleep(0.05)
+    for p in store.blocks():  # what a deletion's garbage collection may do meanwhile
+        os.remove(s3._file("longhorn/" + p))
+    s3.hold[1].set()
+    st = wait_backup(s3_daemon, "parrot")
+    assert st["state"] == "complete", st
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest, \
+        "the final cfg names blocks the target does not hold"
