@@ -7,8 +7,10 @@ gzip, lz4.frame) in the layout of Longhorn's backupstore.
 import json
 import os
 import socket
+import stat
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +98,18 @@ def test_a_raw_image_with_holes_is_read_back_by_independent_code(daemon, image, 
     assert not [p for p in store.files() if p.endswith(".lck")], "the lock file was left"
     assert all(p.endswith(".blk") or p.endswith("/backing-image.cfg") for p in store.files()), \
         "stray files on the target: %s" % store.files()
+
+
+def test_directories_made_on_a_vfs_target_are_private_as_longhorn_makes_them(daemon, image,
+                                                                            target):
+    expect_ok(backup(daemon, "parrot", "vfs://%s" % target))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    made = [target / "backupstore"]
+    for d, dirs, _ in os.walk(target / "backupstore"):
+        made += [Path(d) / n for n in dirs]
+    modes = {str(p.relative_to(target)): oct(stat.S_IMODE(p.stat().st_mode)) for p in made}
+    assert set(modes.values()) == {"0o700"}, \
+        "directories not made 0700 (Longhorn's fsops MkdirAll(..., 0700)): %s" % modes
 
 
 def test_an_image_of_zeros_stores_no_block(daemon, target, tmp_path):
