@@ -129,6 +129,7 @@ struct bk_job {
     size_t in_flight; /* blocks workers hold */
     bool queued;      /* blocks handed to the pool */
     bool failed;      /* a block failed: no more are taken */
+    bool early_off;   /* a store of the early pass failed: the rest is only named */
     struct bim_error block_err;
     struct bk_backup_status *status; /* the image's entry in b's table */
     pthread_cond_t cond;             /* a block of this job is done */

@@ -10,7 +10,7 @@
  * finds the block present (Longhorn's ProcessingBlocks).
  *
  * Threads: the workers. b->lock guards the job list, every job's queue
- * fields (next, in_flight, failed, block_err), the status counters and the
+ * fields (next, in_flight, failed, early_off, block_err), the status counters and the
  * slots' (job, sum, busy_sum); it is held only to pick a block and publish
  * its end, never across a read, a hash or the target. A block's fields
  * (sum, zero, early) are written by the one worker that holds it in a pass;
@@ -108,13 +108,17 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
 }
 
 /* The early pass: read the block, name it, and store it unless it is all
- * zeros. A failure to store is not the backup's: the store pass does it. */
+ * zeros. A failure to store is not the backup's: the store pass does it
+ * again (and fails with the cause if it persists); after one, the early pass
+ * stores no more, so that a target that keeps failing is not tried for
+ * every block before the backup ends. */
 static int bk_pool_early(struct bk_worker_slot *slot, struct bk_job *job, struct bk_block *block,
                          unsigned char *buf, size_t len, void *out, size_t cap,
                          struct bim_error *err)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     struct bim_error ignored = {{0}, 0};
+    bool store;
     int rc;
 
     rc = bk_pool_read(job, block->offset, buf, len, err);
@@ -127,9 +131,19 @@ static int bk_pool_early(struct bk_worker_slot *slot, struct bk_job *job, struct
     if (EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
         return bim_error_set(err, -EIO, "SHA-512 failed");
     memcpy(block->sum, md, sizeof(block->sum));
+    pthread_mutex_lock(&slot->b->lock);
+    store = !job->early_off;
+    pthread_mutex_unlock(&slot->b->lock);
+    if (!store)
+        return 0;
     rc = bk_pool_store(slot, job, block, buf, len, true, out, cap, &ignored);
-    if (rc >= 0)
+    if (rc >= 0) {
         block->early = true; /* only this worker touches the block in this pass */
+    } else {
+        pthread_mutex_lock(&slot->b->lock);
+        job->early_off = true;
+        pthread_mutex_unlock(&slot->b->lock);
+    }
     return 0;
 }
 

@@ -497,3 +497,19 @@ def test_blocks_stored_before_the_lock_are_asked_for_again_under_it(s3, s3_daemo
     assert st["state"] == "complete", st
     assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest, \
         "the final cfg names blocks the target does not hold"
+
+
+def test_a_target_whose_block_writes_keep_failing_ends_error_without_trying_every_block(
+        s3, s3_daemon, tmp_path):
+    path = tmp_path / "img.raw"
+    make_file(path, [("data", 64 * MiB)], seed=17)  # 32 blocks with data
+    s3_daemon.add_ready("parrot", path)
+    s3.fail_puts = (".blk", 503)
+    expect_ok(backup(s3_daemon, "parrot", URL))
+    st = wait_backup(s3_daemon, "parrot")
+    assert st["state"] == "error" and "503" in st["error"], st
+    puts = [r for r in s3.requests if r[0] == "PUT" and r[1].endswith(".blk")]
+    # each failing write is tried 3 times; up to 8 workers hold one block each when the
+    # first failure is known, and the pass under the lock stops at its first block
+    assert len(puts) <= 3 * 9, \
+        "%d block writes: the backup went on writing every block of a failing target" % len(puts)
