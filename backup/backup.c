@@ -213,6 +213,41 @@ static int bk_job_pass_wait(struct bk_job *job, struct bk_lock *lock, struct bim
     return rc;
 }
 
+/* Under the lock, before the initial record: a backup of that name that
+ * another writer completed since the check at the start is not overwritten
+ * (a complete backup is immutable); nor is a cfg that cannot be read. */
+static int bk_job_recheck(struct bk_job *job, struct bim_error *err)
+{
+    struct bim_error cause = {{0}, 0};
+    struct bk_backup_entry entry;
+    char path[BK_PATH_MAX];
+    void *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    bk_cfg_path(job->name, path);
+    rc = job->ops->read(job->t, path, BK_CFG_MAX, &buf, &len, err);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    rc = bk_cfg_decode_entry(buf, len, &entry, &cause);
+    free(buf);
+    if (rc < 0)
+        return bim_error_set(err, -EEXIST,
+                             "already exists: a cfg of that name that cannot be read (%s) "
+                             "appeared on the target meanwhile",
+                             cause.message);
+    rc = 0;
+    if (entry.completed[0])
+        rc = bim_error_set(err, -EEXIST,
+                           "already exists: another writer completed a backup of that name "
+                           "meanwhile (completed %s)",
+                           entry.completed);
+    bk_entry_clear(&entry);
+    return rc;
+}
+
 static int bk_job_steps(struct bk_job *job, struct bim_error *err)
 {
     struct bk_block *blocks = NULL;
@@ -231,6 +266,8 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     bk_job_queue(job, BK_PHASE_EARLY); /* while the lock protocol waits */
     pthread_mutex_unlock(&job->b->lock);
     rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
+    if (rc == 0)
+        rc = bk_job_recheck(job, err);
     if (rc < 0)
         goto out;
     bk_job_cfg_init(job, &cfg);

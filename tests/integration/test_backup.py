@@ -513,3 +513,27 @@ def test_a_target_whose_block_writes_keep_failing_ends_error_without_trying_ever
     # first failure is known, and the pass under the lock stops at its first block
     assert len(puts) <= 3 * 9, \
         "%d block writes: the backup went on writing every block of a failing target" % len(puts)
+
+
+def test_a_backup_another_writer_completes_meanwhile_is_not_overwritten(s3, s3_daemon, tmp_path):
+    path = tmp_path / "img.raw"
+    make_file(path, LAYOUT, seed=19)
+    s3_daemon.add_ready("parrot", path)
+    s3.hold = (".lck", threading.Event())  # the lock's first write waits
+    expect_ok(backup(s3_daemon, "parrot", URL))
+    deadline = time.monotonic() + 60
+    while s3.held == 0:
+        assert time.monotonic() < deadline, "the backup wrote no lock file"
+        time.sleep(0.05)
+    other = (b'{"Name":"parrot","Size":"1048576","BlockCount":"0","Checksum":"%s","Labels":null,'
+             b'"CompressionMethod":"gzip","CreatedTime":"2026-01-01T00:00:00Z",'
+             b'"CompleteTime":"2026-01-01T00:01:00Z","Secret":"","SecretNamespace":"",'
+             b'"ProcessingBlocks":{"Blocks":{}}}' % (b"ab" * 64))
+    s3.put("longhorn/" + lhbackup.cfg_path("parrot"), other)  # another writer completes
+    s3.hold[1].set()
+    st = wait_backup(s3_daemon, "parrot")
+    assert st["state"] == "error" and "already exists" in st["error"], st
+    assert s3.get("longhorn/" + lhbackup.cfg_path("parrot")) == other, \
+        "a complete backup of another writer was overwritten"
+    store = lhbackup.S3Store(s3, "longhorn")
+    assert not [p for p in store.files() if p.endswith(".lck")], "the lock file was left"
