@@ -1,5 +1,5 @@
 /*
- * backup_internal.h - the private header of backups (backup/backup*.c,
+ * backup_internal.h - the private header of backups (backup/backup.c, job.c,
  * cfg.c, compress.c, layout.c, lock.c, pool.c, list.c): the layout of a
  * Longhorn backupstore, backing-image.cfg, compression, the lock protocol and
  * the shared pool of block workers.
@@ -12,33 +12,13 @@
 #define BIMFS_BACKUP_INTERNAL_H
 
 #include "backup.h"
+#include "layout.h"
 #include "lock.h"
 #include "target.h"
 
 #include <pthread.h>
 
-/* ---- layout.c: where things are (notes/backupstore.md A1) ---- */
-
-#define BK_PATH_MAX 512
-#define BK_CFG_DIR "backupstore/backing-images/backing-images"
-#define BK_BLOCK_DIR "backupstore/backing-images/blocks"
-/* getLockPath("BACKINGIMAGE"): volumes/<ck[0:2]>/<ck[2:4]>/BACKINGIMAGE/locks, ck the
- * first 64 hex of SHA-512("BACKINGIMAGE") (tests/integration/lhbackup.py checks it) */
-#define BK_LOCK_DIR "backupstore/volumes/22/fc/BACKINGIMAGE/locks"
-#define BK_BLOCK_HEX 64 /* a block's name: the first 64 hex of its SHA-512 */
-#define BK_CFG_MAX (64u << 20)
-
-/* backupstore/backing-images/backing-images/<name>/backing-image.cfg */
-void bk_cfg_path(const char *name, char out[BK_PATH_MAX]);
-
-/* backupstore/backing-images/blocks/<c[0:2]>/<c[2:4]>/<c>.blk */
-void bk_block_path(const char *checksum, char out[BK_PATH_MAX]);
-
-/* <target>?backingImage=<name> (&backingImage= when target has a query). */
-int bk_backup_url(const char *target, const char *name, char out[BK_URL_MAX]);
-
-/* Now as RFC 3339 UTC without fractions (Longhorn's util.Now). */
-void bk_time_now(char out[BK_TIME_MAX]);
+/* ---- layout.c: where things are: layout.h (public: restores read them too) ---- */
 
 /* ---- cfg.c: backing-image.cfg (notes/backupstore.md A4) ---- */
 
@@ -160,13 +140,16 @@ struct bk_backups {
     struct bk_worker_slot *workers;
 };
 
+/* The coordinator thread of a job (job.c): runs it and frees it. */
+void *bk_job_run(void *arg);
+
+/* Free a job that no thread uses any more (job.c). */
+void bk_job_free(struct bk_job *job);
+
 /* Start the workers of b (pool.c). */
 int bk_pool_start(struct bk_backups *b);
 
 /* Stop and join them (b->stopping is set). */
 void bk_pool_stop(struct bk_backups *b);
-
-/* The 64 hex of a block's name. */
-void bk_block_hex(const unsigned char sum[BK_BLOCK_HEX / 2], char out[BK_BLOCK_HEX + 1]);
 
 #endif

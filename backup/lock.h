@@ -11,9 +11,8 @@
 #ifndef BIMFS_BACKUP_LOCK_H
 #define BIMFS_BACKUP_LOCK_H
 
+#include "layout.h"
 #include "target.h"
-
-#define BK_LOCK_PATH_MAX 512 /* a lock file's target path */
 
 #define BK_LOCK_BACKUP 1 /* = RESTORE_LOCK */
 #define BK_LOCK_RESTORE BK_LOCK_BACKUP
@@ -26,7 +25,7 @@ struct bk_lock {
     const struct bk_target_ops *ops;
     struct bk_target *t;
     char name[32]; /* lock-<16 hex> */
-    char path[BK_LOCK_PATH_MAX];
+    char path[BK_PATH_MAX];
     int type;
 };
 

@@ -229,6 +229,7 @@ static int daemon_serve(struct daemon *d)
         (void)store_disk_uuid(d->store, disk_uuid);
     sync_set_disk_uuid(d->sync, disk_uuid);
     sync_set_peer_token(d->sync, d->token);
+    sync_set_listen(d->sync, o->listen);
 
     rc = bk_backups_open(NULL, &d->backups);
     if (rc) {

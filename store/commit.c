@@ -31,6 +31,8 @@ static int store_commit_digest(struct store_writer *w, uint64_t size, char *sha5
     if (written > size)
         return bim_error_set(err, -EINVAL, "%llu bytes written for an image of %llu bytes",
                              (unsigned long long)written, (unsigned long long)size);
+    if (w->trusted && !w->trusted_sha512[0])
+        return bim_error_set(err, -EINVAL, "the image's SHA-512 is not known yet");
     if (w->trusted) {
         str_copy(sha512, STORE_CHECKSUM_HEX + 1, w->trusted_sha512);
         return 0;

@@ -141,12 +141,16 @@ int store_pieces_hasher_finish(struct store_writer *w, uint64_t size, struct sto
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&w->lock); /* store_writer_piece_digest may read them meanwhile */
-    if (w->pieces.count == store_pieces_count(size)) {
+    /* a trusted manifest must be whole by now */
+    for (uint64_t i = 0; w->pieces_known && rc == 0 && i < w->pieces.count; i++)
+        if (!w->pieces_known[i])
+            rc = -EIO;
+    if (rc == 0 && w->pieces.count == store_pieces_count(size)) {
         *out = w->pieces;
         out->size = size;
         memset(&w->pieces, 0, sizeof(w->pieces));
         w->pieces_cap = 0;
-    } else {
+    } else if (rc == 0) {
         rc = -EIO;
     }
     pthread_mutex_unlock(&w->lock);

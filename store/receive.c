@@ -76,28 +76,55 @@ int store_writer_piece_check(struct store_writer *w, uint64_t size, uint64_t ind
     return rc;
 }
 
-int store_writer_trust_pieces(struct store_writer *w, const struct store_pieces *p)
+int store_writer_trust_pieces(struct store_writer *w, const struct store_pieces *p,
+                              const uint8_t *known)
 {
     uint8_t(*copy)[32] = NULL;
+    uint8_t *flags = NULL;
 
     if (p->count != store_pieces_count(p->size))
         return -EINVAL;
     if (p->count > 0) {
         copy = malloc(p->count * 32);
-        if (!copy)
+        flags = known ? malloc(p->count) : NULL;
+        if (!copy || (known && !flags)) {
+            free(copy);
+            free(flags);
             return -ENOMEM;
+        }
         memcpy(copy, p->sha256, p->count * 32);
+        if (known)
+            memcpy(flags, known, p->count);
     }
     store_pieces_hasher_stop(w);
     pthread_mutex_lock(&w->lock);
     free(w->pieces.sha256);
+    free(w->pieces_known);
     w->pieces.sha256 = copy;
+    w->pieces_known = flags;
     w->pieces.count = p->count;
     w->pieces.size = p->size;
     w->pieces_cap = p->count;
     atomic_store(&w->pieced, p->size);
     pthread_mutex_unlock(&w->lock);
     return 0;
+}
+
+int store_writer_trust_piece(struct store_writer *w, uint64_t index, const uint8_t digest[32])
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&w->lock);
+    if (!w->pieces_known || index >= w->pieces.count)
+        rc = -EINVAL;
+    else if (w->pieces_known[index] && memcmp(w->pieces.sha256[index], digest, 32) != 0)
+        rc = -EEXIST; /* a digest once known never changes */
+    if (rc == 0) {
+        memcpy(w->pieces.sha256[index], digest, 32);
+        w->pieces_known[index] = 1;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
 }
 
 struct store_piece_hash {

@@ -3,9 +3,10 @@
  * backing, computed step by step on its own read-only descriptor, so that
  * the caller (the scrub, sync/scrub.c) paces the reads and checks for
  * cancellation between steps. Holes are hashed as zeros without reading
- * them (store_digest_feed_fd). The file is described by an fstat at open
- * and again at finish: a change during the pass shows as a different
- * stat, and the caller does not take the digest for the image's.
+ * them; the extent map (SEEK_DATA/SEEK_HOLE) is looked up once per extent,
+ * not per step. The file is described by an fstat at open and again at
+ * finish: a change during the pass shows as a different stat, and the
+ * caller does not take the digest for the image's.
  *
  * Threads: one pass belongs to one thread; no shared state.
  */
@@ -19,8 +20,9 @@
 
 struct store_reread {
     int fd;
-    uint64_t size; /* of the file at open */
-    uint64_t pos;  /* [0, pos) is hashed */
+    uint64_t size;               /* of the file at open */
+    uint64_t pos;                /* [0, pos) is hashed */
+    uint64_t data_end, hole_end; /* the extent at pos (store_digest_find_extent) */
     struct store_digest_ctx digest;
     void *buf; /* STORE_CHUNK bytes */
 };
@@ -62,12 +64,30 @@ fail:
 int store_reread_step(struct store_reread *r, uint64_t max, uint64_t *done)
 {
     uint64_t n = r->size - r->pos < max ? r->size - r->pos : max;
+    size_t got;
     int rc;
 
     *done = 0;
     if (n == 0)
         return 0;
-    rc = store_digest_feed_fd(&r->digest, r->fd, r->pos, r->pos + n, r->buf, NULL, NULL);
+    /* the extent map is looked up once per extent, not per step */
+    if (r->pos >= r->data_end && r->pos >= r->hole_end) {
+        rc = store_digest_find_extent(r->fd, r->pos, r->size, &r->data_end, &r->hole_end);
+        if (rc < 0)
+            return rc;
+    }
+    if (r->pos < r->hole_end) {
+        n = r->hole_end - r->pos < n ? r->hole_end - r->pos : n;
+        rc = store_digest_zeros(&r->digest, n);
+    } else {
+        n = r->data_end - r->pos < n ? r->data_end - r->pos : n;
+        n = n < STORE_CHUNK ? n : STORE_CHUNK;
+        rc = fd_pread_full(r->fd, r->buf, (size_t)n, r->pos, &got);
+        if (rc == 0 && got < n) /* the file shrank: the rest reads as zeros */
+            memset((char *)r->buf + got, 0, (size_t)n - got);
+        if (rc == 0)
+            rc = store_digest_update(&r->digest, r->buf, (size_t)n);
+    }
     if (rc < 0)
         return rc;
     r->pos += n;

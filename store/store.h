@@ -402,8 +402,37 @@ void store_piece_hash_close(struct store_piece_hash *h);
 
 /* The piece digests are known (a manifest every piece was checked
  * against): the piece thread stops, and commit keeps these (copied) as
- * backing.pieces. Call before any write; p->size must be the committed size. */
-int store_writer_trust_pieces(struct store_writer *w, const struct store_pieces *p);
+ * backing.pieces. known: p->count flags, 0 for a digest not known yet
+ * (store_writer_trust_piece gives it later; commit fails while one is
+ * missing), NULL when all are. Call before any write; p->size must be the
+ * committed size. */
+int store_writer_trust_pieces(struct store_writer *w, const struct store_pieces *p,
+                              const uint8_t *known);
+
+/* Digest `index` of a partly known trusted manifest became known: -EEXIST
+ * when another one was known for it (a digest never changes), -EINVAL
+ * without such a manifest or past its end. */
+int store_writer_trust_piece(struct store_writer *w, uint64_t index, const uint8_t digest[32]);
+
+/* ---- serving what a writer holds (held.c; SPEC §9 "Serving while receiving") ---- */
+
+/*
+ * For each of the store_pieces_count(size) pieces of the image: held[i]
+ * (all its bytes are written or marked, and its digest is known: computed,
+ * or from a trusted manifest), known[i] and digest[i] (zeros when not
+ * known). Held pieces never change while the writer lives.
+ */
+int store_writer_pieces_held(struct store_writer *w, uint64_t size, uint8_t *held, uint8_t *known,
+                             uint8_t (*digest)[32]);
+
+/* A read-only fd (O_CLOEXEC) of the writer's backing.tmp, to send held
+ * pieces from; the file is made to reach `end` (the end of the held range
+ * to send: see held.c). The fd stays valid after commit or abort. */
+int store_writer_open_read(struct store_writer *w, uint64_t end, int *fd);
+
+/* Set the expectation after open (a sync that learns the SHA-512 late):
+ * commit compares with it and writes it as expectedChecksum. */
+void store_writer_expect(struct store_writer *w, const struct store_checksum *expected);
 
 /* The cause of a failed pwrite/copy_fd/skip for a user: "image larger than
  * --max-size (N bytes)" when the limit refused it, else strerror(-rc). */
@@ -431,7 +460,9 @@ void store_writer_expect_sha512(struct store_writer *w, const char *sha512_hex);
 /* Skip hashing: the bytes are known to equal an image with this SHA-512
  * (used by clone and a peer sync by pieces); `verified` (a STORE_VERIFIED_*)
  * is how the image counts as verified then (the cfg's `verified`; without
- * this call it is "sha512"). Call before any write. */
+ * this call it is "sha512"). Call before any write. A receiver that learns
+ * the SHA-512 only later passes "" first, then calls again with it before
+ * commit (commit fails while it is ""). */
 void store_writer_trust_checksum(struct store_writer *w, const char *sha512_hex,
                                  const char *verified);
 

@@ -172,6 +172,7 @@ struct store_writer {
     _Atomic uint64_t pieced;    /* [0, pieced) has its digests (a piece boundary or the end) */
     struct store_pieces pieces; /* digests of [0, pieced); sha256 grown by the thread */
     uint64_t pieces_cap;        /* entries allocated in pieces.sha256 */
+    uint8_t *pieces_known;      /* trusted digests (receive.c): count flags, NULL = all */
 
     struct store_digest_ctx digest; /* owned by the hasher thread while it runs */
     bool trusted;                   /* store_writer_trust_checksum() was used */

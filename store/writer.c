@@ -116,6 +116,7 @@ void store_writer_free(struct store_writer *w)
         close(w->dirfd);
     store_digest_free(&w->digest);
     store_pieces_free(&w->pieces);
+    free(w->pieces_known);
     pthread_cond_destroy(&w->done);
     pthread_cond_destroy(&w->more);
     pthread_mutex_destroy(&w->lock);

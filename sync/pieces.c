@@ -4,7 +4,8 @@
  * which every writer leaves; an image adopted without them (a disk written
  * by Longhorn, or a file re-hashed after it changed behind bimfs's back)
  * gets them from one background thread, while /pieces answers 503 and the
- * image stays ready. An image in progress answers with none held yet.
+ * image stays ready. An image in progress answers with what its writer
+ * holds (serving.c).
  *
  * The thread takes record ids from its queue (every ready image at start,
  * and any whose digests a request found missing or stale), reads the file
@@ -245,6 +246,57 @@ static int sync_pieces_ready(struct sync *sync, const struct sync_image_info *in
     return 0;
 }
 
+/* The inclusive index ranges of the held pieces into out->have. */
+static int sync_pieces_have(const struct sync_held *h, struct wire_pieces *out)
+{
+    size_t n = 0;
+
+    for (uint64_t i = 0; i < h->count; i++)
+        n += h->held[i] && (i == 0 || !h->held[i - 1]);
+    out->have = malloc((n ? n : 1) * sizeof(*out->have));
+    if (!out->have)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < h->count; i++) {
+        if (!h->held[i])
+            continue;
+        if (i == 0 || !h->held[i - 1])
+            out->have[out->nhave++][0] = i;
+        out->have[out->nhave - 1][1] = i;
+    }
+    return 0;
+}
+
+/* An image in progress: the pieces it holds and the digests it knows
+ * (none before its writer is open: every piece of the known size null). */
+static int sync_pieces_in_progress(struct sync *sync, const struct sync_image_info *info,
+                                   struct wire_pieces *out, struct bim_error *err)
+{
+    struct sync_held h;
+    int rc = sync_held_get_id(sync, info->id, 0, 0, &h, NULL);
+
+    if (rc == 0) {
+        out->size = h.size;
+        out->count = h.count;
+        out->digest = h.digest;
+        out->known = h.known;
+        h.digest = NULL;
+        h.known = NULL;
+        rc = sync_pieces_have(&h, out);
+        sync_held_free(&h);
+        return rc < 0 ? bim_error_set(err, rc, "out of memory") : 0;
+    }
+    if (rc != -ENOENT)
+        return bim_error_set(err, rc, "%s: cannot tell what it holds: %s", info->name,
+                             strerror(-rc));
+    out->size = info->bytes_total;
+    out->count = store_pieces_count(out->size);
+    out->digest = calloc(out->count ? out->count : 1, 32);
+    out->known = calloc(out->count ? out->count : 1, 1);
+    if (!out->digest || !out->known)
+        return bim_error_set(err, -ENOMEM, "out of memory");
+    return 0;
+}
+
 int sync_pieces_get(struct sync *sync, const char *name, struct wire_pieces *out,
                     struct bim_error *err)
 {
@@ -264,14 +316,7 @@ int sync_pieces_get(struct sync *sync, const char *name, struct wire_pieces *out
         rc = sync_pieces_ready(sync, info, out, err);
         break;
     case SYNC_STATE_IN_PROGRESS:
-        /* none held yet (serving while receiving is not built): every
-         * piece of a known size null, have empty */
-        out->size = info->bytes_total;
-        out->count = store_pieces_count(out->size);
-        out->digest = calloc(out->count ? out->count : 1, 32);
-        out->known = calloc(out->count ? out->count : 1, 1);
-        if (!out->digest || !out->known)
-            rc = bim_error_set(err, -ENOMEM, "out of memory");
+        rc = sync_pieces_in_progress(sync, info, out, err);
         break;
     default:
         rc = bim_error_set(err, -EBUSY, "%s: not ready (%s)", name, sync_state_name(info->state));

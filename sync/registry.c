@@ -80,6 +80,7 @@ void sync_record_remove(struct sync *sync, struct sync_record *rec)
             break;
         }
     }
+    free(rec->received);
     free(rec);
 }
 

@@ -4,7 +4,9 @@
  * --scrub-rate MB/s, and compares it with what the image claims.
  *
  *   order   first a ready image whose `verified` is `pieces` (its SHA-512 is
- *           a source's), the longest ready first; then the ready image whose
+ *           a source's), SYNC_SCRUB_GRACE_S after it became ready (the peers
+ *           that sync from it meanwhile go first), the longest ready first;
+ *           then the ready image whose
  *           last scrub (or, if it has none, the time it became ready or was
  *           found on disk) is the oldest, once that is --scrub-interval ago.
  *           Idle, the thread looks again every SYNC_SCRUB_IDLE_MS.
@@ -47,6 +49,7 @@
 #include <unistd.h>
 
 #define SYNC_SCRUB_IDLE_MS 2000      /* with nothing due, look again this often */
+#define SYNC_SCRUB_GRACE_S 3         /* a pieces-verified image waits this long after ready */
 #define SYNC_SCRUB_STEP (1u << 20)   /* bytes hashed between pacing and cancel checks */
 #define SYNC_SCRUB_BUSY_CHECK_MS 250 /* how often transfers are looked for */
 #define SYNC_SCRUB_YIELD 10          /* the rate is divided by this while they run */
@@ -84,14 +87,35 @@ struct sync_scrub_item {
 
 /* ---- choosing ---- */
 
-/* When the record is due (epoch s); pieces-verified images are due at once. */
+static bool sync_scrub_by_pieces(const struct sync_record *rec)
+{
+    return strcmp(rec->info.verified, STORE_VERIFIED_PIECES) == 0;
+}
+
+/* When the record is due (epoch s): a pieces-verified image shortly after
+ * it became ready, any other once its last scrub (or ready time) is an
+ * interval old. */
 static int64_t sync_scrub_due(const struct sync_scrub_task *task, const struct sync_record *rec)
 {
     int64_t since = rec->info.last_scrub > rec->ready_time ? rec->info.last_scrub : rec->ready_time;
 
-    if (strcmp(rec->info.verified, STORE_VERIFIED_PIECES) == 0)
-        return 0;
+    if (sync_scrub_by_pieces(rec))
+        return rec->ready_time + SYNC_SCRUB_GRACE_S;
     return since + (int64_t)task->interval_s;
+}
+
+/* Is a (due) read before b: pieces-verified first, then the most overdue,
+ * then the longest ready. */
+static bool sync_scrub_before(const struct sync_scrub_task *task, const struct sync_record *a,
+                              const struct sync_record *b)
+{
+    int64_t da = sync_scrub_due(task, a), db = sync_scrub_due(task, b);
+
+    if (sync_scrub_by_pieces(a) != sync_scrub_by_pieces(b))
+        return sync_scrub_by_pieces(a);
+    if (da != db)
+        return da < db;
+    return a->ready_time < b->ready_time;
 }
 
 /* The next image to read into *item: true, or false with *wait_ms until
@@ -100,7 +124,7 @@ static bool sync_scrub_pick(struct sync *sync, const struct sync_scrub_task *tas
                             struct sync_scrub_item *item, uint64_t *wait_ms)
 {
     const struct sync_record *best = NULL;
-    int64_t now = clock_realtime_s(), best_due = 0, next = INT64_MAX;
+    int64_t now = clock_realtime_s(), next = INT64_MAX;
 
     for (size_t i = 0; i < sync->record_count; i++) {
         const struct sync_record *rec = sync->records[i];
@@ -114,10 +138,8 @@ static bool sync_scrub_pick(struct sync *sync, const struct sync_scrub_task *tas
             next = due < next ? due : next;
             continue;
         }
-        if (!best || due < best_due || (due == best_due && rec->ready_time < best->ready_time)) {
+        if (!best || sync_scrub_before(task, rec, best))
             best = rec;
-            best_due = due;
-        }
     }
     if (!best) {
         uint64_t until = next == INT64_MAX ? UINT64_MAX : (uint64_t)(next - now) * 1000u;

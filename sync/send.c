@@ -1,5 +1,6 @@
 /*
- * send.c - serving ready images to peers: the count of GETs in flight per
+ * send.c - serving images to peers (ready ones, and the held pieces of
+ * those in progress: serving.c): the count of GETs in flight per
  * image (sending_reference, bounded by the HTTP server's --send-limit), the
  * bytes served, and the daemon's counters for metrics (sends, refusals,
  * failures by their typed cause).
@@ -11,6 +12,7 @@
 #include "sync_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,15 +32,16 @@ void sync_stats_get(struct sync *sync, struct sync_stats *out)
     sync_scrub_stats(sync, out); /* its own atomics */
 }
 
-/* Count the send in (locked): 0, or -errno with a message. */
-static int sync_send_claim(struct sync *sync, const char *name, unsigned limit,
+/* Count the send in (locked): 0, or -errno with a message. `held`: of an
+ * image in progress (what it holds is checked next), else of a ready one. */
+static int sync_send_claim(struct sync *sync, const char *name, unsigned limit, bool held,
                            struct sync_send *out, struct bim_error *err)
 {
     struct sync_record *rec = sync_record_find(sync, name);
 
     if (!rec || rec->hidden)
         return bim_error_set(err, -ENOENT, "%s: no such image", name);
-    if (rec->info.state != SYNC_STATE_READY)
+    if (rec->info.state != (held ? SYNC_STATE_IN_PROGRESS : SYNC_STATE_READY))
         return bim_error_set(err, -EBUSY, "%s: not ready (%s)", name,
                              sync_state_name(rec->info.state));
     if (limit > 0 && rec->info.sending_reference >= (int)limit) {
@@ -51,8 +54,9 @@ static int sync_send_claim(struct sync *sync, const char *name, unsigned limit,
     out->id = rec->info.id;
     str_copy(out->name, sizeof(out->name), rec->info.name);
     str_copy(out->uuid, sizeof(out->uuid), rec->info.uuid);
-    out->size = rec->info.size;
-    str_copy(out->checksum, sizeof(out->checksum), rec->info.current_checksum);
+    out->size = held ? rec->info.bytes_total : rec->info.size;
+    if (!held) /* an image in progress has no checksum to vouch for its bytes */
+        str_copy(out->checksum, sizeof(out->checksum), rec->info.current_checksum);
     sync_record_changed(sync, rec);
     return 0;
 }
@@ -68,7 +72,7 @@ int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct 
     if (!name || !store_name_valid(name))
         return bim_error_set(err, -EINVAL, "%.80s: invalid name", name ? name : "");
     pthread_mutex_lock(&sync->lock);
-    rc = sync_send_claim(sync, name, limit, out, err);
+    rc = sync_send_claim(sync, name, limit, false, out, err);
     pthread_mutex_unlock(&sync->lock);
     if (rc < 0)
         return rc;
@@ -88,6 +92,34 @@ int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct 
     return 0;
 }
 
+int sync_send_begin_held(struct sync *sync, const char *name, unsigned limit, uint64_t first,
+                         uint64_t end, struct sync_send *out, struct bim_error *err)
+{
+    struct sync_held held;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    if (!name || !store_name_valid(name))
+        return bim_error_set(err, -EINVAL, "%.80s: invalid name", name ? name : "");
+    pthread_mutex_lock(&sync->lock);
+    rc = sync_send_claim(sync, name, limit, true, out, err);
+    pthread_mutex_unlock(&sync->lock);
+    if (rc < 0)
+        return rc;
+    rc = sync_held_get(sync, name, first, end, &held, &out->fd, err);
+    if (rc == 0 && held.size != out->size)
+        rc = bim_error_set(err, -EBUSY, "%s: its size changed", name);
+    sync_held_free(&held);
+    if (rc < 0) {
+        if (out->fd >= 0)
+            close(out->fd);
+        out->fd = -1;
+        sync_send_end(sync, out, 0);
+    }
+    return rc;
+}
+
 void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes)
 {
     struct sync_record *rec;
@@ -101,4 +133,29 @@ void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t byt
         sync_record_changed(sync, rec);
     }
     pthread_mutex_unlock(&sync->lock);
+}
+
+int sync_received_get(struct sync *sync, const char *name, struct sync_received **out,
+                      size_t *count)
+{
+    struct sync_record *rec;
+    int rc = 0;
+
+    *out = NULL;
+    *count = 0;
+    pthread_mutex_lock(&sync->lock);
+    rec = sync_record_find(sync, name);
+    if (!rec || rec->hidden) {
+        rc = -ENOENT;
+    } else if (rec->nreceived > 0) {
+        *out = malloc(rec->nreceived * sizeof(**out));
+        if (*out) {
+            memcpy(*out, rec->received, rec->nreceived * sizeof(**out));
+            *count = rec->nreceived;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&sync->lock);
+    return rc;
 }

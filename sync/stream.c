@@ -82,6 +82,7 @@ static bool sync_stream_detach(struct sync_record *rec, struct store_writer **w)
     if (s->busy)
         return false;
     s->detached = true;
+    sync_serving_stop_locked(job->sync, rec);
     *w = s->w;
     s->w = NULL;
     job->record = NULL;
@@ -193,6 +194,7 @@ int sync_stream_begin(struct sync *sync, const struct sync_create_request *req, 
         sync_stream_free(s);
         return bim_error_set(err, rc, "%s: %s", out->name, cause);
     }
+    sync_serving_start(job, s->w);
     sync_stream_leave(s);
     log_info("image=%s uuid=%s upload started (pushed)", job->name, job->uuid);
     *stream = s;
@@ -328,6 +330,7 @@ void sync_stream_abort(struct sync_stream *s)
         sync_stream_free(s);
         return;
     }
+    sync_serving_stop(s->job);
     store_writer_abort(s->w);
     s->w = NULL;
     sync_stream_cut_cause(s, err.message, sizeof(err.message));

@@ -65,8 +65,10 @@ static void sync_free(struct sync *sync)
         log_warn("sync: a watch was still open at close");
         sync_watch_free(watch);
     }
-    for (size_t i = 0; i < sync->record_count; i++)
+    for (size_t i = 0; i < sync->record_count; i++) {
+        free(sync->records[i]->received);
         free(sync->records[i]);
+    }
     free(sync->records);
     free(sync->ca_file);
     pthread_cond_destroy(&sync->monitor_cond);

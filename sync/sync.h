@@ -201,6 +201,11 @@ void sync_watch_close(struct sync_watch *watch);
  * copied, at most 511 bytes). */
 void sync_set_peer_token(struct sync *sync, const char *token);
 
+/* This daemon's own --listen host:port (copied): a receiver started
+ * with others spreads what it asks the first source for by its place
+ * among them (docs/peer-sync.md). */
+void sync_set_listen(struct sync *sync, const char *listen);
+
 /* ---- uploads pushed by the caller (sync/stream.c; the HTTP server's PUT) ---- */
 
 struct sync_stream;
@@ -261,15 +266,63 @@ int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct 
  * successful begin (the fd is the caller's business). */
 void sync_send_end(struct sync *sync, const struct sync_send *send, uint64_t bytes);
 
+/* ---- serving while receiving (sync/serving.c; SPEC §9) ---- */
+
+/* What an image in progress holds now (a copy; free with sync_held_free). */
+struct sync_held {
+    uint64_t id;
+    uint64_t size;  /* bytes of the image */
+    uint64_t count; /* its pieces */
+    uint8_t *held;  /* count flags: written (for a sync: verified) with a digest */
+    uint8_t *known; /* count flags: digest known (a sync knows its reference's) */
+    uint8_t (*digest)[32];
+    uint64_t nheld; /* pieces held */
+};
+
+/*
+ * The pieces image `name` holds while in progress. -ENOENT no such image;
+ * -EBUSY "<name>: not ready (<state>)" when it is not in progress or holds
+ * nothing it could serve yet. With fd, *fd is also a read-only descriptor
+ * (O_CLOEXEC, the caller's) of its data; with end > 0, to send [first,
+ * end) from, a range that must lie inside held pieces (-EBUSY "<name>:
+ * bytes ... are not held yet" otherwise). Read only held pieces of it.
+ */
+int sync_held_get(struct sync *sync, const char *name, uint64_t first, uint64_t end,
+                  struct sync_held *out, int *fd, struct bim_error *err);
+void sync_held_free(struct sync_held *h);
+
+/* As sync_send_begin, for an image in progress: the send of [first, end),
+ * which must lie inside held pieces, counted and limited alike; out->fd
+ * is its data, out->size the image's size, out->checksum "". */
+int sync_send_begin_held(struct sync *sync, const char *name, unsigned limit, uint64_t first,
+                         uint64_t end, struct sync_send *out, struct bim_error *err);
+
 /*
  * The piece digests of image `name` as GET .../pieces answers them (SPEC
  * §9), into *out (free with wire_pieces_free, also on failure): a ready
- * image's, all held; an image in progress: none held yet. -ENOENT no such
+ * image's, all held; an image in progress: those it holds, and the
+ * digests it knows (checksum ""). -ENOENT no such
  * image; -EBUSY "<name>: not ready (<state>)" in another state; -EAGAIN
  * while the digests of a ready image that had none are computed.
  */
 int sync_pieces_get(struct sync *sync, const char *name, struct wire_pieces *out,
                     struct bim_error *err);
+
+/* The pieces image `info` holds now (metrics): all of a ready image's,
+ * what the writer of one in progress holds, none otherwise. */
+uint64_t sync_pieces_held(struct sync *sync, const struct sync_image_info *info);
+
+/* Bytes a peer sync received from one of its sources (metrics). */
+struct sync_received {
+    char addr[BIM_PEER_ADDR_MAX + 1];
+    uint64_t bytes;
+};
+
+/* The bytes image `name` received from each source of its peer sync (the
+ * current or last one since start): *out malloc'd (free it), *count 0
+ * when it has none. -ENOENT no such image. */
+int sync_received_get(struct sync *sync, const char *name, struct sync_received **out,
+                      size_t *count);
 
 /* Counters since sync_open(). */
 struct sync_stats {

@@ -90,6 +90,11 @@ struct sync_record {
     int64_t scrub_after;             /* the scrub leaves it alone until then (epoch s) */
     bool scrub_failing;              /* the scrub is removing its data before failing it:
                                       * the monitor leaves it alone */
+    /* serving while receiving (serving.c) */
+    struct store_writer *serving;   /* the transfer's writer while it may serve, or NULL */
+    unsigned serving_users;         /* sends using `serving` now: it stays alive meanwhile */
+    struct sync_received *received; /* bytes received per source (a peer sync), or NULL */
+    size_t nreceived;
 };
 
 struct sync_watch_entry {
@@ -145,6 +150,7 @@ struct sync {
     bool stopping;
     struct sync_stats stats;              /* send.c */
     char peer_token[SYNC_PEER_TOKEN_MAX]; /* sent to peers; "" for none (peer.c) */
+    char listen[BIM_PEER_ADDR_MAX + 1];   /* this daemon's --listen (peer.c), or "" */
     /* ---- not guarded by lock ---- */
     struct sync_pieces_task *pieces; /* pieces.c: its own lock; set at open, cleared at close */
     struct sync_scrub_task *scrub;   /* scrub.c: its own lock; NULL when off */
@@ -288,6 +294,22 @@ void sync_writeback_pace(struct store_writer *w, uint64_t written, const atomic_
 /* Make the record unknown and queue a rehash job for it; old_checksum is what
  * the file hashed to before ("" if not known). sync->lock held. */
 int sync_rehash_queue(struct sync *sync, struct sync_record *rec, const char *old_checksum);
+
+/* ---- serving.c: an image in progress serves what its writer holds ---- */
+
+/* The job's writer may serve its held pieces from now on (takes sync->lock). */
+void sync_serving_start(struct sync_job *job, struct store_writer *w);
+
+/* It may not any more: returns once no send uses it (takes sync->lock; the
+ * _locked form with it held, e.g. in a detach). Call before the writer is
+ * committed, aborted or closed. Idempotent. */
+void sync_serving_stop(struct sync_job *job);
+void sync_serving_stop_locked(struct sync *sync, struct sync_record *rec);
+
+/* The held pieces of record id (sync_held_get's, by id): -ENOENT when it
+ * has no serving writer, -ERANGE when [first, end) (end > 0) is not held. */
+int sync_held_get_id(struct sync *sync, uint64_t id, uint64_t first, uint64_t end,
+                     struct sync_held *out, int *fd);
 
 /* ---- adopt.c, monitor.c ---- */
 

@@ -143,6 +143,7 @@ void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, 
     const char *cause;
 
     memset(&result, 0, sizeof(result));
+    sync_serving_stop(job); /* no send uses the writer from here */
     if (rc == 0 && sync_job_cancelled(job))
         rc = -ECANCELED;
     if (rc == 0 && w) {

@@ -122,6 +122,7 @@ static void sync_upload_run(struct sync_job *job)
                            STORE_WRITER_NEW, &w, &err);
     if (rc < 0)
         goto out;
+    sync_serving_start(job, w);
     if (S_ISREG(st.st_mode)) {
         size = (uint64_t)st.st_size;
         rc = sync_size_check(job->sync, size, &err);

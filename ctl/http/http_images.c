@@ -2,7 +2,8 @@
  * http_images.c - the read routes of /v1/images (SPEC §8): the list and one
  * image (the control socket's JSON), the stored bytes of a ready image
  * (Range, sendfile through an fd response, counted in sendingReference,
- * bounded by --send-limit) and its data extents.
+ * bounded by --send-limit) and its data extents; of an image in progress,
+ * the same for the pieces it holds (SPEC §9; sync_held_get).
  *
  * Threads: libmicrohttpd pool threads; each call works on its own request.
  */
@@ -84,41 +85,21 @@ static enum MHD_Result ctl_http_reply_unsatisfiable(struct ctl_http_request *req
     return ctl_http_queue(req, conn, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
 }
 
-enum MHD_Result ctl_http_backing(struct ctl_http_request *req, struct MHD_Connection *conn,
-                                 const char *name, bool head)
+/* Answer with send->fd: [first, last] as 206, or the whole image as 200
+ * when last is UINT64_MAX. The ETag is the checksum, when there is one (an
+ * image in progress has none: no validator would be true). */
+static enum MHD_Result ctl_http_backing_send(struct ctl_http_request *req,
+                                             struct MHD_Connection *conn, bool head, uint64_t first,
+                                             uint64_t last)
 {
-    const char *range_value =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
-    struct bim_error err = {0};
     struct sync_send *send = &req->send;
     struct MHD_Response *resp;
-    enum ctl_http_range_result range;
-    uint64_t first = 0, last = 0, length;
     char header[STORE_CHECKSUM_HEX + 64];
-    unsigned status = MHD_HTTP_OK;
-    int rc;
+    bool whole = last == UINT64_MAX;
+    uint64_t length = whole ? send->size : last - first + 1;
 
-    if (head) {
-        rc = ctl_http_backing_open(req, name, send, &err);
-    } else {
-        rc = sync_send_begin(req->http->sync, name, req->http->send_limit, send, &err);
-        req->sending = rc == 0; /* ended by ctl_http_completed() */
-    }
-    if (rc < 0)
-        return ctl_http_reply_sync_error(req, conn, rc, &err);
-
-    range = ctl_http_range_parse(range_value, send->size, &first, &last);
-    if (range == CTL_HTTP_RANGE_UNSATISFIABLE) {
-        close(send->fd);
-        send->fd = -1;
-        return ctl_http_reply_unsatisfiable(req, conn, send->size);
-    }
-    if (range == CTL_HTTP_RANGE_PARTIAL) {
-        status = MHD_HTTP_PARTIAL_CONTENT;
-        length = last - first + 1;
-    } else {
-        length = send->size;
-    }
+    if (whole)
+        first = 0;
     /* MHD owns the fd from here (closed when the response is destroyed) */
     resp = MHD_create_response_from_fd_at_offset64(length, send->fd, first);
     if (!resp) {
@@ -134,12 +115,93 @@ enum MHD_Result ctl_http_backing(struct ctl_http_request *req, struct MHD_Connec
         snprintf(header, sizeof(header), "\"%s\"", send->checksum);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, header);
     }
-    if (status == MHD_HTTP_PARTIAL_CONTENT) {
+    if (!whole) {
         snprintf(header, sizeof(header), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last,
                  send->size);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, header);
     }
-    return ctl_http_queue(req, conn, status, resp);
+    return ctl_http_queue(req, conn, whole ? MHD_HTTP_OK : MHD_HTTP_PARTIAL_CONTENT, resp);
+}
+
+/* An image in progress serves a Range inside the pieces it holds (SPEC
+ * §9): 206, or 409 for any other range or none. 1: *answer is the answer;
+ * 0: the image is not in progress (answered as one not ready). */
+static int ctl_http_backing_held(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                 const char *name, bool head, const char *range_value,
+                                 enum MHD_Result *answer)
+{
+    struct bim_error err = {0};
+    struct sync_image_info info;
+    struct sync_held held;
+    enum ctl_http_range_result range;
+    uint64_t first = 0, last = 0;
+    int rc;
+
+    if (sync_get(req->http->sync, name, &info, &err) < 0 || info.state != SYNC_STATE_IN_PROGRESS)
+        return 0; /* answered as for a ready image (or not ready) */
+    range = ctl_http_range_parse(range_value, info.bytes_total, &first, &last);
+    if (range == CTL_HTTP_RANGE_UNSATISFIABLE && info.bytes_total > 0) {
+        *answer = ctl_http_reply_unsatisfiable(req, conn, info.bytes_total);
+        return 1;
+    }
+    if (range != CTL_HTTP_RANGE_PARTIAL) {
+        bim_error_set(&err, -EBUSY,
+                      "%s: not ready (in-progress): only a range inside the "
+                      "pieces it holds is served",
+                      name);
+        *answer = ctl_http_reply_sync_error(req, conn, -EBUSY, &err);
+        return 1;
+    }
+    if (head) {
+        rc = sync_held_get(req->http->sync, name, first, last + 1, &held, &req->send.fd, &err);
+        req->send.size = held.size;
+        req->send.checksum[0] = '\0';
+        sync_held_free(&held);
+    } else {
+        rc = sync_send_begin_held(req->http->sync, name, req->http->send_limit, first, last + 1,
+                                  &req->send, &err);
+        req->sending = rc == 0; /* ended by ctl_http_completed() */
+    }
+    if (rc < 0) {
+        *answer = ctl_http_reply_sync_error(req, conn, rc, &err);
+        return 1;
+    }
+    *answer = ctl_http_backing_send(req, conn, head, first, last);
+    return 1;
+}
+
+enum MHD_Result ctl_http_backing(struct ctl_http_request *req, struct MHD_Connection *conn,
+                                 const char *name, bool head)
+{
+    const char *range_value =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    struct bim_error err = {0};
+    struct sync_send *send = &req->send;
+    enum MHD_Result answer;
+    enum ctl_http_range_result range;
+    uint64_t first = 0, last = 0;
+    int rc;
+
+    if (head) {
+        rc = ctl_http_backing_open(req, name, send, &err);
+    } else {
+        rc = sync_send_begin(req->http->sync, name, req->http->send_limit, send, &err);
+        req->sending = rc == 0; /* ended by ctl_http_completed() */
+    }
+    if (rc == -EBUSY && ctl_http_backing_held(req, conn, name, head, range_value, &answer))
+        return answer;
+    if (rc < 0)
+        return ctl_http_reply_sync_error(req, conn, rc, &err);
+
+    range = ctl_http_range_parse(range_value, send->size, &first, &last);
+    if (range == CTL_HTTP_RANGE_UNSATISFIABLE) {
+        close(send->fd);
+        send->fd = -1;
+        return ctl_http_reply_unsatisfiable(req, conn, send->size);
+    }
+    if (range != CTL_HTTP_RANGE_PARTIAL) /* the whole image: 200 (an empty one too) */
+        return ctl_http_backing_send(req, conn, head, 0, UINT64_MAX);
+    return ctl_http_backing_send(req, conn, head, first, last);
 }
 
 /* ---- extents ---- */
@@ -149,14 +211,13 @@ static int ctl_http_extent_add(struct ctl_http_text *t, uint64_t off, uint64_t l
     return ctl_http_text_printf(t, "%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", off, len);
 }
 
-/* The data extents of fd (size bytes) as JSON. Without SEEK_DATA support
- * the whole file is one extent; past BIM_EXTENTS_MAX extents, the rest
- * of the file is one. */
-static int ctl_http_extents_json(int fd, uint64_t size, struct ctl_http_text *t)
+/* The data extents of [off, size) of fd into t (after *count others).
+ * Without SEEK_DATA support the whole range is one extent; past
+ * BIM_EXTENTS_MAX extents, the rest of it is one. */
+static int ctl_http_extents_add(int fd, uint64_t off, uint64_t size, size_t *count,
+                                struct ctl_http_text *t)
 {
-    uint64_t off = 0;
-    size_t count = 0;
-    int rc = ctl_http_text_printf(t, "[");
+    int rc = 0;
 
     while (rc == 0 && off < size) {
         off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
@@ -170,10 +231,44 @@ static int ctl_http_extents_json(int fd, uint64_t size, struct ctl_http_text *t)
         if ((uint64_t)data >= size)
             break;
         hole = lseek(fd, data, SEEK_HOLE);
-        if (hole < 0 || (uint64_t)hole > size || ++count == BIM_EXTENTS_MAX)
+        if (hole < 0 || (uint64_t)hole > size || ++*count >= BIM_EXTENTS_MAX)
             hole = (off_t)size;
-        rc = ctl_http_extent_add(t, (uint64_t)data, (uint64_t)(hole - data), count <= 1);
+        rc = ctl_http_extent_add(t, (uint64_t)data, (uint64_t)(hole - data), *count <= 1);
         off = (uint64_t)hole;
+    }
+    return rc;
+}
+
+/* The data extents of fd (size bytes) as JSON. */
+static int ctl_http_extents_json(int fd, uint64_t size, struct ctl_http_text *t)
+{
+    size_t count = 0;
+    int rc = ctl_http_text_printf(t, "[");
+
+    if (rc == 0)
+        rc = ctl_http_extents_add(fd, 0, size, &count, t);
+    return rc ? rc : ctl_http_text_printf(t, "]");
+}
+
+/* The data extents of the held pieces of an image in progress, run by
+ * run of held pieces, as JSON. */
+static int ctl_http_extents_held(int fd, const struct sync_held *h, struct ctl_http_text *t)
+{
+    size_t count = 0;
+    int rc = ctl_http_text_printf(t, "[");
+
+    for (uint64_t i = 0; rc == 0 && i < h->count && count < BIM_EXTENTS_MAX;) {
+        uint64_t j = i;
+
+        if (!h->held[i]) {
+            i++;
+            continue;
+        }
+        while (j < h->count && h->held[j])
+            j++;
+        rc = ctl_http_extents_add(fd, i * STORE_PIECE_SIZE,
+                                  j == h->count ? h->size : j * STORE_PIECE_SIZE, &count, t);
+        i = j;
     }
     return rc ? rc : ctl_http_text_printf(t, "]");
 }
@@ -187,10 +282,24 @@ enum MHD_Result ctl_http_extents(struct ctl_http_request *req, struct MHD_Connec
     int rc;
 
     rc = ctl_http_backing_open(req, name, &backing, &err);
+    if (rc == -EBUSY) {
+        /* an image in progress: the extents of what it holds (SPEC §9) */
+        struct bim_error held_err = {0};
+        struct sync_held held;
+        int fd = -1;
+
+        if (sync_held_get(req->http->sync, name, 0, 0, &held, &fd, &held_err) == 0) {
+            rc = ctl_http_extents_held(fd, &held, &text);
+            close(fd);
+            sync_held_free(&held);
+            goto done;
+        }
+    }
     if (rc < 0)
         return ctl_http_reply_sync_error(req, conn, rc, &err);
     rc = ctl_http_extents_json(backing.fd, backing.size, &text);
     close(backing.fd);
+done:
     if (rc < 0) {
         free(text.buf);
         bim_error_set(&err, rc, "%s: cannot list extents: %s", name, strerror(-rc));

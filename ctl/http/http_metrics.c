@@ -4,7 +4,8 @@
  * Every name starts with bimfs_; the list is in docs/http.md.
  *
  * Label values need no escaping: image names and uuids are
- * [a-zA-Z0-9_.-] (SPEC §3), the other labels are constants.
+ * [a-zA-Z0-9_.-] (SPEC §3), sources are host:port as checked by the wire
+ * codec (wire_peer_valid), the other labels are constants.
  *
  * Threads: libmicrohttpd pool threads; everything read here is a copy.
  */
@@ -227,6 +228,37 @@ static int ctl_http_metric_disk(struct ctl_http *http, struct ctl_http_text *t)
     return rc;
 }
 
+/* Fan-out (SPEC §9): the pieces each image holds, and the bytes a peer
+ * sync received from each of its sources (host:port). */
+static int ctl_http_metric_pieces(struct ctl_http *http, struct ctl_http_text *t,
+                                  const struct sync_image_info *images, size_t count)
+{
+    int rc = ctl_http_metric_head(t, "bimfs_image_pieces_held", "gauge",
+                                  "Pieces of 4 MiB the image holds and serves (SPEC 9).");
+
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        rc = ctl_http_text_printf(
+            t, "bimfs_image_pieces_held{name=\"%s\",uuid=\"%s\"} %" PRIu64 "\n", images[i].name,
+            images[i].uuid, sync_pieces_held(http->sync, &images[i]));
+    if (rc == 0)
+        rc = ctl_http_metric_head(t, "bimfs_image_received_bytes_total", "counter",
+                                  "Bytes of pieces a peer sync received from each source.");
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        struct sync_received *got = NULL;
+        size_t n = 0;
+
+        if (sync_received_get(http->sync, images[i].name, &got, &n) < 0)
+            continue;
+        for (size_t k = 0; rc == 0 && k < n; k++)
+            rc = ctl_http_text_printf(t,
+                                      "bimfs_image_received_bytes_total{name=\"%s\",uuid=\"%s\","
+                                      "source=\"%s\"} %" PRIu64 "\n",
+                                      images[i].name, images[i].uuid, got[k].addr, got[k].bytes);
+        free(got);
+    }
+    return rc;
+}
+
 static int ctl_http_metrics_build(struct ctl_http *http, struct ctl_http_text *t)
 {
     struct sync_image_info *images = NULL;
@@ -248,6 +280,8 @@ static int ctl_http_metrics_build(struct ctl_http *http, struct ctl_http_text *t
     }
     if (rc == 0)
         rc = ctl_http_metric_transfers(t, images, count);
+    if (rc == 0)
+        rc = ctl_http_metric_pieces(http, t, images, count);
     if (rc == 0)
         rc = ctl_http_metric_counters(http, t);
     if (rc == 0)

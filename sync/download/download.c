@@ -208,6 +208,7 @@ static int sync_download_reset(struct sync_download *d)
     struct bim_error err = {0};
     int rc;
 
+    sync_serving_stop(d->job);
     store_writer_abort(d->w);
     d->w = NULL;
     d->have = 0;
@@ -219,6 +220,7 @@ static int sync_download_reset(struct sync_download *d)
         d->end = SYNC_DOWNLOAD_DONE; /* this reason wins */
         return sync_download_fail_local(d, "%s", err.message);
     }
+    sync_serving_start(d->job, d->w);
     return 0;
 }
 
@@ -547,6 +549,7 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
                            dj->resume ? STORE_WRITER_RESUME : STORE_WRITER_NEW, &d->w, err);
     if (rc < 0)
         return rc;
+    sync_serving_start(job, d->w);
     d->have = d->best = store_writer_written(d->w);
     if (dj->resume)
         log_info("image=%s uuid=%s resuming the download of %s at byte %" PRIu64, job->name,
@@ -598,6 +601,7 @@ static void sync_download_run(struct sync_job *job)
             rc = -ECANCELED;
             if (d->w && sync_stopping(d->sync)) {
                 /* shutdown: keep backing.tmp; the next start resumes it */
+                sync_serving_stop(job);
                 store_writer_close(d->w);
                 d->w = NULL;
             }

@@ -1,36 +1,47 @@
 /*
- * fetch.c - moving the pieces of a peer sync: fetcher threads (each
- * with its own HTTP client and connection) take the 4 MiB pieces in order.
- * A piece whose digest is that of zeros is marked as a hole
- * (store_writer_skip); any other is fetched from a source with Range,
- * written as it arrives with store_writer_pwrite_pending (zero blocks stay
- * holes) while its SHA-256 is computed on the fetcher's thread, and checked
- * against the reference's digest: a match marks it written (only then do
- * the writer's hashers and the commit see it), a mismatch drops it (a hole
- * again) and the source that sent it, and the piece goes to another
- * source. A sync resumed after a restart first checks what backing.tmp
- * holds of each piece: a piece that matches is kept. The job's own thread
- * watches: progress, the sender, cancel, the stall bound, and the writeback
- * of the written prefix (writeback.c).
+ * fetch.c - moving the pieces of a peer sync: fetcher threads (each with
+ * its own HTTP client and connection) take 4 MiB pieces whose digest the
+ * reference gave. A piece whose digest is that of zeros is marked as a hole
+ * (store_writer_skip); any other is fetched from a source that holds it
+ * (its have, kept current by the poller: poll.c) with Range, written as it
+ * arrives with store_writer_pwrite_pending (zero blocks stay holes) while
+ * its SHA-256 is computed on the fetcher's thread, and checked against the
+ * reference's digest: a match marks it written (only then do the writer's
+ * hashers, the commit and the receiver's own peers see it), a mismatch
+ * drops it (a hole again) and the source that sent it, and the piece goes
+ * to another source. A sync resumed after a restart first checks what
+ * backing.tmp holds of each piece: a piece that matches is kept. The job's
+ * own thread watches: progress, the sender, the bytes per source, cancel,
+ * the stall bound, and the writeback of the written prefix (writeback.c);
+ * it also waits, after the last piece, for a ready source's SHA-512.
+ *
+ * Which piece from which source (SPEC §9, fan-out): the sources other than
+ * the first of the list (the origin) come first, the least busy first,
+ * and from each the piece the fewest of them hold. The origin is asked,
+ * over one connection, only for a piece no other source holds, and only
+ * for this receiver's share of them (piece i is the receiver of rank i mod
+ * N's, peer.c), or for another's whose owner is dropped or failing, or
+ * that the origin has held for SYNC_PEER_HELP_MS with no one taking it; and
+ * for pieces others hold only when all the others hold the whole image
+ * and are at their connection limit (copies, not a fan-out). A fetcher
+ * idle for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS
+ * when another source (not the origin) holds that piece and is free. At
+ * most SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
+ * goes back, for whichever source holds it and is usable then: one that
+ * answered 503 waits Retry-After, 409 (it does not hold it) loses that
+ * piece from its have, one that failed otherwise backs off (doubling up to
+ * SYNC_PEER_BACKOFF_MAX_MS), one that answered what will not change (404,
+ * 401, another version, a piece that fails its digest) is dropped.
  *
  * With --verify sha512 the writer's hasher follows the written prefix, so
- * fetchers stay within SYNC_PEER_HASH_LEAD of it (little is left to hash
- * when the last byte lands).
+ * no piece past SYNC_PEER_HASH_LEAD of it is started (little is left to
+ * hash when the last byte lands).
  *
- * Sources are spread over the fetchers (fetcher i prefers source i mod n)
- * with at most SYNC_PEER_PER_SOURCE connections to one source. A source
- * other than the reference is first asked for its digests (manifest.c);
- * one whose digests disagree is dropped. A piece that fails goes back to
- * the front of the line, to whichever source is usable then: one that
- * answered 503 waits Retry-After, one that failed otherwise backs off
- * (doubling up to SYNC_PEER_BACKOFF_MAX_MS), one that answered what will
- * not change (404, 401, another version, a piece that fails its digest) is
- * dropped.
- *
- * Threads: the fetchers and the job's thread share the transfer; t->lock
- * guards the queue, the sources' state and the outcome. A piece belongs to
- * the fetcher holding it; t->bytes and t->received are atomic. No lock is
- * held across network or disk I/O, nor while a digest is computed.
+ * Threads: the fetchers, the poller and the job's thread share the
+ * transfer; t->lock guards the pieces' states, the sources' state and the
+ * outcome. A piece in flight belongs to the fetcher holding it; t->bytes,
+ * t->received and each source's received are atomic. No lock is held
+ * across network or disk I/O, nor while a digest is computed.
  */
 #include "peer.h"
 
@@ -45,6 +56,8 @@ enum sync_peer_outcome {
     SYNC_PEER_DONE,      /* the piece is written and matched its digest */
     SYNC_PEER_BUSY,      /* 503: ask again after Retry-After */
     SYNC_PEER_TRANSIENT, /* worth asking again later */
+    SYNC_PEER_NOT_HELD,  /* 409: the source does not hold the piece (yet, or any more) */
+    SYNC_PEER_SLOW,      /* given up: another source holds the piece and is free */
     SYNC_PEER_FATAL,     /* this source will not do */
     SYNC_PEER_LOCAL,     /* writing failed: the whole sync fails */
     SYNC_PEER_CANCELED,
@@ -58,17 +71,23 @@ struct sync_peer_fetcher {
     struct store_piece_hash *hash; /* the piece being received */
     char *buf;                     /* SYNC_PEER_BUFFER bytes not yet written */
     size_t fill;
+    uint64_t idle_ms;     /* found nothing to do since, or 0 */
+    atomic_bool stop_get; /* ends the GET in flight: the job's cancel, or a slow source */
+    bool slow;            /* stop_get was set because its source is slow (t->lock) */
+    uint64_t began_ms;    /* the GET in flight began (t->lock) */
     /* the GET in flight */
     struct sync_peer_piece *piece;
-    uint64_t pos; /* where buf's first byte goes */
-    uint64_t end; /* the piece's end */
-    bool wrote;   /* some of it reached backing.tmp */
+    struct sync_peer_source *source;
+    uint8_t want[32]; /* the piece's digest (the reference's) */
+    uint64_t pos;     /* where buf's first byte goes */
+    uint64_t end;     /* the piece's end */
+    bool wrote;       /* some of it reached backing.tmp */
     int write_rc;
     int hash_rc;
     char why[200]; /* accept()'s verdict on a source that will not do */
 };
 
-static void sync_peer_wait(struct sync_peer_transfer *t, uint64_t ms)
+void sync_peer_wait(struct sync_peer_transfer *t, uint64_t ms)
 {
     struct timespec ts;
 
@@ -119,8 +138,10 @@ static int sync_peer_on_reply(void *ctx, const struct http_response *r)
         snprintf(f->why, sizeof(f->why), "sent another range than asked for");
         return -EPROTO;
     }
+    /* a source that turned ready sends its checksum as ETag: judged only
+     * once the image's SHA-512 is known (the piece's digest is checked) */
     snprintf(etag, sizeof(etag), "\"%s\"", f->t->checksum);
-    if (r->etag[0] && strcmp(r->etag, etag) != 0) {
+    if (r->etag[0] && f->t->checksum[0] && strcmp(r->etag, etag) != 0) {
         snprintf(f->why, sizeof(f->why), "serves another version of the image (ETag %.24s...)",
                  r->etag);
         return -EPROTO;
@@ -137,6 +158,7 @@ static int sync_peer_on_data(void *ctx, const void *data, size_t len)
         return -EPROTO;
     }
     atomic_fetch_add(&f->t->received, len);
+    atomic_fetch_add(&f->source->received, len);
     f->hash_rc = store_piece_hash_update(f->hash, data, len);
     if (f->hash_rc < 0)
         return -EIO;
@@ -174,7 +196,7 @@ static enum sync_peer_outcome sync_peer_check_piece(struct sync_peer_fetcher *f,
         snprintf(why, whylen, "cannot compute a piece digest");
         return SYNC_PEER_LOCAL;
     }
-    if (memcmp(digest, t->manifest.sha256[p->index], 32) != 0) {
+    if (memcmp(digest, f->want, 32) != 0) {
         store_piece_hex(digest, got);
         snprintf(why, whylen,
                  "sent piece %" PRIu64 " with SHA-256 %.16s..., not the reference's digest",
@@ -204,7 +226,7 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     struct http_request req = {
         .url = url,
         .range = true,
-        .cancel = &t->job->cancel,
+        .cancel = &f->stop_get,
         .on_response = sync_peer_on_reply,
         .on_data = sync_peer_on_data,
         .ctx = f,
@@ -234,6 +256,9 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     } else if (f->hash_rc < 0) {
         snprintf(why, whylen, "cannot compute a piece digest");
         outcome = SYNC_PEER_LOCAL;
+    } else if (rc == -ECANCELED && !sync_job_cancelled(t->job)) {
+        snprintf(why, whylen, "slow: piece %" PRIu64 " taken from another source", p->index);
+        outcome = SYNC_PEER_SLOW;
     } else if (rc == -ECANCELED) {
         outcome = SYNC_PEER_CANCELED;
     } else if (rc == -EPROTO && reply.cause == HTTP_CAUSE_CALLBACK) {
@@ -253,8 +278,9 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
                            ? SYNC_PEER_RETRY_AFTER_MAX_S
                            : reply.retry_after_s;
             outcome = SYNC_PEER_BUSY;
-        } else if (reply.status == 206 || reply.status == 409 ||
-                   http_status_transient(reply.status)) {
+        } else if (reply.status == 409) {
+            outcome = SYNC_PEER_NOT_HELD;
+        } else if (reply.status == 206 || http_status_transient(reply.status)) {
             outcome = SYNC_PEER_TRANSIENT;
         } else {
             outcome = SYNC_PEER_FATAL;
@@ -271,27 +297,19 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     return outcome;
 }
 
-/* ---- the line of pieces (t->lock held) ---- */
+/* ---- choosing a piece and a source (t->lock held) ---- */
 
-static struct sync_peer_piece *sync_peer_take(struct sync_peer_transfer *t)
+static void sync_peer_finished(struct sync_peer_transfer *t, struct sync_peer_piece *p)
 {
-    if (t->nagain > 0)
-        return &t->pieces[t->again[--t->nagain]];
-    if (t->next < t->npieces)
-        return &t->pieces[t->next++];
-    return NULL;
+    p->state = SYNC_PEER_PIECE_DONE;
+    if (--t->left == 0)
+        pthread_cond_broadcast(&t->cond);
 }
 
 static void sync_peer_give_back(struct sync_peer_transfer *t, struct sync_peer_piece *p)
 {
-    t->again[t->nagain++] = (size_t)(p - t->pieces);
+    p->state = SYNC_PEER_PIECE_TODO;
     pthread_cond_broadcast(&t->cond);
-}
-
-static void sync_peer_finished(struct sync_peer_transfer *t)
-{
-    if (--t->left == 0)
-        pthread_cond_broadcast(&t->cond);
 }
 
 /* Stop the transfer with rc and message (the first failure wins). */
@@ -306,35 +324,172 @@ static void sync_peer_fail(struct sync_peer_transfer *t, int rc, enum bim_cause 
     pthread_cond_broadcast(&t->cond);
 }
 
-/* A source to ask now, the preferred one first; NULL with *wait_ms when
- * none is (the transfer is stopped when none ever will be). */
-static struct sync_peer_source *sync_peer_pick(struct sync_peer_transfer *t, unsigned preferred,
-                                               uint64_t now, uint64_t *wait_ms)
+/* Can s be asked for a piece now? One connection to the origin (source
+ * 0) when there are others: its link is the one every receiver shares. */
+static bool sync_peer_usable(const struct sync_peer_transfer *t, const struct sync_peer_source *s,
+                             uint64_t now)
 {
-    char causes[BIM_ERROR_MAX - 64], message[BIM_ERROR_MAX];
-    bool usable = false;
+    unsigned most = s == &t->sources[0] && t->nsources > 1 ? 1 : SYNC_PEER_PER_SOURCE;
 
-    *wait_ms = SYNC_POLL_MS;
-    for (size_t k = 0; k < t->nsources; k++) {
-        struct sync_peer_source *s = &t->sources[(preferred + k) % t->nsources];
+    return !s->fatal && s->retry_ms <= now && s->active < most;
+}
 
-        if (s->fatal)
+/* A piece to fetch that needs no source first: a known hole, or (a sync
+ * resumed) a known piece whose bytes in backing.tmp are not judged yet. */
+static struct sync_peer_piece *sync_peer_local(struct sync_peer_transfer *t)
+{
+    for (size_t i = 0; i < t->npieces; i++) {
+        struct sync_peer_piece *p = &t->pieces[i];
+
+        if (p->state == SYNC_PEER_PIECE_TODO && p->known && (p->hole || (t->resume && !p->checked)))
+            return p;
+    }
+    return NULL;
+}
+
+/* How many sources other than the origin (source 0) that are not dropped
+ * hold piece i; *busy_only: all of them are at their connection limit (a
+ * source backing off after a 503 is waited for: it is serving others). */
+static unsigned sync_peer_holders(const struct sync_peer_transfer *t, size_t i, bool *busy_only)
+{
+    unsigned n = 0;
+
+    *busy_only = true;
+    for (size_t k = 1; k < t->nsources; k++) {
+        const struct sync_peer_source *s = &t->sources[k];
+
+        if (s->fatal || !s->have[i])
             continue;
-        usable = true;
-        if (s->manifest_busy)
+        n++;
+        if (s->active < SYNC_PEER_PER_SOURCE)
+            *busy_only = false;
+    }
+    return n;
+}
+
+/* Do all the sources other than the origin hold the whole image (copies as
+ * good as the origin, no receivers being fanned out to)? */
+static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
+{
+    for (size_t k = 1; k < t->nsources; k++)
+        if (!t->sources[k].fatal && !t->sources[k].complete)
+            return false;
+    return t->nsources > 1;
+}
+
+/* Is piece i this receiver's to ask the origin for: its own (its rank's:
+ * peer.c), or one whose owner cannot take it now (dropped, failing), or
+ * one the origin has held for SYNC_PEER_HELP_MS while no one else took it
+ * (an owner that does not see itself as one: a --listen address other
+ * than the one the others use)? */
+static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, uint64_t now)
+{
+    const struct sync_peer_source *owner;
+    int k;
+
+    if (!t->ranked || now - t->pieces[i].seen_ms >= SYNC_PEER_HELP_MS)
+        return true;
+    k = t->owner[i % t->nsources];
+    if (k < 0)
+        return true;
+    owner = &t->sources[k];
+    return owner->fatal || owner->failures > 0 || owner->poll_failures > 0;
+}
+
+/* The piece to ask s for: one it holds that is known, to do and not a
+ * hole; the rarest among the sources other than the origin, looked at
+ * from t->start (so receivers spread). From the origin, only a piece no
+ * other source holds and that is this receiver's (sync_peer_mine), or one
+ * others hold when they all hold the whole image and are at their
+ * connection limit (`whole`). NULL: none. */
+static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
+                                                   const struct sync_peer_source *s, bool origin,
+                                                   bool whole, uint64_t now)
+{
+    struct sync_peer_piece *best = NULL;
+    unsigned best_holders = UINT32_MAX;
+
+    for (size_t k = 0; k < t->npieces; k++) {
+        size_t i = (t->start + k) % t->npieces;
+        struct sync_peer_piece *p = &t->pieces[i];
+        unsigned holders;
+        bool busy_only;
+
+        if (p->state != SYNC_PEER_PIECE_TODO || !p->known || p->hole || !s->have[i])
             continue;
-        if (s->retry_ms > now) {
-            if (s->retry_ms - now < *wait_ms)
-                *wait_ms = s->retry_ms - now;
+        /* --verify sha512: within SYNC_PEER_HASH_LEAD of the hasher, so
+         * that the hashing is done by the time the last byte lands */
+        if (p->off > t->hash_limit)
+            continue;
+        if (t->resume && !p->checked)
+            continue;
+        holders = sync_peer_holders(t, i, &busy_only);
+        if (origin) {
+            if (!p->seen_ms)
+                p->seen_ms = now;
+            if ((holders == 0 && sync_peer_mine(t, i, now)) || (holders > 0 && busy_only && whole))
+                return p;
             continue;
         }
-        if (s->active < SYNC_PEER_PER_SOURCE)
-            return s;
+        if (holders < best_holders) {
+            best = p;
+            best_holders = holders;
+        }
     }
-    if (!usable) {
-        sync_peer_errors(t, causes, sizeof(causes));
-        snprintf(message, sizeof(message), "no source can finish the image: %s", causes);
-        sync_peer_fail(t, -EIO, BIM_CAUSE_SOURCE, message);
+    return best;
+}
+
+/* A source and a piece to ask it for, preferring the sources other than
+ * the first of the list (the origin: SPEC §9), the least busy first (from
+ * the fetcher's own turn). NULL with *wait_ms when there is none now; the
+ * transfer is stopped when there never will be. */
+static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint64_t now,
+                                               struct sync_peer_piece **piece, uint64_t *wait_ms)
+{
+    struct sync_peer_transfer *t = f->t;
+    char causes[BIM_ERROR_MAX - 64], message[BIM_ERROR_MAX];
+    bool alive = false;
+
+    *piece = NULL;
+    *wait_ms = SYNC_POLL_MS;
+    t->hash_limit = t->hash_sha512 ? store_writer_hashed(t->w) + SYNC_PEER_HASH_LEAD : UINT64_MAX;
+    if (t->hash_sha512)
+        *wait_ms = SYNC_PEER_HASH_WAIT_MS;
+    for (size_t k = 0; k < t->nsources; k++) {
+        const struct sync_peer_source *s = &t->sources[k];
+
+        alive |= !s->fatal;
+        if (!s->fatal && s->retry_ms > now && s->retry_ms - now < *wait_ms)
+            *wait_ms = s->retry_ms - now;
+    }
+    if (!alive || t->sources[t->reference].fatal) {
+        bool whole = true;
+
+        for (size_t i = 0; i < t->npieces; i++)
+            whole &= t->pieces[i].known;
+        if (!alive || !whole) {
+            sync_peer_errors(t, causes, sizeof(causes));
+            snprintf(message, sizeof(message), "no source can finish the image: %s", causes);
+            sync_peer_fail(t, -EIO, BIM_CAUSE_SOURCE, message);
+            return NULL;
+        }
+    }
+    /* the others, least busy first */
+    for (unsigned busy = 0; busy < SYNC_PEER_PER_SOURCE; busy++)
+        for (size_t k = 0; k < t->nsources; k++) {
+            size_t at = t->nsources > 1 ? 1 + (f->index + k) % (t->nsources - 1) : 0;
+            struct sync_peer_source *s = &t->sources[at];
+
+            if (at == 0 || s->active != busy || !sync_peer_usable(t, s, now))
+                continue;
+            *piece = sync_peer_piece_for(t, s, false, false, now);
+            if (*piece)
+                return s;
+        }
+    if (sync_peer_usable(t, &t->sources[0], now)) {
+        *piece = sync_peer_piece_for(t, &t->sources[0], true, sync_peer_others_whole(t), now);
+        if (*piece)
+            return &t->sources[0];
     }
     return NULL;
 }
@@ -352,12 +507,24 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
         s->failures = 0;
         t->alive_ms = now;
         t->sender = (int)(s - t->sources);
-        sync_peer_finished(t);
+        sync_peer_finished(t, p);
         return;
     case SYNC_PEER_BUSY:
         t->alive_ms = now;
         s->retry_ms = now + retry_s * 1000ull;
         str_copy(s->error, sizeof(s->error), why);
+        break;
+    case SYNC_PEER_SLOW:
+        /* not a failure; only not this piece from it now */
+        s->have[p->index] = 0;
+        s->complete = false;
+        log_debug("image=%s uuid=%s %s: %s", t->job->name, t->job->uuid, s->addr, why);
+        break;
+    case SYNC_PEER_NOT_HELD:
+        /* it does not hold it (any more): its next have says what it does */
+        t->alive_ms = now;
+        s->have[p->index] = 0;
+        s->complete = false;
         break;
     case SYNC_PEER_TRANSIENT:
         s->failures++;
@@ -388,12 +555,12 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
 /* A resumed sync: what backing.tmp holds of p. true when it is the piece
  * (marked written); false when it must be fetched (what was there is
  * dropped). No lock held. */
-static bool sync_peer_kept(struct sync_peer_transfer *t, struct sync_peer_piece *p, int *rc)
+static bool sync_peer_kept(struct sync_peer_transfer *t, struct sync_peer_piece *p,
+                           const uint8_t digest[32], int *rc)
 {
     bool has_data = false, match = false;
 
-    *rc = store_writer_piece_check(t->w, t->size, p->index, t->manifest.sha256[p->index], &has_data,
-                                   &match);
+    *rc = store_writer_piece_check(t->w, t->size, p->index, digest, &has_data, &match);
     if (*rc == 0 && has_data && !match)
         *rc = store_writer_discard(t->w, p->off, p->len);
     if (*rc < 0 || !(match || p->hole))
@@ -404,98 +571,91 @@ static bool sync_peer_kept(struct sync_peer_transfer *t, struct sync_peer_piece 
     return *rc == 0;
 }
 
-/* Ask s, not yet known to agree with the reference, for its digests.
- * t->lock held, dropped meanwhile. true: s may serve pieces now. */
-static bool sync_peer_vet(struct sync_peer_fetcher *f, struct sync_peer_source *s)
+/* A piece that needs no source: a hole is marked; a resumed piece is
+ * judged from what backing.tmp holds. t->lock held; dropped meanwhile. */
+static void sync_peer_work_local(struct sync_peer_fetcher *f, struct sync_peer_piece *p)
 {
     struct sync_peer_transfer *t = f->t;
-    unsigned retry_s = 1;
-    char why[512] = "";
-    int rc;
-
-    s->manifest_busy = true;
-    pthread_mutex_unlock(&t->lock);
-    rc = sync_peer_manifest_check(t, f->http, s, &retry_s, why, sizeof(why));
-    pthread_mutex_lock(&t->lock);
-    s->manifest_busy = false;
-    if (rc == 0) {
-        s->manifest_ok = true;
-        return true;
-    }
-    if (rc == -ECANCELED) {
-        sync_peer_fail(t, -ECANCELED, BIM_CAUSE_SOURCE, "cancelled");
-    } else if (rc == -EAGAIN) {
-        s->retry_ms = clock_monotonic_ms() + retry_s * 1000ull;
-        str_copy(s->error, sizeof(s->error), why);
-    } else {
-        s->fatal = true;
-        str_copy(s->error, sizeof(s->error), why);
-        log_warn("image=%s uuid=%s not syncing from %s: %s", t->job->name, t->job->uuid, s->addr,
-                 why);
-    }
-    pthread_cond_broadcast(&t->cond);
-    return false;
-}
-
-/* Handle a piece: a hole is marked, data fetched and checked. t->lock
- * held; dropped while working. false: no source now (the piece went back). */
-static bool sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_piece *p)
-{
-    struct sync_peer_transfer *t = f->t;
-    struct sync_peer_source *s;
-    enum sync_peer_outcome outcome;
-    unsigned retry_s = 0;
-    uint64_t wait_ms;
-    char why[512] = "";
+    uint8_t digest[32];
     bool kept = false;
     int rc = 0;
 
-    if (t->resume || p->hole) {
-        pthread_mutex_unlock(&t->lock);
-        if (t->resume) {
-            kept = sync_peer_kept(t, p, &rc);
-        } else {
-            rc = store_writer_skip(t->w, p->off, p->len);
-            if (rc == 0)
-                atomic_fetch_add(&t->bytes, p->len);
-            kept = rc == 0;
-        }
-        pthread_mutex_lock(&t->lock);
-        if (rc < 0) {
-            sync_peer_fail(t, rc, BIM_CAUSE_IO, store_writer_strerror(t->w, rc));
-            return true;
-        }
-        if (kept) {
-            sync_peer_finished(t);
-            return true;
-        }
+    p->state = SYNC_PEER_PIECE_FLIGHT;
+    memcpy(digest, t->manifest.sha256[p->index], 32);
+    pthread_mutex_unlock(&t->lock);
+    if (t->resume && !p->checked) {
+        kept = sync_peer_kept(t, p, digest, &rc);
+    } else {
+        rc = store_writer_skip(t->w, p->off, p->len);
+        if (rc == 0)
+            atomic_fetch_add(&t->bytes, p->len);
+        kept = rc == 0;
     }
-    /* --verify sha512: keep within SYNC_PEER_HASH_LEAD of the hasher, so
-     * that the hashing is done by the time the last byte lands (and the
-     * page cache holds little that is not hashed yet) */
-    while (t->hash_sha512 && !t->stop && p->off > store_writer_hashed(t->w) + SYNC_PEER_HASH_LEAD)
-        sync_peer_wait(t, SYNC_PEER_HASH_WAIT_MS);
-    if (t->stop) {
+    pthread_mutex_lock(&t->lock);
+    p->checked = true;
+    if (rc < 0) {
+        sync_peer_fail(t, rc, BIM_CAUSE_IO, store_writer_strerror(t->w, rc));
         sync_peer_give_back(t, p);
-        return false;
-    }
-    s = sync_peer_pick(t, f->index % (unsigned)t->nsources, clock_monotonic_ms(), &wait_ms);
-    if (s && !s->manifest_ok && !sync_peer_vet(f, s))
-        s = NULL;
-    if (!s) {
+    } else if (kept) {
+        sync_peer_finished(t, p);
+    } else {
         sync_peer_give_back(t, p);
-        if (!t->stop)
-            sync_peer_wait(t, wait_ms);
-        return false;
     }
+}
+
+/* Fetch piece p from s. t->lock held; dropped meanwhile. */
+static void sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_source *s,
+                           struct sync_peer_piece *p)
+{
+    struct sync_peer_transfer *t = f->t;
+    enum sync_peer_outcome outcome;
+    unsigned retry_s = 0;
+    char why[512] = "";
+
+    p->state = SYNC_PEER_PIECE_FLIGHT;
+    memcpy(f->want, t->manifest.sha256[p->index], 32);
     s->active++;
     f->piece = p;
+    f->source = s;
+    f->began_ms = clock_monotonic_ms();
+    f->slow = false;
+    atomic_store(&f->stop_get, sync_job_cancelled(t->job));
     pthread_mutex_unlock(&t->lock);
     outcome = sync_peer_get_piece(f, s, &retry_s, why, sizeof(why));
     pthread_mutex_lock(&t->lock);
     f->piece = NULL;
     sync_peer_judge(t, s, p, outcome, retry_s, why);
-    return true;
+}
+
+/* A fetcher that has found nothing to do for a while gives up, for
+ * another, a GET that has run for SYNC_PEER_SLOW_MS from a source while
+ * another source (not the origin, whose link every receiver shares) holds
+ * the piece and is free: a receiver never waits on one slow source while
+ * another holds the piece (SPEC §9). The piece comes back and is taken
+ * from the free source. t->lock held. */
+static void sync_peer_unstick(struct sync_peer_fetcher *f, uint64_t now)
+{
+    struct sync_peer_transfer *t = f->t;
+
+    if (!f->idle_ms || now - f->idle_ms < SYNC_PEER_IDLE_MS)
+        return;
+    for (size_t g = 0; g < t->nfetchers; g++) {
+        struct sync_peer_fetcher *o = &t->fetchers[g];
+
+        if (o == f || !o->piece || o->slow || now - o->began_ms < SYNC_PEER_SLOW_MS)
+            continue;
+        for (size_t k = 0; k < t->nsources; k++) {
+            struct sync_peer_source *s = &t->sources[k];
+
+            if (k == 0 || s == o->source || !s->have[o->piece->index] ||
+                !sync_peer_usable(t, s, now))
+                continue;
+            o->slow = true;
+            atomic_store(&o->stop_get, true);
+            f->idle_ms = now; /* one at a time */
+            return;
+        }
+    }
 }
 
 static void *sync_peer_fetcher_main(void *arg)
@@ -505,14 +665,26 @@ static void *sync_peer_fetcher_main(void *arg)
 
     pthread_mutex_lock(&t->lock);
     while (!t->stop && t->left > 0) {
-        struct sync_peer_piece *p = sync_peer_take(t);
+        uint64_t now = clock_monotonic_ms(), wait_ms = SYNC_POLL_MS;
+        struct sync_peer_piece *p = sync_peer_local(t);
+        struct sync_peer_source *s = NULL;
 
-        if (!p) {
-            /* the rest is with other fetchers; one may come back */
-            sync_peer_wait(t, SYNC_POLL_MS);
+        if (p) {
+            sync_peer_work_local(f, p);
             continue;
         }
-        sync_peer_work(f, p);
+        s = sync_peer_pick(f, now, &p, &wait_ms);
+        if (!s) {
+            /* nothing for now: a piece ends, comes back, or a have grows */
+            if (!f->idle_ms)
+                f->idle_ms = now;
+            sync_peer_unstick(f, now);
+            if (!t->stop)
+                sync_peer_wait(t, wait_ms);
+            continue;
+        }
+        f->idle_ms = 0;
+        sync_peer_work(f, s, p);
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
@@ -530,8 +702,27 @@ static void sync_peer_publish_sender(struct sync_peer_transfer *t, int sender)
     pthread_mutex_unlock(&job->sync->lock);
 }
 
-/* Watch the fetchers until the pieces are done or the transfer stops.
- * t->lock held. */
+/* The bytes received from each source, for metrics (bimfs_image_received_bytes_total). */
+static void sync_peer_publish_received(struct sync_peer_transfer *t)
+{
+    struct sync_job *job = t->job;
+    struct sync_record *rec;
+
+    pthread_mutex_lock(&job->sync->lock);
+    rec = job->record;
+    if (rec && !rec->received) {
+        rec->received = calloc(t->nsources, sizeof(*rec->received));
+        rec->nreceived = rec->received ? t->nsources : 0;
+        for (size_t k = 0; k < rec->nreceived; k++)
+            str_copy(rec->received[k].addr, sizeof(rec->received[k].addr), t->sources[k].addr);
+    }
+    for (size_t k = 0; rec && k < rec->nreceived && k < t->nsources; k++)
+        rec->received[k].bytes = atomic_load(&t->sources[k].received);
+    pthread_mutex_unlock(&job->sync->lock);
+}
+
+/* Watch the fetchers until the pieces are done and the SHA-512 is known,
+ * or the transfer stops. t->lock held. */
 static void sync_peer_watch(struct sync_peer_transfer *t)
 {
     uint64_t last_bytes = 0, last_hashed = 0, last_received = 0;
@@ -542,7 +733,7 @@ static void sync_peer_watch(struct sync_peer_transfer *t)
 
     sync_writeback_reset(&wb);
     t->alive_ms = progress_ms;
-    while (!t->stop && t->left > 0) {
+    while (!t->stop && (t->left > 0 || !t->checksum[0])) {
         uint64_t now, bytes, hashed, received;
         int sender;
 
@@ -560,6 +751,8 @@ static void sync_peer_watch(struct sync_peer_transfer *t)
             progress_ms = now;
         }
         if (sync_job_cancelled(t->job)) {
+            for (size_t g = 0; g < t->nfetchers; g++)
+                atomic_store(&t->fetchers[g].stop_get, true);
             sync_peer_fail(t, -ECANCELED, BIM_CAUSE_SOURCE, "cancelled");
         } else if (now - progress_ms >= t->stall_ms &&
                    (now - t->alive_ms >= t->stall_ms ||
@@ -572,6 +765,7 @@ static void sync_peer_watch(struct sync_peer_transfer *t)
         sender = t->sender;
         pthread_mutex_unlock(&t->lock);
         sync_job_progress(t->job, bytes);
+        sync_peer_publish_received(t);
         /* the written prefix goes to disk as it grows: the commit's fsync
          * then has little left, and the page cache stays small */
         sync_writeback_note(&wb, t->w, store_writer_written(t->w));
@@ -588,11 +782,12 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     size_t want = t->nsources * SYNC_PEER_PER_SOURCE, started = 0;
     int rc = 0;
 
+    pthread_t poller;
+    bool polling = false;
+
     memset(fetchers, 0, sizeof(fetchers));
     t->left = t->npieces;
-    t->again = calloc(t->npieces ? t->npieces : 1, sizeof(*t->again));
-    if (!t->again)
-        return bim_error_set(err, -ENOMEM, "out of memory");
+    t->fetchers = fetchers;
     if (want > SYNC_PEER_FETCHERS)
         want = SYNC_PEER_FETCHERS;
     for (; started < want && rc == 0; started++) {
@@ -604,10 +799,18 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
         rc = f->buf ? store_piece_hash_open(&f->hash) : -ENOMEM;
         if (rc == 0)
             rc = sync_peer_client_open(t, &f->http);
-        if (rc == 0)
+        if (rc == 0) {
+            pthread_mutex_lock(&t->lock);
+            t->nfetchers = started + 1;
+            pthread_mutex_unlock(&t->lock);
             rc = -pthread_create(&f->thread, NULL, sync_peer_fetcher_main, f);
+        }
         if (rc < 0)
             break;
+    }
+    if (rc == 0) {
+        rc = sync_peer_poll_start(t, &poller);
+        polling = rc == 0;
     }
     pthread_mutex_lock(&t->lock);
     if (rc < 0)
@@ -618,6 +821,9 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->lock);
 
+    if (polling)
+        pthread_join(poller, NULL);
+    sync_peer_publish_received(t);
     for (size_t i = 0; i < SYNC_PEER_FETCHERS; i++) {
         if (i < started)
             pthread_join(fetchers[i].thread, NULL);
@@ -625,7 +831,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
         store_piece_hash_close(fetchers[i].hash);
         free(fetchers[i].buf);
     }
-    if (t->rc < 0 || t->left > 0) {
+    if (t->rc < 0 || t->left > 0 || !t->checksum[0]) {
         *err = t->err;
         return t->rc < 0 ? t->rc : bim_error_set(err, -EIO, "the sync stopped early");
     }

@@ -10,13 +10,17 @@
  *   GET .../backing with Range                     a piece (fetch.c)
  *
  * The reference is the first source, in the list's order, that describes
- * the image (right uuid, ready, and the size and checksum if given) and
- * gives usable digests; one that does not is passed over for the next. A
- * source that does not answer, answers 5xx or has the image not ready yet
- * is asked again (backing off up to SYNC_PEER_BACKOFF_MAX_MS); one that
- * answers for good (404, 401, another uuid, size or checksum) is not asked
- * again. The image fails when no source is left, or when none answered
- * for the stall time (--stall-timeout, default 60 s).
+ * the image (right uuid, ready or itself in progress, and the size and
+ * checksum if given) and gives usable digests; one that does not is passed
+ * over for the next. A reference in progress (SPEC §9 "Serving while
+ * receiving") gives its size and the digests it knows; the others come as
+ * it learns them (poll.c), and the image's SHA-512 from a ready source
+ * once every piece is verified. A source that does not answer, answers
+ * 5xx or has the image in another state is asked again (backing off up to
+ * SYNC_PEER_BACKOFF_MAX_MS); one that answers for good (404, 401, another
+ * uuid, size or checksum) is not asked again. The image fails when no
+ * source is left, or when none answered for the stall time
+ * (--stall-timeout, default 60 s).
  *
  * With --verify pieces (the default) the image's SHA-512 is the
  * reference's, taken once every piece matched its digest; with --verify
@@ -36,7 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the source list ---- */
 
@@ -69,6 +75,13 @@ void sync_set_peer_token(struct sync *sync, const char *token)
 {
     pthread_mutex_lock(&sync->lock);
     str_copy(sync->peer_token, sizeof(sync->peer_token), token ? token : "");
+    pthread_mutex_unlock(&sync->lock);
+}
+
+void sync_set_listen(struct sync *sync, const char *listen)
+{
+    pthread_mutex_lock(&sync->lock);
+    str_copy(sync->listen, sizeof(sync->listen), listen ? listen : "");
     pthread_mutex_unlock(&sync->lock);
 }
 
@@ -236,6 +249,13 @@ static int sync_peer_image_judge(struct sync_peer_transfer *t, struct sync_peer_
                  job->uuid);
         return -ENOENT;
     }
+    if (strcmp(state, "in-progress") == 0) {
+        /* it is receiving the image itself (SPEC §9): its size and the
+         * digests it knows come with its /pieces, its SHA-512 once ready */
+        t->size = 0;
+        t->checksum[0] = '\0';
+        return 0;
+    }
     if (strcmp(state, "ready") != 0) {
         snprintf(s->error, sizeof(s->error), "has the image but it is %.16s, not ready", state);
         return -EAGAIN;
@@ -293,6 +313,31 @@ static int sync_peer_ask(struct sync_peer_transfer *t, struct http_client *h,
         rc = http_status_transient(reply.status) || reply.status == 409 ? -EAGAIN : -ENOENT;
     }
     json_decref(img);
+    return rc;
+}
+
+int sync_peer_source_state(struct sync_peer_transfer *t, struct http_client *h,
+                           struct sync_peer_source *s, char *state, size_t statelen, char *error,
+                           size_t errorlen)
+{
+    struct wire_image *img = malloc(sizeof(*img));
+    struct bim_error err = {0};
+    struct http_response reply;
+    json_t *value = NULL;
+    int rc = img ? 0 : -ENOMEM;
+
+    if (rc == 0)
+        rc = sync_peer_get_json(t, h, s->url, SYNC_PEER_JSON_MAX, &reply, &value, &err);
+    if (rc == 0 && !value)
+        rc = -EAGAIN; /* another status */
+    if (rc == 0)
+        rc = wire_image_from_json(value, img, &err);
+    if (rc == 0) {
+        str_copy(state, statelen, img->status.state);
+        str_copy(error, errorlen, img->status.error);
+    }
+    json_decref(value);
+    free(img);
     return rc;
 }
 
@@ -375,11 +420,61 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
 
 /* ---- the plan ---- */
 
+/* Receivers started together share what they ask the origin (the first
+ * source) for: piece i is the one of rank i mod N among the N receivers
+ * (this one and the others of the list; each lists all but itself, so each
+ * knows its own rank from its --listen address and the others' from
+ * theirs). So each asks the origin for 1/N of the pieces, spread over the
+ * image (also while the origin is still downloading it, in order), and the
+ * rest comes from the others (fetch.c). t->owner[r] is the source of rank
+ * r, -1 for this receiver. Without a rank (no --listen known, or its
+ * address is in the list), every piece is its own; where it starts
+ * looking is then random. */
+static void sync_peer_ranks(struct sync_peer_transfer *t, uint64_t n)
+{
+    char self[BIM_PEER_ADDR_MAX + 1];
+    uint8_t rnd[4] = {0};
+    size_t rank = 0;
+    bool listed = false;
+
+    pthread_mutex_lock(&t->job->sync->lock);
+    str_copy(self, sizeof(self), t->job->sync->listen);
+    pthread_mutex_unlock(&t->job->sync->lock);
+    for (size_t k = 1; k < t->nsources; k++) {
+        int c = strcmp(t->sources[k].addr, self);
+
+        listed |= c == 0;
+        rank += c < 0;
+    }
+    t->ranked = self[0] && !listed && t->nsources > 1;
+    if (t->ranked) {
+        t->rank = rank;
+        t->owner[rank] = -1;
+        for (size_t k = 1; k < t->nsources; k++) {
+            size_t r = strcmp(self, t->sources[k].addr) < 0;
+
+            for (size_t j = 1; j < t->nsources; j++)
+                r += j != k && strcmp(t->sources[j].addr, t->sources[k].addr) < 0;
+            t->owner[r] = (int)k;
+        }
+        t->start = n ? (size_t)(rank * n / t->nsources) : 0;
+        return;
+    }
+    if (getrandom(rnd, 4, GRND_NONBLOCK) < 0)
+        memcpy(rnd, &(uint32_t){(uint32_t)clock_monotonic_ms() ^ (uint32_t)getpid()}, 4);
+    t->start = n ? (size_t)(((uint32_t)rnd[0] | (uint32_t)rnd[1] << 8 | (uint32_t)rnd[2] << 16 |
+                             (uint32_t)rnd[3] << 24) %
+                            n)
+                 : 0;
+}
+
 /* One piece per digest; a piece whose digest is that of zeros is a hole
- * (marked, never fetched). *data: bytes of the other pieces. */
+ * (marked, never fetched). A piece whose digest the reference (in
+ * progress) does not know yet waits for it. *data: bytes of the pieces
+ * that are not known holes. Each source's have, from its /pieces (the
+ * poller); a reference that is ready holds every piece. */
 static int sync_peer_plan(struct sync_peer_transfer *t, uint64_t *data)
 {
-    uint8_t zero[32], zero_last[32];
     uint64_t n = t->manifest.count, last = n ? store_piece_length(t->size, n - 1) : 0;
     int rc;
 
@@ -387,33 +482,46 @@ static int sync_peer_plan(struct sync_peer_transfer *t, uint64_t *data)
     t->pieces = calloc(n ? n : 1, sizeof(*t->pieces));
     if (!t->pieces)
         return -ENOMEM;
-    rc = store_piece_zero_digest(STORE_PIECE_SIZE, zero);
+    for (size_t k = 0; k < t->nsources; k++) {
+        t->sources[k].have = calloc(n ? n : 1, 1);
+        if (!t->sources[k].have)
+            return -ENOMEM;
+    }
+    rc = store_piece_zero_digest(STORE_PIECE_SIZE, t->zero);
     if (rc == 0 && n)
-        rc = store_piece_zero_digest(last, zero_last);
+        rc = store_piece_zero_digest(last, t->zero_last);
     for (uint64_t i = 0; rc == 0 && i < n; i++) {
         struct sync_peer_piece *p = &t->pieces[i];
 
         p->index = i;
         p->off = i * STORE_PIECE_SIZE;
         p->len = store_piece_length(t->size, i);
-        p->hole = memcmp(t->manifest.sha256[i], i + 1 == n ? zero_last : zero, 32) == 0;
+        p->known = t->known[i];
+        p->hole =
+            p->known && memcmp(t->manifest.sha256[i], i + 1 == n ? t->zero_last : t->zero, 32) == 0;
         if (!p->hole)
             *data += p->len;
+        if (t->checksum[0])
+            t->sources[t->reference].have[i] = 1;
     }
+    t->sources[t->reference].complete = t->checksum[0] != '\0';
+    t->sources[t->reference].ready = t->checksum[0] != '\0';
     t->npieces = (size_t)n;
+    sync_peer_ranks(t, n);
     return rc;
 }
 
 /* ---- the job ---- */
 
 /* Take the sources' checksum as the expectation when none was given, and
- * show it (and the size) at once. */
+ * show it (and the size) at once. A reference in progress gives none yet:
+ * called again once a ready source gave it. */
 static void sync_peer_expect(struct sync_peer_transfer *t, struct store_checksum *expected)
 {
     struct sync_job *job = t->job;
 
     *expected = job->expected;
-    if (expected->algo == STORE_DIGEST_NONE) {
+    if (expected->algo == STORE_DIGEST_NONE && t->checksum[0]) {
         expected->algo = STORE_DIGEST_SHA512;
         str_copy(expected->hex, sizeof(expected->hex), t->checksum);
     }
@@ -462,8 +570,10 @@ static void sync_peer_transfer_free(struct sync_peer_transfer *t)
     pthread_mutex_destroy(&t->lock);
     explicit_bzero(t->token, sizeof(t->token));
     store_pieces_free(&t->manifest);
+    free(t->known);
+    for (size_t k = 0; k < t->nsources; k++)
+        free(t->sources[k].have);
     free(t->pieces);
-    free(t->again);
     free(t);
 }
 
@@ -480,11 +590,12 @@ static int sync_peer_writer(struct sync_peer_transfer *t, const struct store_che
                            t->resume ? STORE_WRITER_KEEP : STORE_WRITER_NEW, &t->w, err);
     if (rc < 0)
         return rc;
-    rc = store_writer_trust_pieces(t->w, &t->manifest);
+    rc = store_writer_trust_pieces(t->w, &t->manifest, t->known);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot keep the piece digests: %s", strerror(-rc));
     if (!t->hash_sha512)
         store_writer_trust_checksum(t->w, t->checksum, STORE_VERIFIED_PIECES);
+    sync_serving_start(job, t->w); /* its verified pieces may be served */
     return 0;
 }
 
@@ -529,6 +640,13 @@ static void sync_peer_run(struct sync_job *job)
 
         job->bytes_total = t->size;
         rc = sync_peer_fetch(t, &err);
+        if (rc == 0 && expected.algo == STORE_DIGEST_NONE) {
+            /* the SHA-512 came late, from a ready source (SPEC §9) */
+            sync_peer_expect(t, &expected);
+            store_writer_expect(t->w, &expected);
+        }
+        if (rc == 0 && !t->hash_sha512)
+            store_writer_trust_checksum(t->w, t->checksum, STORE_VERIFIED_PIECES);
         if (rc == 0)
             log_info("image=%s uuid=%s all %" PRIu64 " bytes in %" PRIu64 " ms; committing",
                      job->name, job->uuid, t->size, clock_monotonic_ms() - start);

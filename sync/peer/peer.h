@@ -31,6 +31,10 @@
 #define SYNC_PEER_BACKOFF_MAX_MS 5000          /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
+#define SYNC_PEER_POLL_MS 500   /* how often a source that is behind is asked for its have */
+#define SYNC_PEER_SLOW_MS 5000  /* a GET this long is given up when another source is free */
+#define SYNC_PEER_HELP_MS 15000 /* a piece unheld this long is asked of the origin by anyone */
+#define SYNC_PEER_IDLE_MS 1000  /* a fetcher idle this long gives up slow GETs for free sources */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
  * typed (the source text "sync:a:1,b:2" is for display only), kept in the
@@ -58,28 +62,47 @@ int sync_peer_saved_get(const char *extra, struct sync_peer_job *out);
 int sync_peer_list_parse(const char *const *peers, struct sync_peer_job *out, char *text,
                          size_t textlen, struct bim_error *err);
 
+enum sync_peer_piece_state {
+    SYNC_PEER_PIECE_TODO = 0,
+    SYNC_PEER_PIECE_FLIGHT, /* a fetcher has it */
+    SYNC_PEER_PIECE_DONE,   /* verified and marked written */
+};
+
 /* One piece of the image (SPEC §9): fetched and checked against the
  * reference's digest, or marked as a hole when that digest is the one of
- * zeros. */
+ * zeros. Nothing is done with a piece before its digest is known. Guarded
+ * by the transfer's lock. */
 struct sync_peer_piece {
     uint64_t index;
     uint64_t off;
     uint64_t len;
-    bool hole;
+    bool known;       /* the reference gave its digest (t->manifest.sha256[index]) */
+    bool hole;        /* known, and the digest of zeros */
+    bool checked;     /* a resumed sync: what backing.tmp held of it was judged */
+    uint64_t seen_ms; /* when the origin was first seen holding it, or 0 */
+    enum sync_peer_piece_state state;
 };
 
 struct sync_peer_source {
     char addr[SYNC_PEER_ADDR_MAX + 1];
     char url[SYNC_PEER_ADDR_MAX + STORE_NAME_MAX + 32]; /* http://addr/v1/images/<name> */
     /* guarded by the transfer's lock */
-    unsigned active;    /* pieces being fetched from it */
-    unsigned failures;  /* in a row */
-    uint64_t retry_ms;  /* not asked again before this (monotonic) */
-    bool fatal;         /* answered what will not change (404, 401, another image) */
-    bool manifest_ok;   /* its digests agree with the reference's (the reference's own) */
-    bool manifest_busy; /* a fetcher is asking it for them */
-    char error[512];    /* what went wrong last (fits a BIM_ERROR_MAX message) */
+    unsigned active;           /* pieces being fetched from it */
+    unsigned failures;         /* in a row */
+    uint64_t retry_ms;         /* not asked again before this (monotonic) */
+    bool fatal;                /* answered what will not change (404, 401, another image) */
+    bool manifest_ok;          /* its digests agree with the reference's (the reference's own) */
+    uint8_t *have;             /* npieces flags: it holds the piece (its last /pieces answer) */
+    bool complete;             /* it holds every piece */
+    bool ready;                /* its last /pieces answer gave the image's SHA-512 */
+    bool polling;              /* the poller is asking it */
+    unsigned poll_failures;    /* its /pieces could not be had, in a row */
+    uint64_t polled_ms;        /* when it was asked last */
+    char error[512];           /* what went wrong last (fits a BIM_ERROR_MAX message) */
+    _Atomic uint64_t received; /* bytes of pieces it sent (kept or not) */
 };
+
+struct sync_peer_fetcher;
 
 /* One sync in flight: made by peer.c, fetched by fetch.c. */
 struct sync_peer_transfer {
@@ -94,23 +117,29 @@ struct sync_peer_transfer {
     struct sync_peer_source sources[SYNC_PEER_MAX];
     size_t nsources;
     size_t reference;             /* the source whose digests every piece is checked against */
-    struct store_pieces manifest; /* those digests */
+    struct store_pieces manifest; /* those digests (where pieces[i].known) */
+    uint8_t *known;               /* manifest flags as the reference first gave them */
     bool hash_sha512;             /* --verify sha512: the writer hashes the image too */
     bool resume;                  /* check what backing.tmp holds before fetching */
     struct sync_peer_piece *pieces;
     size_t npieces;
+    uint8_t zero[32], zero_last[32]; /* digests of a hole piece, and of a last one */
 
-    pthread_mutex_t lock; /* guards the sources' state and what follows */
-    pthread_cond_t cond;  /* a piece ended or came back, or stop (CLOCK_MONOTONIC) */
-    size_t next;          /* pieces before this one were handed out once */
-    size_t *again;        /* pieces given back, handed out first (a stack) */
-    size_t nagain;
-    size_t left; /* pieces not finished */
+    pthread_mutex_t lock; /* guards the sources' state, the pieces and what follows */
+    pthread_cond_t cond;  /* a piece ended or came back, a have grew, or stop (MONOTONIC) */
+    size_t start;         /* pieces are looked at from here on (spread among receivers) */
+    bool ranked;          /* this receiver knows its rank among the receivers (peer.c) */
+    size_t rank; /* its rank: it asks the origin for pieces i with i mod nsources == rank */
+    int owner[SYNC_PEER_MAX]; /* the source of each rank, -1 for this receiver */
+    uint64_t hash_limit;      /* --verify sha512: no piece is started past this offset */
+    size_t left;              /* pieces not done */
     bool stop;
     int rc;
     struct bim_error err;
-    uint64_t alive_ms;         /* a source last answered (a 503 included) */
-    int sender;                /* the source that delivered last, -1 */
+    uint64_t alive_ms;                  /* a source last answered (a 503 included) */
+    int sender;                         /* the source that delivered last, -1 */
+    struct sync_peer_fetcher *fetchers; /* fetch.c's, while they run */
+    size_t nfetchers;
     _Atomic uint64_t bytes;    /* pieces verified (data and holes) */
     _Atomic uint64_t received; /* bytes from the network, kept or not (the stall bound) */
 };
@@ -136,12 +165,35 @@ int sync_peer_get_body(struct sync_peer_transfer *t, struct http_client *h, cons
 int sync_peer_manifest_fetch(struct sync_peer_transfer *t, struct http_client *h,
                              unsigned *retry_s);
 
-/* Ask source s (not the reference) for its digests and compare them with
- * the reference's: 0 when they agree (s->manifest_ok is set by the
- * caller), -EAGAIN (*retry_s) worth asking again, -ENOENT never (why). */
-int sync_peer_manifest_check(struct sync_peer_transfer *t, struct http_client *h,
-                             struct sync_peer_source *s, unsigned *retry_s, char *why,
-                             size_t whylen);
+/* GET source s's /pieces into *m (free with wire_pieces_free): 0,
+ * -EAGAIN (*retry_s; *status the HTTP status, 0 for none), -ENOENT when
+ * it will never give usable ones (why), -ECANCELED. No lock held. */
+int sync_peer_manifest_get(struct sync_peer_transfer *t, struct http_client *h,
+                           const struct sync_peer_source *s, struct wire_pieces *m,
+                           unsigned *retry_s, long *status, char *why, size_t whylen);
+
+/* Take what source s answered (t->lock held): the digests it knows are
+ * compared with the reference's (a disagreement drops s; the reference's
+ * own new digests are learned), its have and whether it is ready.
+ * 0; -EBADMSG when s must be dropped (why); -EPROTO when the transfer must
+ * fail (the reference contradicts itself, or a ready reference has
+ * another SHA-512 than expected: why). */
+int sync_peer_manifest_merge(struct sync_peer_transfer *t, struct sync_peer_source *s,
+                             const struct wire_pieces *m, char *why, size_t whylen);
+
+/* The poller thread (poll.c): asks sources that are behind for their have
+ * at least every SYNC_PEER_POLL_MS, and every source for its SHA-512 while
+ * it is not known. Started by sync_peer_fetch, ended by t->stop. */
+int sync_peer_poll_start(struct sync_peer_transfer *t, pthread_t *thread);
+
+/* Ask source s for its image: its state ("ready", "failed", ...) and error
+ * message. 0, or -errno when it did not say (no lock held). */
+int sync_peer_source_state(struct sync_peer_transfer *t, struct http_client *h,
+                           struct sync_peer_source *s, char *state, size_t statelen, char *error,
+                           size_t errorlen);
+
+/* Wait on t->cond for at most ms (t->lock held). */
+void sync_peer_wait(struct sync_peer_transfer *t, uint64_t ms);
 
 /* Append "addr: error" of each source to out (for a failure message). */
 void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);

@@ -26,18 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sync_restore_cfg_path(const char *name, char out[SYNC_RESTORE_PATH_MAX])
-{
-    snprintf(out, SYNC_RESTORE_PATH_MAX, "%s/backing-images/%s/backing-image.cfg",
-             SYNC_RESTORE_BASE, name);
-}
-
-void sync_restore_block_path(const char *c, char out[SYNC_RESTORE_PATH_MAX])
-{
-    snprintf(out, SYNC_RESTORE_PATH_MAX, "%s/blocks/%.2s/%.2s/%s.blk", SYNC_RESTORE_BASE, c, c + 2,
-             c);
-}
-
 /* A size field: a string of decimal digits (Go's ",string"), or a number. */
 static int sync_restore_uint_field(json_t *cfg, const char *key, uint64_t *out,
                                    struct bim_error *err)
@@ -79,11 +67,11 @@ static int sync_restore_method_parse(json_t *cfg, struct sync_restore_backup *ou
     if (v && !json_is_string(v) && !json_is_null(v))
         return bim_error_set(err, -EINVAL, "the backup's cfg has a bad CompressionMethod");
     if (strcmp(m, "lz4") == 0)
-        out->method = SYNC_RESTORE_LZ4;
+        out->method = BK_COMPRESSION_LZ4;
     else if (strcmp(m, "gzip") == 0 || m[0] == '\0')
-        out->method = SYNC_RESTORE_GZIP;
+        out->method = BK_COMPRESSION_GZIP;
     else if (strcmp(m, "none") == 0)
-        out->method = SYNC_RESTORE_NONE;
+        out->method = BK_COMPRESSION_NONE;
     else
         return bim_error_set(err, -EINVAL,
                              "the backup's compression \"%.16s\" is not none, gzip or lz4", m);
@@ -119,18 +107,18 @@ static int sync_restore_blocks_parse(json_t *cfg, struct sync_restore_backup *ou
         struct sync_restore_block *b = &out->blocks[i];
 
         if (!json_is_integer(off) || json_integer_value(off) < 0 || !json_is_string(sum) ||
-            !sync_restore_hex(json_string_value(sum), SYNC_RESTORE_CHECKSUM_HEX))
+            !sync_restore_hex(json_string_value(sum), BK_BLOCK_HEX))
             return bim_error_set(err, -EINVAL,
                                  "the backup's cfg has a bad block (entry %zu): an Offset and a "
                                  "BlockChecksum of 64 hex digits expected",
                                  i);
         b->off = (uint64_t)json_integer_value(off);
-        if (b->off % SYNC_RESTORE_BLOCK || b->off >= out->size)
+        if (b->off % BK_BLOCK_SIZE || b->off >= out->size)
             return bim_error_set(err, -EINVAL,
                                  "the backup's cfg has a block at offset %" PRIu64
                                  ", not a multiple of 2 MiB inside the image",
                                  b->off);
-        b->len = out->size - b->off < SYNC_RESTORE_BLOCK ? out->size - b->off : SYNC_RESTORE_BLOCK;
+        b->len = out->size - b->off < BK_BLOCK_SIZE ? out->size - b->off : BK_BLOCK_SIZE;
         str_copy(b->checksum, sizeof(b->checksum), json_string_value(sum));
     }
     out->count = json_array_size(blocks);

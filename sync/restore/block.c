@@ -133,24 +133,19 @@ static int sync_restore_gzip(struct sync_restore_decoder *d, const unsigned char
 
 int sync_restore_block_matches(const void *buf, size_t len, const char *checksum, bool *match)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
-    char got[SYNC_RESTORE_CHECKSUM_HEX + 1];
+    char got[BK_BLOCK_HEX + 1];
     unsigned int mdlen = 0;
 
     *match = false;
     if (EVP_Digest(buf, len, md, &mdlen, EVP_sha512(), NULL) != 1 || mdlen != 64)
         return -EIO;
-    for (size_t i = 0; i < SYNC_RESTORE_CHECKSUM_HEX / 2; i++) {
-        got[2 * i] = hex[md[i] >> 4];
-        got[2 * i + 1] = hex[md[i] & 15];
-    }
-    got[SYNC_RESTORE_CHECKSUM_HEX] = '\0';
+    bk_block_hex(md, got);
     *match = strcmp(got, checksum) == 0;
     return 0;
 }
 
-int sync_restore_block_decode(struct sync_restore_decoder *d, enum sync_restore_method method,
+int sync_restore_block_decode(struct sync_restore_decoder *d, enum bk_compression method,
                               const void *in, size_t inlen, void *out, size_t outcap,
                               size_t *outlen, const char *checksum, struct bim_error *err)
 {
@@ -158,17 +153,17 @@ int sync_restore_block_decode(struct sync_restore_decoder *d, enum sync_restore_
     int rc;
 
     *outlen = 0;
-    if (method == SYNC_RESTORE_GZIP && !sync_restore_starts(in, inlen, gzip_magic, 2) &&
+    if (method == BK_COMPRESSION_GZIP && !sync_restore_starts(in, inlen, gzip_magic, 2) &&
         sync_restore_starts(in, inlen, lz4_magic, 4))
-        method = SYNC_RESTORE_LZ4;
-    else if (method == SYNC_RESTORE_LZ4 && !sync_restore_starts(in, inlen, lz4_magic, 4) &&
+        method = BK_COMPRESSION_LZ4;
+    else if (method == BK_COMPRESSION_LZ4 && !sync_restore_starts(in, inlen, lz4_magic, 4) &&
              sync_restore_starts(in, inlen, gzip_magic, 2))
-        method = SYNC_RESTORE_GZIP;
+        method = BK_COMPRESSION_GZIP;
     switch (method) {
-    case SYNC_RESTORE_LZ4:
+    case BK_COMPRESSION_LZ4:
         rc = sync_restore_lz4(d, in, inlen, out, outcap, outlen, err);
         break;
-    case SYNC_RESTORE_GZIP:
+    case BK_COMPRESSION_GZIP:
         rc = sync_restore_gzip(d, in, inlen, out, outcap, outlen, err);
         break;
     default:

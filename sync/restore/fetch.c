@@ -133,10 +133,10 @@ static bool sync_restore_pause(struct sync_restore_transfer *t, unsigned ms)
 static int sync_restore_read(struct sync_restore_transfer *t, const struct sync_restore_block *b,
                              void **buf, size_t *len, struct bim_error *err)
 {
-    char path[SYNC_RESTORE_PATH_MAX];
+    char path[BK_PATH_MAX];
     int rc = 0;
 
-    sync_restore_block_path(b->checksum, path);
+    bk_block_path(b->checksum, path);
     for (unsigned attempt = 0; attempt < SYNC_RESTORE_ATTEMPTS; attempt++) {
         bim_error_clear(err);
         rc = t->ops->read(t->target, path, SYNC_RESTORE_BLOCK_STORED_MAX, buf, len, err);

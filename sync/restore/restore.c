@@ -82,13 +82,13 @@ int sync_restore_url_parse(const char *url, struct sync_restore_job *out, struct
 static int sync_restore_backup_load(struct sync_restore_transfer *t,
                                     const struct sync_restore_job *rj, struct bim_error *err)
 {
-    char path[SYNC_RESTORE_PATH_MAX], cause[BIM_ERROR_MAX];
+    char path[BK_PATH_MAX], cause[BIM_ERROR_MAX];
     void *text = NULL;
     size_t len = 0;
     int rc;
 
-    sync_restore_cfg_path(rj->backup, path);
-    rc = t->ops->read(t->target, path, SYNC_RESTORE_CFG_MAX, &text, &len, err);
+    bk_cfg_path(rj->backup, path);
+    rc = t->ops->read(t->target, path, BK_CFG_MAX, &text, &len, err);
     str_copy(cause, sizeof(cause), err->message[0] ? err->message : strerror(-rc));
     if (rc == -ENOENT)
         rc = bim_error_set(err, rc, "no backup %s on the target (%s)", rj->backup, cause);

@@ -20,21 +20,16 @@
 #define BIMFS_SYNC_RESTORE_H
 
 #include "../sync_internal.h"
+#include "layout.h"
 #include "lock.h"
 #include "target.h"
 
-#define SYNC_RESTORE_BLOCK (2u << 20)            /* Longhorn's DEFAULT_BLOCK_SIZE */
 #define SYNC_RESTORE_BLOCK_STORED_MAX (4u << 20) /* a stored (compressed) block at most */
-#define SYNC_RESTORE_CFG_MAX (64u << 20)         /* a backup's cfg at most (~500k blocks) */
 #define SYNC_RESTORE_FETCHERS 4                  /* fetcher threads of one restore at most */
-#define SYNC_RESTORE_LEAD (128ull << 20)         /* blocks start at most this far past hashed */
 #define SYNC_RESTORE_ATTEMPTS 3                  /* reads of one block before it fails */
 #define SYNC_RESTORE_URL_MAX BIM_URL_MAX         /* bytes of a backup URL */
-#define SYNC_RESTORE_CHECKSUM_HEX 64             /* a block's name: SHA-512, first 64 hex */
-#define SYNC_RESTORE_PATH_MAX 256                /* a target path of a block or cfg */
 #define SYNC_RESTORE_NAME_MAX BIM_NAME_MAX       /* a backing image's name in the store */
 #define SYNC_RESTORE_KEY "bimfsRestore"          /* the job's object in the cfg's extras */
-#define SYNC_RESTORE_BASE "backupstore/backing-images" /* of cfgs and blocks, in a target */
 
 /* The restore's own state (the job's `state`). */
 struct sync_restore_job {
@@ -52,31 +47,21 @@ int sync_restore_url_parse(const char *url, struct sync_restore_job *out, struct
 
 /* ---- backup.c: the backup's cfg ---- */
 
-enum sync_restore_method {
-    SYNC_RESTORE_NONE,
-    SYNC_RESTORE_GZIP,
-    SYNC_RESTORE_LZ4,
-};
-
 struct sync_restore_block {
     uint64_t off;
     uint64_t len; /* of the image this block covers: 2 MiB, the last one less */
-    char checksum[SYNC_RESTORE_CHECKSUM_HEX + 1];
+    char checksum[BK_BLOCK_HEX + 1];
 };
 
 /* A complete backup, as its cfg describes it. */
 struct sync_restore_backup {
     uint64_t size;
     char checksum[STORE_CHECKSUM_HEX + 1]; /* the image's SHA-512, or "" if the cfg has none */
-    enum sync_restore_method method;
+    enum bk_compression method;
     char method_name[8];               /* as the cfg says it ("" reads as gzip) */
     struct sync_restore_block *blocks; /* sorted by offset, disjoint */
     size_t count;
 };
-
-/* The target path of the cfg of backup `name` / of the block named c. */
-void sync_restore_cfg_path(const char *name, char out[SYNC_RESTORE_PATH_MAX]);
-void sync_restore_block_path(const char *checksum, char out[SYNC_RESTORE_PATH_MAX]);
 
 /* Parse a cfg's JSON text into *out (free with sync_restore_backup_free):
  * 0, or -EINVAL with the cause (not JSON, a field of the wrong type, an
@@ -99,7 +84,7 @@ void sync_restore_decoder_close(struct sync_restore_decoder *d);
  * Longhorn does; *outlen the bytes. Then check that the first 64 hex of
  * their SHA-512 are `checksum`. 0, or -EBADMSG with the cause (without the
  * block's name). */
-int sync_restore_block_decode(struct sync_restore_decoder *d, enum sync_restore_method method,
+int sync_restore_block_decode(struct sync_restore_decoder *d, enum bk_compression method,
                               const void *in, size_t inlen, void *out, size_t outcap,
                               size_t *outlen, const char *checksum, struct bim_error *err);
 

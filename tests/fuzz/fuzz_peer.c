@@ -11,15 +11,18 @@
  *
  * Input: the peers (comma-separated), "\n", the image JSON, "\n", the
  * digests' JSON. Checks beyond the sanitizers: an accepted image is ready
- * with a valid checksum; a decoded manifest has one entry per piece and
- * ascending ranges; the plan is one 4 MiB piece per digest tiling [0, size),
- * a hole exactly where the digest is that of zeros.
+ * with a valid checksum, or in progress without one (SPEC §9); a decoded
+ * manifest has one entry per piece and ascending ranges; the plan is one
+ * 4 MiB piece per digest tiling [0, size), known where the digest is, a
+ * hole exactly where a known digest is that of zeros, and a start inside
+ * the image.
  */
 #include "../../sync/peer/peer.c"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static struct sync sync_stub; /* only its lock and listen address are used (the ranks) */
 static struct sync_job job;
 static struct sync_peer_job list;
 static struct sync_peer_transfer transfer;
@@ -29,6 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     json_object_seed(1);
+    pthread_mutex_init(&sync_stub.lock, NULL);
     return 0;
 }
 
@@ -61,8 +65,10 @@ static void fuzz_plan_check(const struct sync_peer_transfer *t)
         if (p->index != i || p->off != i * STORE_PIECE_SIZE ||
             p->len != store_piece_length(t->size, i) || p->len == 0)
             abort();
+        if (p->known != (t->known[i] != 0))
+            abort();
         if (store_piece_zero_digest(p->len, zero) < 0 ||
-            p->hole != (memcmp(zero, t->manifest.sha256[i], 32) == 0))
+            p->hole != (p->known && memcmp(zero, t->manifest.sha256[i], 32) == 0))
             abort();
     }
 }
@@ -101,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(t, 0, sizeof(*t));
     str_copy(job.name, sizeof(job.name), "img");
     str_copy(job.uuid, sizeof(job.uuid), "b6f0e2a1");
+    job.sync = &sync_stub;
     t->job = &job;
 
     /* the first line: the peers as a request lists them, comma-separated */
@@ -132,17 +139,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         sync_peer_errors(t, errors, sizeof(errors));
         if (rc == 0) {
-            if (!sync_peer_hex128(t->checksum) || t->size > SYNC_PEER_SIZE_MAX)
+            /* a source in progress gives no checksum (nor size) yet */
+            if ((t->checksum[0] && !sync_peer_hex128(t->checksum)) || t->size > SYNC_PEER_SIZE_MAX)
                 abort();
             if (wire_pieces_decode(p, (size_t)(end - p), (size_t)(end - p), &m, &err) == 0) {
                 fuzz_manifest_check(&m);
+                if (t->size == 0 && m.size <= SYNC_PEER_SIZE_MAX)
+                    t->size = m.size; /* a reference in progress: its size is its digests' */
                 if (m.piece_size == STORE_PIECE_SIZE && m.size == t->size) {
                     t->manifest.size = m.size;
                     t->manifest.count = m.count;
                     t->manifest.sha256 = m.digest;
-                    if (sync_peer_plan(t, &data_bytes) == 0)
+                    t->known = m.known;
+                    if (sync_peer_plan(t, &data_bytes) == 0) {
                         fuzz_plan_check(t);
+                        if (t->ranked || t->start >= (t->npieces ? t->npieces : 1))
+                            abort(); /* no --listen here: a random start inside the image */
+                    }
                     t->manifest.sha256 = NULL;
+                    t->known = NULL;
+                    for (size_t k = 0; k < t->nsources; k++)
+                        free(t->sources[k].have);
                 }
             } else if (err.message[0] == '\0') {
                 abort();

@@ -4,7 +4,8 @@
  *
  *   0  a backup's cfg, backing-image.cfg (sync_restore_backup_parse)
  *   1  a stored block (sync_restore_block_decode): the next byte picks the
- *      method (none, gzip, lz4), the next 64 bytes are the name checked
+ *      method (lz4, gzip, none: enum bk_compression), the next 64 bytes are
+ *      the name checked
  *   2  a backup URL (sync_restore_url_parse) and the cfg object that keeps
  *      it (sync_restore_saved_put, then _get)
  *
@@ -49,10 +50,10 @@ static void fuzz_backup(const uint8_t *data, size_t size)
         abort();
     for (size_t i = 0; i < b.count; i++) {
         const struct sync_restore_block *k = &b.blocks[i];
-        uint64_t want = b.size - k->off < SYNC_RESTORE_BLOCK ? b.size - k->off : SYNC_RESTORE_BLOCK;
+        uint64_t want = b.size - k->off < BK_BLOCK_SIZE ? b.size - k->off : BK_BLOCK_SIZE;
 
-        if (k->off % SYNC_RESTORE_BLOCK || k->off >= b.size || k->len != want ||
-            strlen(k->checksum) != SYNC_RESTORE_CHECKSUM_HEX)
+        if (k->off % BK_BLOCK_SIZE || k->off >= b.size || k->len != want ||
+            strlen(k->checksum) != BK_BLOCK_HEX)
             abort();
         if (i > 0 && b.blocks[i - 1].off + b.blocks[i - 1].len > k->off)
             abort();
@@ -62,17 +63,16 @@ static void fuzz_backup(const uint8_t *data, size_t size)
 
 static void fuzz_block(const uint8_t *data, size_t size)
 {
-    char name[SYNC_RESTORE_CHECKSUM_HEX + 1];
+    char name[BK_BLOCK_HEX + 1];
     struct bim_error err = {0};
     size_t n = 0;
 
-    if (size < 1 + SYNC_RESTORE_CHECKSUM_HEX)
+    if (size < 1 + BK_BLOCK_HEX)
         return;
-    memcpy(name, data + 1, SYNC_RESTORE_CHECKSUM_HEX);
-    name[SYNC_RESTORE_CHECKSUM_HEX] = '\0';
-    if (sync_restore_block_decode(decoder, (enum sync_restore_method)(data[0] % 3),
-                                  data + 1 + SYNC_RESTORE_CHECKSUM_HEX,
-                                  size - 1 - SYNC_RESTORE_CHECKSUM_HEX, out,
+    memcpy(name, data + 1, BK_BLOCK_HEX);
+    name[BK_BLOCK_HEX] = '\0';
+    if (sync_restore_block_decode(decoder, (enum bk_compression)(data[0] % 3),
+                                  data + 1 + BK_BLOCK_HEX, size - 1 - BK_BLOCK_HEX, out,
                                   SYNC_RESTORE_BLOCK_STORED_MAX, &n, name, &err) != 0) {
         if (!err.message[0])
             abort();

@@ -166,10 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if peer.rate:  # bytes per second, in 64 KiB steps
+        if peer.rate or peer.link_rate:  # bytes per second, in 64 KiB steps
             for i in range(0, len(body), 65536):
+                peer.pace(min(65536, len(body) - i))
                 self.wfile.write(bytes(body[i:i + 65536]))
-                time.sleep(65536 / peer.rate)
         else:
             self.wfile.write(bytes(body))
         peer.served(len(body))
@@ -177,9 +177,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakePeer:
-    def __init__(self, data, name="img", uuid="u1", lie=None, piece=0, rate=0):
+    def __init__(self, data, name="img", uuid="u1", lie=None, piece=0, rate=0, link_rate=0):
+        """rate: bytes per second of each GET of backing; link_rate: of all of
+        them together (one link that every receiver shares), 0: unlimited."""
         self.data, self.name, self.uuid, self.lie, self.piece = data, name, uuid, lie, piece
-        self.rate = rate
+        self.rate, self.link_rate = rate, link_rate
+        self._link_free = 0.0  # when the shared link is free again (monotonic)
         self.sha512 = hashlib.sha512(data).hexdigest()
         self.requests = []
         self.bytes_served = 0
@@ -198,6 +201,18 @@ class FakePeer:
         if self.lie == "wrong-sha512":
             return hashlib.sha512(b"another image").hexdigest()
         return self.sha512
+
+    def pace(self, n):
+        """Wait until n more bytes may go out: each GET at `rate`, and all of
+        them at `link_rate` (slots taken in turn on the shared link)."""
+        delay = n / self.rate if self.rate else 0.0
+        if self.link_rate:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._link_free)
+                self._link_free = start + n / self.link_rate
+            delay = max(delay, self._link_free - now)
+        time.sleep(delay)
 
     def record(self, path, rng):
         with self._lock:

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import lhbackup
-from conftest import Client, MiB, PipeFeeder, expect_error, expect_ok, make_file
+from conftest import BIMCTL, Client, MiB, PipeFeeder, expect_error, expect_ok, make_file
 from s3server import S3Server
 
 SECRET = "bimfs/Backup+Secret/0123456789abcdefghij"
@@ -124,6 +125,35 @@ def test_an_image_of_zeros_stores_no_block(daemon, target, tmp_path):
     assert cfg["BlockCount"] == "0" and "Blocks" not in cfg, "Blocks is omitempty: %r" % cfg
     assert store.blocks() == [], "an all-zero block was stored"
     assert lhbackup.reassemble(store, "zeros", tmp_path / "r.raw") == digest
+
+
+def test_bimctl_backup_wait_draws_a_progress_bar_on_a_terminal(daemon, image, target):
+    master, slave = os.openpty()
+    env = dict(os.environ, BIMFS_SOCKET=str(daemon.sock))
+    try:
+        p = subprocess.run([BIMCTL, "backup", "parrot", "--to", "vfs://%s" % target, "--wait"],
+                           stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                           env=env, timeout=120)
+        os.close(slave)
+        slave = -1
+        tty = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the writer is gone and everything was read
+                break
+            if not chunk:
+                break
+            tty += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0, tty
+    assert b"parrot backup in_progress" in tty and b"[" in tty and b"%" in tty, \
+        "no progress bar on the terminal: %r" % tty
+    assert tty.endswith(b"\r\x1b[K"), "the bar was not cleared at the end: %r" % tty[-40:]
+    assert p.stdout.decode().startswith("parrot backup complete 100% "), p.stdout
 
 
 def test_lz4_blocks_are_frames_as_longhorn_writes_them(daemon, image, target):

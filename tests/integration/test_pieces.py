@@ -88,7 +88,7 @@ def test_an_adopted_image_gets_its_digests_in_the_background(daemon_factory, tmp
     assert daemon.get("lh")["status"]["state"] == "ready", "the image left ready meanwhile"
 
 
-def test_an_image_in_progress_answers_with_none_held(daemon_factory, tmp_path):
+def test_a_sync_in_progress_answers_with_what_it_holds_and_knows(daemon_factory, tmp_path):
     data = os.urandom(6 * PIECE)
     slow = FakePeer(data, rate=2 * MiB)
     try:
@@ -99,8 +99,11 @@ def test_an_image_in_progress_answers_with_none_held(daemon_factory, tmp_path):
         r = pieces(b, "img")
         assert r.status == 200, r
         m = r.json()
-        assert m["have"] == [] and m["size"] == len(data), m
-        assert m["pieces"] == [None] * 6, m["pieces"]
+        assert m["size"] == len(data) and m["checksum"] == "", m
+        # a sync knows its reference's digests; it holds only verified pieces
+        assert m["pieces"] == piece_digests(data), m["pieces"]
+        assert all(b < 6 for a, b in m["have"]), m["have"]
+        assert m["have"] != [[0, 5]], "all held while the source is slow: %r" % m["have"]
         b.request({"op": "delete", "name": "img"})
     finally:
         slow.stop()

@@ -82,6 +82,8 @@ def test_restore_a_longhorn_backup_with_holes(daemon, tmp_path, sparse_image, co
     assert img["source"] == "restore:" + url
     img = check_restored(daemon, "copy", image, digest, info["blocks"])
     assert img["expectedChecksum"] == digest, "the backup's checksum is the expectation"
+    assert img["status"]["verified"] == "sha512", \
+        "a restore hashes the image itself (SPEC §9): %r" % img["status"].get("verified")
     assert xattr(daemon.mnt / "copy", "user.bim.source") == "restore:" + url
     assert img["format"] == "raw"
 
@@ -251,24 +253,63 @@ def test_kill_mid_restore_then_restart_resumes(daemon_factory, tmp_path):
     assert kept and int(kept[-1]) > 0, "the restart did not keep the blocks already written"
 
 
+def test_a_kept_backing_tmp_changed_while_down_is_not_trusted(daemon_factory, tmp_path):
+    """What a restart keeps is checked block by block: bytes changed in
+    backing.tmp while the daemon was down (a block of data, and a hole) are
+    fetched again, and the image ends with the backup's bytes."""
+    image, digest, url, info = big_backup(tmp_path)
+    d = daemon_factory(name="d")
+    expect_ok(restore(d, "big", url, uuid="c1"))
+    tmp = d.image_dir("big", "c1") / "backing.tmp"
+
+    def some_blocks_written():
+        if d.get("big")["status"]["state"] in ("ready", "failed"):
+            pytest.skip("the restore finished before it could be cut")
+        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
+    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    d.kill9()
+    hole = 97 * MiB  # inside the 8 MiB hole of big_backup's image
+    assert hole // lh.BLOCK_SIZE * lh.BLOCK_SIZE not in info["blocks"]
+    with open(tmp, "r+b") as f:
+        f.seek(4096)
+        b = f.read(1)
+        f.seek(4096)
+        f.write(bytes([b[0] ^ 0xFF]))
+        f.seek(hole)
+        f.write(b"not a hole")
+    d.start()
+    check_restored(d, "big", image, digest, info["blocks"])
+
+
 def test_restore_from_an_s3_target(daemon_factory, tmp_path, sparse_image, monkeypatch):
     from s3server import S3Server
     image, digest = sparse_image
     local = tmp_path / "local"
     info = lh.write_backup(str(local), "parrot", str(image), compression="lz4")
+    url = lh.backup_url("s3://bk@us-east-1/longhorn/", "parrot")
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    plain = daemon_factory(name="plain")  # no credentials in its environment
+    err = expect_error(restore(plain, "nocreds", url), "invalid_argument")
+    assert "AWS_ACCESS_KEY_ID" in err["message"], err
     srv = S3Server(secret=SECRET).start()
     try:
         for rel in lh.backup_files(str(local)):
             srv.put("longhorn/" + rel, open(os.path.join(str(local), rel), "rb").read())
-        for k in [k for k in os.environ if k.startswith("AWS_")]:
-            monkeypatch.delenv(k)
         for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
             monkeypatch.delenv(k, raising=False)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", srv.key_id)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv.secret)
         monkeypatch.setenv("AWS_ENDPOINTS", srv.endpoint)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not/the/secret")
+        wrong = daemon_factory(name="wrong")
+        expect_ok(restore(wrong, "wrongkey", url))
+        img = wait_final(wrong, "wrongkey")
+        assert img["status"]["state"] == "failed"
+        assert "SignatureDoesNotMatch" in img["status"]["errorMsg"], img["status"]["errorMsg"]
+        srv.rejected.clear()
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", srv.secret)
         d = daemon_factory(name="d")
-        url = lh.backup_url("s3://bk@us-east-1/longhorn/", "parrot")
         expect_ok(restore(d, "s3copy", url))
         check_restored(d, "s3copy", image, digest, info["blocks"])
         assert srv.rejected == [], "requests were refused: %s" % srv.rejected

@@ -43,7 +43,7 @@ static void test_longhorns_final_cfg_is_read(void)
     CHECK_INT(parse(text, &b, &err), 0);
     CHECK_INT(b.size, 4194816);
     CHECK_STR(b.checksum, SUM128);
-    CHECK_INT(b.method, SYNC_RESTORE_LZ4);
+    CHECK_INT(b.method, BK_COMPRESSION_LZ4);
     CHECK_INT(b.count, 2);
     if (b.count == 2) { /* sorted, the last one short */
         CHECK_INT(b.blocks[0].off, 0);
@@ -66,7 +66,7 @@ static void test_tolerant_fields(void)
                     "\"ProcessingBlocks\":null}",
                     &b, &err),
               0);
-    CHECK_INT(b.method, SYNC_RESTORE_GZIP);
+    CHECK_INT(b.method, BK_COMPRESSION_GZIP);
     CHECK_INT(b.count, 0);
     CHECK_STR(b.checksum, "");
     sync_restore_backup_free(&b);
@@ -127,7 +127,7 @@ static void test_our_backups_cfg_is_read(void)
 
     CHECK(text != NULL, "no cfg");
     CHECK_INT(parse(text, &b, &err), 0);
-    CHECK_INT(b.method, SYNC_RESTORE_NONE);
+    CHECK_INT(b.method, BK_COMPRESSION_NONE);
     CHECK_INT(b.count, 2);
     sync_restore_backup_free(&b);
     free(text);
@@ -154,9 +154,7 @@ static void test_blocks_decode_and_are_checked(void)
 {
     static const enum bk_compression ours[] = {BK_COMPRESSION_LZ4, BK_COMPRESSION_GZIP,
                                                BK_COMPRESSION_NONE};
-    static const enum sync_restore_method as[] = {SYNC_RESTORE_LZ4, SYNC_RESTORE_GZIP,
-                                                  SYNC_RESTORE_NONE};
-    size_t len = SYNC_RESTORE_BLOCK, cap = bk_compress_bound(BK_COMPRESSION_GZIP, len) + 4096;
+    size_t len = BK_BLOCK_SIZE, cap = bk_compress_bound(BK_COMPRESSION_GZIP, len) + 4096;
     unsigned char *data = malloc(len), *stored = malloc(cap);
     unsigned char *out = malloc(SYNC_RESTORE_BLOCK_STORED_MAX);
     struct sync_restore_decoder *d = NULL;
@@ -171,24 +169,24 @@ static void test_blocks_decode_and_are_checked(void)
         size_t n = 0, got = 0;
 
         CHECK_INT(bk_compress(ours[m], data, len, stored, cap, &n, &err), 0);
-        CHECK_INT(sync_restore_block_decode(d, as[m], stored, n, out, SYNC_RESTORE_BLOCK_STORED_MAX,
-                                            &got, name, &err),
+        CHECK_INT(sync_restore_block_decode(d, ours[m], stored, n, out,
+                                            SYNC_RESTORE_BLOCK_STORED_MAX, &got, name, &err),
                   0);
         CHECK(got == len && memcmp(out, data, len) == 0, "method %zu: other bytes", m);
         /* Longhorn's fallback: lz4 and gzip read whatever the cfg says of them */
         if (ours[m] != BK_COMPRESSION_NONE)
-            CHECK_INT(sync_restore_block_decode(d, as[1 - m], stored, n, out,
+            CHECK_INT(sync_restore_block_decode(d, ours[1 - m], stored, n, out,
                                                 SYNC_RESTORE_BLOCK_STORED_MAX, &got, name, &err),
                       0);
         /* a byte flipped: the frame's checksum, gzip's CRC, or the name catches it */
         stored[n / 2] ^= 1;
-        CHECK_INT(sync_restore_block_decode(d, as[m], stored, n, out, SYNC_RESTORE_BLOCK_STORED_MAX,
-                                            &got, name, &err),
+        CHECK_INT(sync_restore_block_decode(d, ours[m], stored, n, out,
+                                            SYNC_RESTORE_BLOCK_STORED_MAX, &got, name, &err),
                   -EBADMSG);
         CHECK(err.message[0], "method %zu: no cause", m);
     }
     /* another block's name */
-    CHECK_INT(sync_restore_block_decode(d, SYNC_RESTORE_NONE, data, len, out,
+    CHECK_INT(sync_restore_block_decode(d, BK_COMPRESSION_NONE, data, len, out,
                                         SYNC_RESTORE_BLOCK_STORED_MAX, &(size_t){0}, ZERO_BLOCK,
                                         &err),
               -EBADMSG);
@@ -225,7 +223,7 @@ static void test_gzip_members_are_concatenated(void)
     snprintf(both, sizeof(both), "%s%s", a, b);
     name_of(both, strlen(both), name);
     CHECK_INT(sync_restore_decoder_open(&d), 0);
-    CHECK_INT(sync_restore_block_decode(d, SYNC_RESTORE_GZIP, stored, n, out,
+    CHECK_INT(sync_restore_block_decode(d, BK_COMPRESSION_GZIP, stored, n, out,
                                         SYNC_RESTORE_BLOCK_STORED_MAX, &got, name, &err),
               0);
     CHECK(got == strlen(both) && memcmp(out, both, got) == 0, "got %zu bytes", got);

@@ -188,7 +188,7 @@ static void test_pending_pieces_count_only_once_marked(void)
     uint8_t d[32];
 
     manifest_of_image(&m);
-    CHECK_INT(store_writer_trust_pieces(w, &m), 0);
+    CHECK_INT(store_writer_trust_pieces(w, &m, NULL), 0);
     /* piece 0 arrives wrong first: written, checked, dropped */
     memset(junk, 0x77, PIECE);
     CHECK_INT(store_writer_pwrite_pending(w, junk, PIECE, 0), 0);

@@ -1,0 +1,176 @@
+"""Fan-out (SPEC §9 "Serving while receiving"): receivers started together,
+each syncing `--from origin,<the others>`, take pieces from each other as
+they arrive, so the origin sends each piece about once; a receiver killed
+mid-way does not stop the others and resumes after a restart; a peer serving
+a corrupt piece is dropped; an origin still downloading the image is followed
+to ready, or to its failure.
+
+The origin's link is slowed (a fake peer with one shared link rate, or a real
+daemon downloading from a slowed server) so that the receivers' links are
+much faster than the origin's, as on a real cluster."""
+
+import hashlib
+import re
+
+import pytest
+
+from conftest import MiB, expect_ok, make_random_file, sha512_file, wait_until
+from faultserver import FaultServer
+from fakepeer import FakePeer
+from httphelp import metrics, peer, sync, wait_final
+
+SIZE = 64 * MiB
+LINK = 16 * MiB  # the origin's link: one copy takes 4 s
+
+
+@pytest.fixture
+def image(tmp_path):
+    p = tmp_path / "img.raw"
+    make_random_file(p, SIZE, seed=21)
+    with open(p, "rb") as f:
+        return f.read()
+
+
+@pytest.fixture
+def fakes():
+    made = []
+
+    def make(data, **kw):
+        p = FakePeer(data, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
+
+def start_fanout(receivers, origin_addr, uuid="u1", checksum=None, bimctl=False):
+    """Each receiver syncs from the origin first, then from all the others
+    (one command per disk: docs/peer-sync.md "Fanning an image out")."""
+    for r in receivers:
+        sources = [origin_addr] + [peer(o) for o in receivers if o is not r]
+        if bimctl:
+            rc, out, err = r.bimctl("sync", "img", "--uuid", uuid, "--from", ",".join(sources))
+            assert rc == 0, "bimctl sync: %d %s %s" % (rc, out, err)
+        else:
+            expect_ok(sync(r, "img", uuid, sources, checksum=checksum))
+        assert r.get("img")["source"] == "sync:" + ",".join(sources), r.get("img")
+
+
+def expect_ready(d, data, timeout=120):
+    img, _ = wait_final(d, "img", timeout)
+    want = hashlib.sha512(data).hexdigest()
+    assert img["status"]["state"] == "ready", "receiver did not end ready: %r\n%s" % (
+        img, d.log())
+    assert img["status"]["currentChecksum"] == want, img
+    assert sha512_file(d.mnt / "img" / "backing") == want, "the mount shows other bytes"
+
+
+def received(d, addr):
+    return metrics(d.port).get(
+        'bimfs_image_received_bytes_total{name="img",uuid="u1",source="%s"}' % addr, 0)
+
+
+def test_four_receivers_end_ready_with_the_origin_sending_about_once(daemon_factory, fakes,
+                                                                   image):
+    origin = fakes(image, link_rate=LINK)
+    receivers = [daemon_factory(name="r%d" % i) for i in range(4)]
+    start_fanout(receivers, origin.addr, bimctl=True)
+    for r in receivers:
+        expect_ready(r, image)
+    sent = origin.bytes_served
+    print("origin sent %.2f copies" % (sent / SIZE))
+    assert sent < 2.5 * SIZE, "the origin sent %.2f copies of the image" % (sent / SIZE)
+    # what the receivers say they got from the origin is what it sent
+    got = sum(received(r, origin.addr) for r in receivers)
+    assert got == pytest.approx(sent, rel=0.01), (got, sent)
+    from_peers = sum(received(r, peer(o)) for r in receivers for o in receivers if o is not r)
+    assert from_peers > 0, "no receiver took a piece from another"
+
+
+def test_a_receiver_killed_mid_fanout_stops_no_one_and_resumes(daemon_factory, fakes, image):
+    origin = fakes(image, link_rate=LINK)
+    receivers = [daemon_factory(name="r%d" % i) for i in range(4)]
+    start_fanout(receivers, origin.addr)
+    victim = receivers[1]
+    wait_until(lambda: victim.get("img")["status"]["progress"] >= 20, 60,
+               "the victim to hold a fifth of the image")
+    victim.kill9()
+    for r in receivers:
+        if r is not victim:
+            expect_ready(r, image)
+    victim.start()
+    expect_ready(victim, image)
+    assert "resuming" in victim.log(20000), "the restarted sync did not resume"
+
+
+def test_a_peer_serving_a_corrupt_piece_is_dropped(daemon_factory, fakes, image):
+    origin = fakes(image, link_rate=LINK)
+    liar = fakes(image, lie="bad-piece", piece=3)  # its digests are right, piece 3 is not
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, liar.addr]))
+    expect_ready(b, image)
+    assert re.search(r"not syncing from %s any more: sent piece 3 with SHA-256"
+                     % re.escape(liar.addr), b.log(20000)), b.log()
+    assert origin.asked("/backing"), "the piece was not fetched again from the origin"
+
+
+def download_origin(daemon_factory, srv, data, checksum=None):
+    srv.add("/img.raw", data)
+    a = daemon_factory(name="a")
+    expect_ok(a.create("img", {"type": "download", "url": srv.url("/img.raw", rate=LINK)},
+                       uuid="u1", checksum=checksum))
+    wait_until(lambda: a.get("img")["status"]["state"] == "in-progress", 60,
+               "the origin's download to be in progress")
+    return a
+
+
+def test_fanout_from_a_download_in_progress_ends_ready_everywhere(daemon_factory, image):
+    srv = FaultServer().start()
+    try:
+        a = download_origin(daemon_factory, srv, image)
+        receivers = [daemon_factory(name="r%d" % i) for i in range(4)]
+        start_fanout(receivers, peer(a))
+        for r in receivers:
+            expect_ready(r, image)
+        assert a.get("img")["status"]["state"] == "ready"
+        sent = metrics(a.port)['bimfs_image_sent_bytes_total{name="img",uuid="u1"}']
+        assert sent < 4 * SIZE, "the origin sent %.2f copies" % (sent / SIZE)
+    finally:
+        srv.stop()
+
+
+def test_fanout_fails_everywhere_when_the_download_fails_its_checksum(daemon_factory, image):
+    srv = FaultServer().start()
+    wrong = hashlib.sha512(b"another image").hexdigest()
+    try:
+        a = download_origin(daemon_factory, srv, image, checksum=wrong)
+        receivers = [daemon_factory(name="r%d" % i) for i in range(4)]
+        start_fanout(receivers, peer(a))
+        img, _ = wait_final(a, "img", 120)
+        assert img["status"]["state"] == "failed", img
+        for r in receivers:
+            img, _ = wait_final(r, "img", 120)
+            assert img["status"]["state"] == "failed", "a receiver of a failed origin: %r" % img
+            msg = img["status"]["errorMsg"]
+            assert msg.startswith("checksum mismatch: expected %s" % wrong) and \
+                peer(a) in msg, msg
+    finally:
+        srv.stop()
+
+
+def test_no_piece_waits_on_a_slow_source_while_another_holds_it(daemon_factory, fakes, tmp_path):
+    """Two peers besides the origin hold every piece; the slow one takes a minute per
+    piece: its GETs are given up for the other's. (The origin's link is slow too, so
+    the peers' have is known before it could send everything.)"""
+    p = tmp_path / "small.raw"
+    make_random_file(p, 16 * MiB, seed=4)
+    data = p.read_bytes()
+    origin = fakes(data, link_rate=2 * MiB)
+    slow = fakes(data, rate=64 * 1024)
+    fast = fakes(data)
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, slow.addr, fast.addr]))
+    expect_ready(b, data)
+    assert slow.asked("/backing"), "the slow peer was not asked at all"
+    assert slow.bytes_served == 0, "a piece waited for the slow peer"
