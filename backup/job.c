@@ -295,18 +295,21 @@ void *bk_job_run(void *arg)
     struct bk_backups *b = job->b;
     struct bim_error err = {{0}, 0};
     struct bk_status_entry *entry;
+    size_t zeros = 0;
     int rc;
 
     rc = bk_job_steps(job, &err);
+    for (size_t i = 0; i < job->block_count; i++) /* the workers hold none of them now */
+        zeros += job->blocks[i].zero;
     if (rc < 0)
         log_warn("image=%s uuid=%s backup to %s failed: %s", job->name, job->uuid, job->status->url,
                  err.message);
     else
-        log_info("image=%s uuid=%s backup to %s complete: %llu blocks, %llu written, "
-                 "%llu present",
-                 job->name, job->uuid, job->status->url, (unsigned long long)job->status->blocks,
+        log_info("image=%s uuid=%s backup to %s complete: %zu blocks stored (%llu written, "
+                 "%llu present), %zu of zeros left out",
+                 job->name, job->uuid, job->status->url, job->block_count - zeros,
                  (unsigned long long)job->status->blocks_written,
-                 (unsigned long long)job->status->blocks_present);
+                 (unsigned long long)job->status->blocks_present, zeros);
     pthread_mutex_lock(&b->lock);
     for (struct bk_job **p = &b->jobs; *p; p = &(*p)->next_job) {
         if (*p == job) {
