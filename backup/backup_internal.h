@@ -73,12 +73,17 @@ struct bk_block {
     uint64_t offset;
     unsigned char sum[BK_BLOCK_HEX / 2]; /* the first 32 bytes of the SHA-512 */
     bool zero;                           /* all zeros: not stored */
+    bool early;                          /* written (or found) by the early pass */
 };
 
-/* The two passes of the workers over a job's blocks: the hash pass runs while
- * the lock protocol waits (it only reads the image); the store pass, under
- * the lock, writes the blocks the target does not hold (read again). */
-enum bk_phase { BK_PHASE_HASH = 0, BK_PHASE_STORE };
+/* The two passes of the workers over a job's blocks. The early pass starts
+ * while the lock protocol waits: it reads each block, names it and writes it
+ * unless the target holds it (a block is content-addressed: writing it before
+ * the lock changes nothing a reader or a deletion relies on; a failure there
+ * only leaves the block to the store pass). The store pass, under the lock,
+ * asks the target for every block again and writes those it does not hold
+ * (docs/backup.md, "Why blocks may be written before the lock"). */
+enum bk_phase { BK_PHASE_EARLY = 0, BK_PHASE_STORE };
 
 struct bk_job {
     struct bk_backups *b;
@@ -104,6 +109,7 @@ struct bk_job {
     size_t in_flight; /* blocks workers hold */
     bool queued;      /* blocks handed to the pool */
     bool failed;      /* a block failed: no more are taken */
+    bool early_off;   /* a store of the early pass failed: the rest is only named */
     struct bim_error block_err;
     struct bk_backup_status *status; /* the image's entry in b's table */
     pthread_cond_t cond;             /* a block of this job is done */

@@ -1,9 +1,10 @@
 /*
  * job.c - the coordinator of one backup (backup.h; docs/backup.md "Backups"):
- * it scans the image for the blocks that hold data, hands the hash pass to the
- * workers (pool.c) and takes the target's lock meanwhile (lock.c), writes the
- * initial cfg, hands them the store pass, refreshes the lock while they run,
- * writes the final cfg, releases the lock and publishes the end.
+ * it scans the image for the blocks that hold data, hands the early pass to
+ * the workers (pool.c) and takes the target's lock meanwhile (lock.c), reads
+ * the cfg again, writes the initial cfg, hands them the store pass, refreshes
+ * the lock while they run, writes the final cfg, releases the lock and
+ * publishes the end.
  *
  * Threads: one coordinator thread per running backup (detached: it frees its
  * job at the end; bk_backups_close waits for the job list to empty). It takes
@@ -197,6 +198,41 @@ static int bk_job_pass_wait(struct bk_job *job, struct bk_lock *lock, struct bim
     return rc;
 }
 
+/* Under the lock, before the initial record: a backup of that name that
+ * another writer completed since the check at the start is not overwritten
+ * (a complete backup is immutable); nor is a cfg that cannot be read. */
+static int bk_job_recheck(struct bk_job *job, struct bim_error *err)
+{
+    struct bim_error cause = {{0}, 0};
+    struct bk_backup_entry entry;
+    char path[BK_PATH_MAX];
+    void *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    bk_cfg_path(job->name, path);
+    rc = job->ops->read(job->t, path, BK_CFG_MAX, &buf, &len, err);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    rc = bk_cfg_decode_entry(buf, len, &entry, &cause);
+    free(buf);
+    if (rc < 0)
+        return bim_error_set(err, -EEXIST,
+                             "already exists: a cfg of that name that cannot be read (%s) "
+                             "appeared on the target meanwhile",
+                             cause.message);
+    rc = 0;
+    if (entry.completed[0])
+        rc = bim_error_set(err, -EEXIST,
+                           "already exists: another writer completed a backup of that name "
+                           "meanwhile (completed %s)",
+                           entry.completed);
+    bk_entry_clear(&entry);
+    return rc;
+}
+
 static int bk_job_steps(struct bk_job *job, struct bim_error *err)
 {
     struct bk_block *blocks = NULL;
@@ -212,9 +248,11 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     job->blocks = blocks;
     job->block_count = count;
     job->status->blocks = count;
-    bk_job_queue(job, BK_PHASE_HASH); /* reads only the image: while the lock protocol waits */
+    bk_job_queue(job, BK_PHASE_EARLY); /* while the lock protocol waits */
     pthread_mutex_unlock(&job->b->lock);
     rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
+    if (rc == 0)
+        rc = bk_job_recheck(job, err);
     if (rc < 0)
         goto out;
     bk_job_cfg_init(job, &cfg);
@@ -257,18 +295,21 @@ void *bk_job_run(void *arg)
     struct bk_backups *b = job->b;
     struct bim_error err = {{0}, 0};
     struct bk_status_entry *entry;
+    size_t zeros = 0;
     int rc;
 
     rc = bk_job_steps(job, &err);
+    for (size_t i = 0; i < job->block_count; i++) /* the workers hold none of them now */
+        zeros += job->blocks[i].zero;
     if (rc < 0)
         log_warn("image=%s uuid=%s backup to %s failed: %s", job->name, job->uuid, job->status->url,
                  err.message);
     else
-        log_info("image=%s uuid=%s backup to %s complete: %llu blocks, %llu written, "
-                 "%llu present",
-                 job->name, job->uuid, job->status->url, (unsigned long long)job->status->blocks,
+        log_info("image=%s uuid=%s backup to %s complete: %zu blocks stored (%llu written, "
+                 "%llu present), %zu of zeros left out",
+                 job->name, job->uuid, job->status->url, job->block_count - zeros,
                  (unsigned long long)job->status->blocks_written,
-                 (unsigned long long)job->status->blocks_present);
+                 (unsigned long long)job->status->blocks_present, zeros);
     pthread_mutex_lock(&b->lock);
     for (struct bk_job **p = &b->jobs; *p; p = &(*p)->next_job) {
         if (*p == job) {

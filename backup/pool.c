@@ -1,17 +1,20 @@
 /*
  * pool.c - the block workers every backup shares (a fixed number, set when
  * the backups open): each takes the next block of the running job that has
- * the fewest blocks in hand. In a job's hash pass it reads the block and
- * names it (the first 64 hex of its SHA-512, or all zeros); in its store pass,
- * unless the block is all zeros or the target holds it already, it reads it
- * again, compresses and writes it. Two workers never write the same block to the
- * same target at once: the second waits for the first, then finds the block
- * present (Longhorn's ProcessingBlocks).
+ * the fewest blocks in hand. In a job's early pass (while the lock protocol
+ * waits) it reads the block, names it (the first 64 hex of its SHA-512, or
+ * all zeros) and, unless the target holds it, compresses and writes it; in
+ * its store pass (under the lock) it asks the target for the block again and,
+ * when missing, reads, compresses and writes it. Two workers never write the
+ * same block to the same target at once: the second waits for the first, then
+ * finds the block present (Longhorn's ProcessingBlocks).
  *
  * Threads: the workers. b->lock guards the job list, every job's queue
- * fields (next, in_flight, failed, block_err), the status counters and the
+ * fields (next, in_flight, failed, early_off, block_err), the status counters and the
  * slots' (job, sum, busy_sum); it is held only to pick a block and publish
- * its end, never across a read, a hash or the target.
+ * its end, never across a read, a hash or the target. A block's fields
+ * (sum, zero, early) are written by the one worker that holds it in a pass;
+ * the passes are ordered by the coordinator's wait under b->lock.
  */
 #include "backup_internal.h"
 
@@ -61,16 +64,19 @@ static int bk_pool_read(struct bk_job *job, uint64_t off, unsigned char *buf, si
     return 0;
 }
 
-/* The block is named: read it again and write it unless the target holds it. */
+/* The block is named: unless the target holds it, read it again (when buf
+ * does not hold it), compress and write it. 1 when the target held it, 0
+ * written, -errno. */
 static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
-                         const struct bk_block *block, unsigned char *buf, size_t len, void *out,
-                         size_t cap, struct bim_error *err)
+                         const struct bk_block *block, unsigned char *buf, size_t len, bool in_buf,
+                         void *out, size_t cap, struct bim_error *err)
 {
     struct bk_backups *b = slot->b;
     char hex[BK_BLOCK_HEX + 1], path[BK_PATH_MAX];
     size_t n = 0;
     int rc;
 
+    memcpy(slot->sum, block->sum, sizeof(slot->sum));
     bk_block_hex(slot->sum, hex);
     bk_block_path(hex, path);
     pthread_mutex_lock(&b->lock);
@@ -80,7 +86,7 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
     pthread_mutex_unlock(&b->lock);
 
     rc = job->ops->exists(job->t, path, err);
-    if (rc == 0)
+    if (rc == 0 && !in_buf)
         rc = bk_pool_read(job, block->offset, buf, len, err);
     if (rc == 0) {
         rc = bk_compress(job->compression, buf, len, out, cap, &n, err);
@@ -90,7 +96,7 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
 
     pthread_mutex_lock(&b->lock);
     slot->busy_sum = false;
-    if (rc == 1)
+    if (rc == 1 && !block->early)
         job->status->blocks_present++;
     else if (rc == 0) {
         job->status->blocks_written++;
@@ -98,36 +104,63 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
     }
     pthread_cond_broadcast(&b->work);
     pthread_mutex_unlock(&b->lock);
-    return rc < 0 ? rc : 0;
+    return rc;
+}
+
+/* The early pass: read the block, name it, and store it unless it is all
+ * zeros. A failure to store is not the backup's: the store pass does it
+ * again (and fails with the cause if it persists); after one, the early pass
+ * stores no more, so that a target that keeps failing is not tried for
+ * every block before the backup ends. */
+static int bk_pool_early(struct bk_worker_slot *slot, struct bk_job *job, struct bk_block *block,
+                         unsigned char *buf, size_t len, void *out, size_t cap,
+                         struct bim_error *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    struct bim_error ignored = {{0}, 0};
+    bool store;
+    int rc;
+
+    rc = bk_pool_read(job, block->offset, buf, len, err);
+    if (rc < 0)
+        return rc;
+    if (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0) {
+        block->zero = true;
+        return 0;
+    }
+    if (EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
+        return bim_error_set(err, -EIO, "SHA-512 failed");
+    memcpy(block->sum, md, sizeof(block->sum));
+    pthread_mutex_lock(&slot->b->lock);
+    store = !job->early_off;
+    pthread_mutex_unlock(&slot->b->lock);
+    if (!store)
+        return 0;
+    rc = bk_pool_store(slot, job, block, buf, len, true, out, cap, &ignored);
+    if (rc >= 0) {
+        block->early = true; /* only this worker touches the block in this pass */
+    } else {
+        pthread_mutex_lock(&slot->b->lock);
+        job->early_off = true;
+        pthread_mutex_unlock(&slot->b->lock);
+    }
+    return 0;
 }
 
 static int bk_pool_block(struct bk_worker_slot *slot, struct bk_job *job, size_t index,
                          unsigned char *buf, void *out, size_t cap, struct bim_error *err)
 {
     struct bk_block *block = &job->blocks[index];
-    unsigned char md[EVP_MAX_MD_SIZE];
     size_t len = BK_BLOCK_SIZE;
     int rc;
 
     if (job->size - block->offset < len)
         len = (size_t)(job->size - block->offset);
-    if (job->phase == BK_PHASE_HASH) {
-        rc = bk_pool_read(job, block->offset, buf, len, err);
-        if (rc < 0)
-            return rc;
-        if (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0) {
-            block->zero = true;
-            return 0;
-        }
-        if (EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
-            return bim_error_set(err, -EIO, "SHA-512 failed");
-        memcpy(block->sum, md, sizeof(block->sum));
-        return 0;
-    }
+    if (job->phase == BK_PHASE_EARLY)
+        return bk_pool_early(slot, job, block, buf, len, out, cap, err);
     if (block->zero)
         return 0;
-    memcpy(slot->sum, block->sum, sizeof(slot->sum));
-    rc = bk_pool_store(slot, job, block, buf, len, out, cap, err);
+    rc = bk_pool_store(slot, job, block, buf, len, false, out, cap, err);
     if (rc < 0) {
         char prefix[BIM_ERROR_MAX];
 
@@ -135,7 +168,7 @@ static int bk_pool_block(struct bk_worker_slot *slot, struct bk_job *job, size_t
         bim_error_set(err, rc, "block at offset %llu: %s", (unsigned long long)block->offset,
                       prefix);
     }
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 static void *bk_pool_worker(void *arg)

@@ -1,7 +1,8 @@
 /*
  * target.c - bk_target_open (backup/target.h): the table of a backup URL's
  * scheme, then that table's open. vfs:// and s3:// are tables of their own;
- * nfs:// mounts (backup/nfs.c) and is then a vfs target.
+ * nfs:// mounts (backup/nfs.c) and is then a vfs target. A URL with
+ * credentials in it is refused without being shown (SPEC §10).
  *
  * Threads: any; no state.
  */
@@ -10,6 +11,25 @@
 
 #include <errno.h>
 #include <string.h>
+
+/* Whether the URL carries credentials (user:password@ before its host): a
+ * ':' before the last '@' of what follows "://", up to the query. A vfs
+ * target's path (vfs:///...) is a path and not looked at. Such a URL is
+ * refused without being shown: a secret may hold '/' or '@'. */
+static bool bk_target_has_credentials(const char *url, size_t scheme_len)
+{
+    const char *rest = url + scheme_len + 3, *at = NULL, *colon = NULL;
+
+    if (scheme_len == 3 && strncmp(url, "vfs", 3) == 0 && rest[0] == '/')
+        return false;
+    for (const char *p = rest; *p && *p != '?' && *p != '#'; p++) {
+        if (*p == '@')
+            at = p;
+        else if (*p == ':' && !colon)
+            colon = p;
+    }
+    return at && colon && colon < at;
+}
 
 int bk_target_open(const char *url, struct bk_target **out, const struct bk_target_ops **ops,
                    struct bim_error *err)
@@ -24,6 +44,11 @@ int bk_target_open(const char *url, struct bk_target **out, const struct bk_targ
         return bim_error_set(err, -EINVAL,
                              "a backup target is vfs:///path, nfs://server:/export or "
                              "s3://bucket@region/prefix/");
+    if (bk_target_has_credentials(url, scheme_len))
+        return bim_error_set(err, -EINVAL,
+                             "credentials do not belong in a backup target URL (user:password@, "
+                             "not shown): the daemon takes them from its environment "
+                             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)");
     if (scheme_len == 3 && strncmp(url, "vfs", 3) == 0) {
         *ops = &bk_vfs_ops;
     } else if (scheme_len == 2 && strncmp(url, "s3", 2) == 0) {

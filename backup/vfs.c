@@ -304,7 +304,8 @@ static int vfs_now(struct bk_target *t, int64_t *unix_s, struct bim_error *err)
 /* ---- write ---- */
 
 /* Make every missing directory of full (a file's path) below the root; a
- * directory made is fsynced into its parent. 0 or -errno. */
+ * directory made (0700, as Longhorn makes them) is fsynced into its parent.
+ * 0 or -errno. */
 static int vfs_make_parents(struct bk_target *t, char *full)
 {
     size_t root_len = strlen(t->root);
@@ -313,7 +314,7 @@ static int vfs_make_parents(struct bk_target *t, char *full)
 
     while ((slash = strchr(slash + 1, '/')) != NULL) {
         *slash = '\0';
-        if (mkdir(full, 0755) == 0) {
+        if (mkdir(full, 0700) == 0) { /* Longhorn's fsops: MkdirAll(dir, 0700) */
             char *up = strrchr(full, '/');
             int fd;
 

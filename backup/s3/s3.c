@@ -34,7 +34,7 @@
 #define S3_ATTEMPTS 3       /* tries of a request that failed in a way worth retrying */
 #define S3_RETRY_MS 250     /* the first pause between tries; then 4 times longer */
 #define S3_CONNECT_MS 10000 /* connect timeout */
-#define S3_LOW_SPEED_S 60   /* under 1 byte/s this long ends a request */
+#define S3_LOW_SPEED_S 10   /* under 1 byte/s this long ends a try (SPEC §4: 2 minutes) */
 #define S3_SHOWN_MAX 512    /* bytes of the target as messages show it */
 #define S3_REGION_MAX 64
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -136,6 +136,9 @@ static int s3_url_parse(struct bk_target *t, const char *url, char *bucket, size
                              "invalid s3 target: it must be s3://bucket@region/path/ or "
                              "s3://bucket/path/");
     host_len = (size_t)(slash - host);
+    if (host_len == 0 || host[0] == '@')
+        return bim_error_set(err, -EINVAL,
+                             "invalid s3 target: no bucket (s3://bucket@region/path/)");
     at = memchr(host, '@', host_len);
     if (at) {
         region = at + 1;

@@ -28,7 +28,9 @@ RequestTimeTooSkewed, XAmzContentSHA256Mismatch). Other buckets are
 NoSuchBucket (404). srv.fail_next = [503, ...] answers the next requests with
 those statuses (SlowDown), for retries. srv.hold = (substring, threading.Event())
 makes every PUT of a key holding the substring wait for the event (srv.held counts
-them), so a test can stop a client in the middle of its writes.
+them), so a test can stop a client in the middle of its writes. srv.fail_puts =
+(substring, status) answers every PUT of a key holding the substring with that status
+(503 SlowDown, or InternalError for another), as a store that keeps failing writes.
 """
 
 import base64
@@ -106,6 +108,7 @@ class S3Server:
         self.fail_next = []
         self.hold = None  # (key substring, threading.Event): such PUTs wait for the event
         self.held = 0  # PUTs that waited (or wait) on hold
+        self.fail_puts = None  # (key substring, status): such PUTs fail with that status
         self.httpd = None
 
     # ------------------------------------------------------------ set-up
@@ -251,6 +254,10 @@ class S3Server:
             return self._list(h, dict(urllib.parse.parse_qsl(split.query,
                                                              keep_blank_values=True)))
         if h.command == "PUT":
+            fail = self.fail_puts
+            if fail and fail[0] in key:
+                raise S3Error(fail[1], "SlowDown" if fail[1] == 503 else "InternalError",
+                              "this key's writes fail here")
             hold = self.hold
             if hold and hold[0] in key:
                 with self.lock:
