@@ -31,15 +31,10 @@ static bool bk_target_has_credentials(const char *url, size_t scheme_len)
     return at && colon && colon < at;
 }
 
-int bk_target_open(const char *url, struct bk_target **out, const struct bk_target_ops **ops,
-                   struct bim_error *err)
+int bk_target_check_url(const char *url, struct bim_error *err)
 {
-    size_t scheme_len;
-    int rc;
+    size_t scheme_len = strcspn(url, ":/?#@");
 
-    *out = NULL;
-    *ops = NULL;
-    scheme_len = strcspn(url, ":/?#@");
     if (strncmp(url + scheme_len, "://", 3) != 0)
         return bim_error_set(err, -EINVAL,
                              "a backup target is vfs:///path, nfs://server:/export or "
@@ -49,6 +44,21 @@ int bk_target_open(const char *url, struct bk_target **out, const struct bk_targ
                              "credentials do not belong in a backup target URL (user:password@, "
                              "not shown): the daemon takes them from its environment "
                              "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)");
+    return 0;
+}
+
+int bk_target_open(const char *url, struct bk_target **out, const struct bk_target_ops **ops,
+                   struct bim_error *err)
+{
+    size_t scheme_len;
+    int rc;
+
+    *out = NULL;
+    *ops = NULL;
+    rc = bk_target_check_url(url, err);
+    if (rc < 0)
+        return rc;
+    scheme_len = strcspn(url, ":/?#@");
     if (scheme_len == 3 && strncmp(url, "vfs", 3) == 0) {
         *ops = &bk_vfs_ops;
     } else if (scheme_len == 2 && strncmp(url, "s3", 2) == 0) {

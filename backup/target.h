@@ -27,6 +27,9 @@ struct bk_target_ops {
     int (*now)(struct bk_target *t, int64_t *unix_s, struct bim_error *err); /* server time */
     void (*close)(struct bk_target *t);
 };
+/* The URL's shape only (a known form, no user:password@), without opening
+ * it: 0 or -EINVAL with a cause that never shows the URL's credentials. */
+int bk_target_check_url(const char *url, struct bim_error *err);
 int bk_target_open(const char *url, struct bk_target **out, const struct bk_target_ops **ops,
                    struct bim_error *err);
 extern const struct bk_target_ops bk_vfs_ops; /* backup/vfs.c (the other helper) */

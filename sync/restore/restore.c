@@ -245,7 +245,11 @@ static int sync_restore_prepare(struct sync *sync, const struct sync_create_requ
     (void)sync;
     if (!rj)
         return bim_error_set(err, -ENOMEM, "out of memory");
-    rc = sync_restore_url_parse(req->url, rj, err);
+    /* the target's shape first, nfs too (mounted later): a URL with
+     * credentials is refused before any message could show it */
+    rc = req->url ? bk_target_check_url(req->url, err) : 0;
+    if (rc == 0)
+        rc = sync_restore_url_parse(req->url, rj, err);
     if (rc == 0 && strncmp(rj->url, "nfs://", 6) != 0) {
         rc = bk_target_open(rj->url, &target, &ops, err);
         if (rc < 0)

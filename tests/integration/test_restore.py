@@ -214,6 +214,19 @@ def test_bad_backup_urls_are_invalid_argument(daemon, url):
     assert daemon.get_raw("refused") is None, "a refused create left an image"
 
 
+@pytest.mark.parametrize("url", [
+    "nfs://user:s3cr3tpw@server:/export?backingImage=parrot",  # mounted only when the job runs
+    "s3://KEY:s3cr3tpw@bucket@us-east-1/p/?backingImage=parrot",
+    "nfs://user:s3cr3tpw@server:/export",                       # and no backingImage either
+])
+def test_credentials_in_a_restore_url_are_refused_and_never_shown(daemon, url):
+    err = expect_error(restore(daemon, "refused", url), "invalid_argument")
+    assert "s3cr3tpw" not in json.dumps(err), err
+    assert "credentials" in err["message"], err
+    assert daemon.get_raw("refused") is None, "a refused create left an image"
+    assert "s3cr3tpw" not in daemon.log(tail=10**7), "the secret reached the log"
+
+
 def test_bimctl_create_restore_waits_until_ready(daemon, tmp_path, sparse_image):
     image, digest = sparse_image
     target = tmp_path / "target"
