@@ -101,6 +101,7 @@ struct bk_job {
     int fd;
     uint64_t size;
     pthread_t thread;
+    bool lock_waited; /* the lock was taken after the protocol's wait (coordinator's) */
     /* under b->lock */
     struct bk_block *blocks; /* the blocks with data, by offset */
     size_t block_count;

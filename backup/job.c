@@ -251,6 +251,7 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     bk_job_queue(job, BK_PHASE_EARLY); /* while the lock protocol waits */
     pthread_mutex_unlock(&job->b->lock);
     rc = bk_lock_acquire(&lock, job->ops, job->t, BK_LOCK_BACKUP, bk_job_wait, job, err);
+    job->lock_waited = lock.waited;
     if (rc == 0)
         rc = bk_job_recheck(job, err);
     if (rc < 0)
@@ -306,10 +307,11 @@ void *bk_job_run(void *arg)
                  err.message);
     else
         log_info("image=%s uuid=%s backup to %s complete: %zu blocks stored (%llu written, "
-                 "%llu present), %zu of zeros left out",
+                 "%llu present), %zu of zeros left out; the lock taken %s",
                  job->name, job->uuid, job->status->url, job->block_count - zeros,
                  (unsigned long long)job->status->blocks_written,
-                 (unsigned long long)job->status->blocks_present, zeros);
+                 (unsigned long long)job->status->blocks_present, zeros,
+                 job->lock_waited ? "after the protocol's 2 s wait" : "at once");
     pthread_mutex_lock(&b->lock);
     for (struct bk_job **p = &b->jobs; *p; p = &(*p)->next_job) {
         if (*p == job) {

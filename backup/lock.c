@@ -5,7 +5,9 @@
  * restores (type 1) do not exclude each other; a deletion (type 2) excludes
  * them. The age of a lock is the target's clock (now) minus the file's mtime
  * (the server's time on s3, so the clocks of writers do not matter); a lock
- * not refreshed for 150 s has expired.
+ * not refreshed for 150 s has expired. On a target that lists a file as soon
+ * as it is written (a local file system), the lock is taken without the 2 s
+ * wait when no lock of another type is there (bk_lock_fast).
  *
  * Threads: a struct bk_lock belongs to the thread that took it; the target
  * may be shared (targets are thread-safe).
@@ -89,8 +91,10 @@ out:
     return rc;
 }
 
-/* 0 when no lock of another type comes before ours; -EBUSY naming it. */
-static int bk_lock_check(struct bk_lock *lock, struct bim_error *err)
+/* 0 when no lock of another type comes before ours; -EBUSY naming it. With
+ * any, a lock of another type that has not expired is in the way wherever it
+ * comes: -EAGAIN (the first look of the fast path). */
+static int bk_lock_check(struct bk_lock *lock, bool any, struct bim_error *err)
 {
     struct bk_lock_seen self = {.type = lock->type}, other;
     char **names = NULL;
@@ -115,8 +119,11 @@ static int bk_lock_check(struct bk_lock *lock, struct bim_error *err)
         if (rc <= 0)
             continue;
         rc = 0;
-        if (other.type != lock->type && bk_lock_compare(&other, &self) < 0 &&
-            now - other.mtime <= BK_LOCK_DURATION_S)
+        if (other.type == lock->type || now - other.mtime > BK_LOCK_DURATION_S)
+            continue;
+        if (any)
+            rc = bim_error_set(err, -EAGAIN, "%s, a lock of another type, is there", other.name);
+        else if (bk_lock_compare(&other, &self) < 0)
             rc = bim_error_set(
                 err, -EBUSY,
                 "the backup target is locked by %s (a %s lock, %s, refreshed %lld s ago)",
@@ -127,6 +134,36 @@ static int bk_lock_check(struct bk_lock *lock, struct bim_error *err)
         free(names[i]);
     free(names);
     return rc;
+}
+
+/* The fast path, on a target that lists a file as soon as it is written:
+ * our file is there; when the lock directory then holds no unexpired lock of
+ * another type, the lock is ours at once, rewritten acquired. A writer of
+ * another type that writes its file after this look checks at least 2 s later
+ * and finds ours acquired (it gives way), or finds ours gone, after our
+ * work ended (docs/backup.md, "The lock without the wait"). So our acquired
+ * file must be there within BK_LOCK_FAST_MS of the look; when the rewrite
+ * took longer, the full check is done again. 1 taken, 0 not (the protocol's
+ * wait follows), -errno. */
+static int bk_lock_fast(struct bk_lock *lock, struct bim_error *err)
+{
+    struct bim_error busy = {{0}, 0};
+    uint64_t start = clock_monotonic_ms();
+    int rc;
+
+    if (!lock->ops->listing_is_immediate || !lock->ops->listing_is_immediate(lock->t))
+        return 0;
+    rc = bk_lock_check(lock, true, &busy);
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc < 0) {
+        *err = busy;
+        return rc;
+    }
+    rc = bk_lock_write(lock, true, err);
+    if (rc == 0 && clock_monotonic_ms() - start >= BK_LOCK_FAST_MS)
+        rc = bk_lock_check(lock, false, err);
+    return rc < 0 ? rc : 1;
 }
 
 int bk_lock_acquire(struct bk_lock *lock, const struct bk_target_ops *ops, struct bk_target *t,
@@ -147,17 +184,23 @@ int bk_lock_acquire(struct bk_lock *lock, const struct bk_target_ops *ops, struc
     rc = bk_lock_write(lock, false, err);
     if (rc < 0)
         return rc;
+    rc = bk_lock_fast(lock, err);
+    if (rc != 0) {
+        lock->waited = false;
+        goto out;
+    }
+    lock->waited = true;
     if (wait(wait_arg, BK_LOCK_CHECK_WAIT_MS)) {
         rc = bim_error_set(err, -ECANCELED, "interrupted");
         goto out;
     }
-    rc = bk_lock_check(lock, err);
+    rc = bk_lock_check(lock, false, err);
     if (rc == 0)
         rc = bk_lock_write(lock, true, err);
 out:
     if (rc < 0)
         bk_lock_release(lock);
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 int bk_lock_refresh(struct bk_lock *lock, struct bim_error *err)

@@ -20,6 +20,7 @@
 #define BK_LOCK_CHECK_WAIT_MS 2000
 #define BK_LOCK_REFRESH_MS 60000
 #define BK_LOCK_DURATION_S 150
+#define BK_LOCK_FAST_MS 1000 /* the fast path's look to its acquired file, at most */
 
 struct bk_lock {
     const struct bk_target_ops *ops;
@@ -27,6 +28,7 @@ struct bk_lock {
     char name[32]; /* lock-<16 hex> */
     char path[BK_PATH_MAX];
     int type;
+    bool waited; /* taken by the protocol's wait, not by the fast path */
 };
 
 /* Waits BK_LOCK_CHECK_WAIT_MS through this, which returns nonzero when the
@@ -36,7 +38,11 @@ typedef int (*bk_lock_wait_fn)(void *arg, unsigned ms);
 /* Take a lock of type on target: write it not acquired, wait, read every
  * lock; a lock of the other type that comes first (acquired, then older
  * mtime, then smaller name) and has not expired (target's now - its mtime >
- * 150 s) wins: own file removed, -EBUSY naming it. Else rewritten acquired. */
+ * 150 s) wins: own file removed, -EBUSY naming it. Else rewritten acquired.
+ * On a target whose listing is immediate (listing_is_immediate), the lock
+ * directory is read at once after the first write: when it holds no
+ * unexpired lock of the other type, the lock is rewritten acquired without
+ * the wait (lock->waited false). */
 int bk_lock_acquire(struct bk_lock *lock, const struct bk_target_ops *ops, struct bk_target *t,
                     int type, bk_lock_wait_fn wait, void *wait_arg, struct bim_error *err);
 

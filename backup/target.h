@@ -25,6 +25,10 @@ struct bk_target_ops {
     int (*remove)(struct bk_target *t, const char *path, struct bim_error *err); /* missing ok */
     int (*mtime)(struct bk_target *t, const char *path, int64_t *unix_s, struct bim_error *err);
     int (*now)(struct bk_target *t, int64_t *unix_s, struct bim_error *err); /* server time */
+    /* Whether a file written is listed at once, by every writer (a local file
+     * system; not NFS, CIFS or S3, whose listings may lag): the lock needs no
+     * wait then when no lock of another type is there (lock.h). NULL: no. */
+    bool (*listing_is_immediate)(struct bk_target *t);
     void (*close)(struct bk_target *t);
 };
 /* The URL's shape only (a known form, no user:password@), without opening

@@ -11,7 +11,8 @@
  * empty. read: bounded by the caller. remove: recursive, missing ok, then up to
  * 10 parents left empty are removed (never the root or its "backupstore").
  * mtime: the file's mtime; now: the local clock (the target is this machine's,
- * or an NFS server whose mtimes follow its clients' clocks).
+ * or an NFS server whose mtimes follow its clients' clocks). Listings are
+ * immediate (the lock's fast path) on a local file system only.
  *
  * Threads: any number of threads may use one target at once; the target holds
  * no mutable state (root and shown are set by open), so there is no lock.
@@ -25,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +37,39 @@
 struct bk_target {
     char shown[BK_VFS_SHOWN_MAX];
     char root[PATH_MAX];
+    bool local; /* the root is on a local file system: its listings are immediate */
 };
+
+/* ---- the kind of file system ---- */
+
+/* Whether dir is on a file system of this machine's kernel (ext4, xfs,
+ * btrfs, tmpfs, ...), where a file is listed as soon as it is written, by
+ * every process. NFS, CIFS, FUSE and the rest cache listings (Longhorn's
+ * nfs mounts use actimeo=1): no. */
+static bool vfs_root_is_local(const char *dir)
+{
+    struct statfs fs;
+
+    if (statfs(dir, &fs) < 0)
+        return false;
+    switch ((unsigned long)fs.f_type) {
+    case EXT4_SUPER_MAGIC: /* ext2, ext3 too */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC: /* a container's root, over local layers */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool vfs_listing_is_immediate(struct bk_target *t)
+{
+    return t->local;
+}
 
 /* ---- paths ---- */
 
@@ -105,6 +140,7 @@ int bk_vfs_open_root(const char *shown, const char *root, struct bk_target **out
     n = strlen(t->root);
     while (n > 1 && t->root[n - 1] == '/')
         t->root[--n] = '\0';
+    t->local = vfs_root_is_local(t->root);
     *out = t;
     return 0;
 }
@@ -455,5 +491,6 @@ const struct bk_target_ops bk_vfs_ops = {
     .remove = vfs_remove,
     .mtime = vfs_mtime,
     .now = vfs_now,
+    .listing_is_immediate = vfs_listing_is_immediate,
     .close = vfs_close,
 };

@@ -269,6 +269,47 @@ def test_a_deletion_lock_held_by_another_writer_is_honoured(daemon, image, targe
     assert wait_backup(daemon, "parrot")["state"] == "complete", "an expired lock was honoured"
 
 
+def end_line(daemon, name):
+    """The log line that ends the backup of name."""
+    lines = [ln for ln in daemon.log(tail=10**6).splitlines()
+             if "image=%s " % name in ln and "backup to" in ln and " complete:" in ln]
+    assert lines, "no log line ends the backup of %s:\n%s" % (name, daemon.log())
+    return lines[-1]
+
+
+def test_with_no_deletion_lock_a_local_target_s_lock_is_taken_without_the_wait(daemon, image,
+                                                                                target):
+    """A local file system lists a lock file as soon as it is written: when the lock
+    directory holds no lock of another type, the 2 s wait protects against nothing."""
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    other = lhbackup.write_lock(store, "lock-00000000feedf00d", 1)  # a backup: no conflict
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    assert end_line(daemon, "parrot").endswith("the lock taken at once"), \
+        end_line(daemon, "parrot")
+    assert [p for p in store.files() if p.endswith(".lck")] == [other], \
+        "the backup's own lock file was left, or another writer's removed"
+
+
+def test_a_deletion_lock_that_comes_after_ours_is_waited_for_then_given_way(daemon, image,
+                                                                           target):
+    """A deletion's lock in the directory takes the backup through the protocol's wait;
+    one that comes after ours (not acquired, younger) then gives way to it."""
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    lock = lhbackup.write_lock(store, "lock-0000000000000001", 2, acquired=False)
+    later = time.time() + 100  # younger than any lock written now, and not expired
+    os.utime(target / lock, (later, later))
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete", \
+        "a deletion lock that comes after the backup's excluded it"
+    assert end_line(daemon, "parrot").endswith("after the protocol's 2 s wait"), \
+        "a deletion lock in the directory did not make the backup wait: %s" % \
+        end_line(daemon, "parrot")
+    assert [p for p in store.files() if p.endswith(".lck")] == [lock]
+
+
 def test_bad_targets_and_arguments_are_invalid_argument(daemon, image, target):
     for bad in ["ftp://host/x", "vfs://host/x", "vfs://%s/missing" % target, "relative/path",
                 "s3://bk@us-east-1/prefix/"]:  # s3: this daemon has no AWS credentials
