@@ -78,11 +78,38 @@ void bk_backups_close(struct bk_backups *b)
         struct bk_status_entry *e = b->entries;
 
         b->entries = e->next;
+        bk_known_clear(b, &e->known);
         free(e);
     }
     pthread_cond_destroy(&b->work);
     pthread_mutex_destroy(&b->lock);
     free(b);
+}
+
+void bk_known_clear(struct bk_backups *b, struct bk_known *k)
+{
+    if (b)
+        b->known_blocks -= k->count;
+    free(k->blocks);
+    memset(k, 0, sizeof(*k));
+}
+
+/* Hand the job the blocks of the image's last backup when it is the same
+ * image (b->lock held); a table of another image is dropped. */
+static void bk_entry_hand_known(struct bk_backups *b, struct bk_status_entry *e, struct bk_job *job)
+{
+    struct bk_known *k = &e->known;
+
+    if (!k->blocks)
+        return;
+    if (strcmp(k->uuid, job->uuid) == 0 && strcmp(k->checksum, job->checksum) == 0 &&
+        k->size == job->size) {
+        b->known_blocks -= k->count;
+        job->known = *k;
+        memset(k, 0, sizeof(*k));
+    } else {
+        bk_known_clear(b, k);
+    }
 }
 
 static struct bk_status_entry *bk_entry_find(struct bk_backups *b, const char *name)
@@ -264,6 +291,7 @@ int bk_backup_start(struct bk_backups *b, const struct bk_backup_request *req,
         e->running = true;
         job->status = &e->status;
         job->b = b;
+        bk_entry_hand_known(b, e, job);
         if (pthread_create(&job->thread, NULL, bk_job_run, job) != 0) {
             e->running = false;
             e->status.state = BK_BACKUP_ERROR;

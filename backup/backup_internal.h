@@ -74,6 +74,21 @@ struct bk_block {
     unsigned char sum[BK_BLOCK_HEX / 2]; /* the first 32 bytes of the SHA-512 */
     bool zero;                           /* all zeros: not stored */
     bool early;                          /* written (or found) by the early pass */
+    bool named; /* sum and zero from the image's last backup: not read to be named */
+};
+
+/* The blocks of an image's last complete backup since the daemon started.
+ * A ready image does not change, and the same uuid, size and SHA-512 are the
+ * same bytes: a new backup of it takes the blocks' names from here instead
+ * of reading and hashing every block again (job.c). At most BK_KNOWN_MAX
+ * blocks are kept, over all images (48 bytes each). */
+#define BK_KNOWN_MAX 131072 /* 256 GiB of data, 6 MiB */
+struct bk_known {
+    char uuid[BIM_UUID_MAX + 1];
+    char checksum[BIM_CHECKSUM_HEX + 1];
+    uint64_t size;
+    struct bk_block *blocks; /* by offset, as the job's */
+    size_t count;
 };
 
 /* The two passes of the workers over a job's blocks. The early pass starts
@@ -101,7 +116,9 @@ struct bk_job {
     int fd;
     uint64_t size;
     pthread_t thread;
-    bool lock_waited; /* the lock was taken after the protocol's wait (coordinator's) */
+    bool lock_waited;      /* the lock was taken after the protocol's wait (coordinator's) */
+    struct bk_known known; /* the last backup's, handed over at the start; read-only */
+    size_t named;          /* blocks named from known (coordinator's) */
     /* under b->lock */
     struct bk_block *blocks; /* the blocks with data, by offset */
     size_t block_count;
@@ -120,6 +137,7 @@ struct bk_status_entry {
     char name[BIM_NAME_MAX + 1];
     struct bk_backup_status status;
     bool running;
+    struct bk_known known; /* while no backup of the image runs (else the job's) */
     struct bk_status_entry *next;
 };
 
@@ -137,6 +155,7 @@ struct bk_backups {
     bool stopping;
     struct bk_job *jobs;             /* running jobs */
     struct bk_status_entry *entries; /* the last backup of each image */
+    size_t known_blocks;             /* in the entries' known tables */
     unsigned worker_count;
     struct bk_worker_slot *workers;
 };
@@ -146,6 +165,9 @@ void *bk_job_run(void *arg);
 
 /* Free a job that no thread uses any more (job.c). */
 void bk_job_free(struct bk_job *job);
+
+/* Free a known table; an entry's (counted in b->known_blocks) when b is set. */
+void bk_known_clear(struct bk_backups *b, struct bk_known *k);
 
 /* Start the workers of b (pool.c). */
 int bk_pool_start(struct bk_backups *b);

@@ -90,6 +90,26 @@ static int bk_job_scan(struct bk_job *job, struct bk_block **out, size_t *count,
     return 0;
 }
 
+/* Name the scanned blocks the image's last backup named (both by offset). */
+static size_t bk_job_name_known(const struct bk_known *k, struct bk_block *v, size_t n)
+{
+    size_t j = 0, named = 0;
+
+    for (size_t i = 0; i < n && k->blocks; i++) {
+        while (j < k->count && k->blocks[j].offset < v[i].offset)
+            j++;
+        if (j == k->count)
+            break;
+        if (k->blocks[j].offset != v[i].offset)
+            continue;
+        memcpy(v[i].sum, k->blocks[j].sum, sizeof(v[i].sum));
+        v[i].zero = k->blocks[j].zero;
+        v[i].named = true;
+        named++;
+    }
+    return named;
+}
+
 static int bk_job_write_cfg(struct bk_job *job, const struct bk_cfg *cfg, struct bim_error *err)
 {
     char path[BK_PATH_MAX], *text;
@@ -244,6 +264,7 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     rc = bk_job_scan(job, &blocks, &count, err);
     if (rc < 0)
         return rc;
+    job->named = bk_job_name_known(&job->known, blocks, count);
     pthread_mutex_lock(&job->b->lock);
     job->blocks = blocks;
     job->block_count = count;
@@ -286,8 +307,37 @@ void bk_job_free(struct bk_job *job)
     }
     free(job->labels);
     free(job->blocks);
+    bk_known_clear(NULL, &job->known);
     pthread_cond_destroy(&job->cond);
     free(job);
+}
+
+/* Keep the job's blocks as the image's known ones when it completed; give
+ * back the table it was handed when it did not (b->lock held). Over
+ * BK_KNOWN_MAX in all, the other images' tables go. */
+static void bk_job_keep_known(struct bk_job *job, struct bk_status_entry *entry, int rc)
+{
+    struct bk_backups *b = job->b;
+    struct bk_known *k = &entry->known;
+
+    bk_known_clear(b, k);
+    if (rc == 0 && job->block_count <= BK_KNOWN_MAX) {
+        str_copy(k->uuid, sizeof(k->uuid), job->uuid);
+        str_copy(k->checksum, sizeof(k->checksum), job->checksum);
+        k->size = job->size;
+        k->blocks = job->blocks;
+        k->count = job->block_count;
+        job->blocks = NULL;
+    } else if (rc < 0) {
+        *k = job->known;
+        memset(&job->known, 0, sizeof(job->known));
+    }
+    b->known_blocks += k->count;
+    for (struct bk_status_entry *e = b->entries; e && b->known_blocks > BK_KNOWN_MAX; e = e->next)
+        if (e != entry)
+            bk_known_clear(b, &e->known);
+    if (b->known_blocks > BK_KNOWN_MAX)
+        bk_known_clear(b, k);
 }
 
 void *bk_job_run(void *arg)
@@ -307,10 +357,11 @@ void *bk_job_run(void *arg)
                  err.message);
     else
         log_info("image=%s uuid=%s backup to %s complete: %zu blocks stored (%llu written, "
-                 "%llu present), %zu of zeros left out; the lock taken %s",
+                 "%llu present), %zu of zeros left out, %zu named from the image's last "
+                 "backup; the lock taken %s",
                  job->name, job->uuid, job->status->url, job->block_count - zeros,
                  (unsigned long long)job->status->blocks_written,
-                 (unsigned long long)job->status->blocks_present, zeros,
+                 (unsigned long long)job->status->blocks_present, zeros, job->named,
                  job->lock_waited ? "after the protocol's 2 s wait" : "at once");
     pthread_mutex_lock(&b->lock);
     for (struct bk_job **p = &b->jobs; *p; p = &(*p)->next_job) {
@@ -327,6 +378,7 @@ void *bk_job_run(void *arg)
     entry =
         (struct bk_status_entry *)((char *)job->status - offsetof(struct bk_status_entry, status));
     entry->running = false;
+    bk_job_keep_known(job, entry, rc);
     pthread_cond_broadcast(&b->work);
     pthread_mutex_unlock(&b->lock);
     bk_job_free(job);

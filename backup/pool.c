@@ -107,9 +107,9 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
     return rc;
 }
 
-/* The early pass: read the block, name it, and store it unless it is all
- * zeros. A failure to store is not the backup's: the store pass does it
- * again (and fails with the cause if it persists); after one, the early pass
+/* The early pass: read the block and name it (unless the image's last
+ * backup named it), and store it unless it is all zeros. A failure to store is not the backup's:
+ * the store pass does it again (and fails with the cause if it persists); after one, the early pass
  * stores no more, so that a target that keeps failing is not tried for
  * every block before the backup ends. */
 static int bk_pool_early(struct bk_worker_slot *slot, struct bk_job *job, struct bk_block *block,
@@ -121,22 +121,24 @@ static int bk_pool_early(struct bk_worker_slot *slot, struct bk_job *job, struct
     bool store;
     int rc;
 
-    rc = bk_pool_read(job, block->offset, buf, len, err);
-    if (rc < 0)
-        return rc;
-    if (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0) {
-        block->zero = true;
-        return 0;
+    if (!block->named) {
+        rc = bk_pool_read(job, block->offset, buf, len, err);
+        if (rc < 0)
+            return rc;
+        block->zero = buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0;
+        if (!block->zero && EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
+            return bim_error_set(err, -EIO, "SHA-512 failed");
+        if (!block->zero)
+            memcpy(block->sum, md, sizeof(block->sum));
     }
-    if (EVP_Digest(buf, len, md, NULL, EVP_sha512(), NULL) != 1)
-        return bim_error_set(err, -EIO, "SHA-512 failed");
-    memcpy(block->sum, md, sizeof(block->sum));
+    if (block->zero)
+        return 0;
     pthread_mutex_lock(&slot->b->lock);
     store = !job->early_off;
     pthread_mutex_unlock(&slot->b->lock);
     if (!store)
         return 0;
-    rc = bk_pool_store(slot, job, block, buf, len, true, out, cap, &ignored);
+    rc = bk_pool_store(slot, job, block, buf, len, !block->named, out, cap, &ignored);
     if (rc >= 0) {
         block->early = true; /* only this worker touches the block in this pass */
     } else {

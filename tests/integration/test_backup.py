@@ -6,6 +6,7 @@ gzip, lz4.frame) in the layout of Longhorn's backupstore.
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -205,6 +206,53 @@ def test_a_second_backup_of_the_same_data_stores_no_new_block(daemon, image, tar
         lhbackup.read_cfg(store, "parrot")["Blocks"]
     listed = backups(daemon, url)
     assert sorted(listed) == ["parrot", "parrot2"], listed
+
+
+def test_a_backup_again_of_the_same_image_takes_the_block_names_from_the_last(daemon, image,
+                                                                              target, tmp_path):
+    """What bench/backup times as the second backup: the cfg removed, every block present.
+    The image is the same (uuid, size, SHA-512): the blocks are not read to be named."""
+    path, digest = image
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    first = lhbackup.read_cfg(store, "parrot")
+    before = {p: os.stat(target / p).st_mtime_ns for p in store.blocks()}
+    assert ", 0 named from the image's last backup" in end_line(daemon, "parrot")
+    shutil.rmtree(target / os.path.dirname(lhbackup.cfg_path("parrot")))
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    line = end_line(daemon, "parrot")
+    data_blocks = len(expected_offsets(path, os.path.getsize(path))) + 1  # + the zero block
+    assert ", %d named from the image's last backup" % data_blocks in line, line
+    assert "(0 written, " in line, line
+    after = {p: os.stat(target / p).st_mtime_ns for p in store.blocks()}
+    assert after == before, "the backup again wrote blocks again or added some"
+    assert lhbackup.read_cfg(store, "parrot")["Blocks"] == first["Blocks"]
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
+def test_another_image_of_the_same_name_is_named_from_its_own_bytes(daemon, image, target,
+                                                                    tmp_path):
+    """The names of the last backup are the image's only: an image of that name with other
+    bytes (deleted and created again, same uuid) is read and hashed."""
+    path, _ = image
+    url = "vfs://%s" % target
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    uuid = daemon.get("parrot")["uuid"]
+    expect_ok(daemon.request({"op": "delete", "name": "parrot"}))
+    other = tmp_path / "other.raw"
+    digest = make_file(other, LAYOUT, seed=6)  # the same layout, other bytes
+    daemon.add_ready("parrot", other, uuid=uuid)
+    second = tmp_path / "second"
+    second.mkdir()
+    expect_ok(backup(daemon, "parrot", "vfs://%s" % second))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    assert ", 0 named from the image's last backup" in end_line(daemon, "parrot")
+    assert lhbackup.reassemble(lhbackup.VfsStore(second), "parrot", tmp_path / "r.raw") == \
+        digest, "the backup named the blocks of the image deleted before"
 
 
 def test_a_complete_backup_of_the_name_is_already_exists(daemon, image, target):
