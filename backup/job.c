@@ -218,6 +218,25 @@ static int bk_job_pass_wait(struct bk_job *job, struct bk_lock *lock, struct bim
     return rc;
 }
 
+/* Make the pass's deferred writes durable and in place (target.h). A
+ * failure after the early pass is not the backup's: the blocks it lost are
+ * missing, and the store pass writes them again. */
+static int bk_job_flush(struct bk_job *job, bool early, struct bim_error *err)
+{
+    struct bim_error cause = {{0}, 0};
+    int rc;
+
+    if (!job->ops->flush)
+        return 0;
+    rc = job->ops->flush(job->t, &cause);
+    if (rc < 0 && early)
+        log_warn("image=%s uuid=%s backup to %s: the early pass's blocks not stored: %s", job->name,
+                 job->uuid, job->status->url, cause.message);
+    else if (rc < 0)
+        *err = cause;
+    return early ? 0 : rc;
+}
+
 /* Under the lock, before the initial record: a backup of that name that
  * another writer completed since the check at the start is not overwritten
  * (a complete backup is immutable); nor is a cfg that cannot be read. */
@@ -283,10 +302,13 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
         rc = bk_job_pass_wait(job, &lock, err);
     if (rc < 0)
         goto out;
+    bk_job_flush(job, true, err); /* what it wrote in place: the store pass finds it */
     pthread_mutex_lock(&job->b->lock);
     bk_job_queue(job, BK_PHASE_STORE);
     pthread_mutex_unlock(&job->b->lock);
     rc = bk_job_pass_wait(job, &lock, err);
+    if (rc == 0)
+        rc = bk_job_flush(job, false, err); /* every block durable before the final cfg */
     if (rc == 0)
         rc = bk_job_finish_cfg(job, err);
 out:

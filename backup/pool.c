@@ -90,7 +90,9 @@ static int bk_pool_store(struct bk_worker_slot *slot, struct bk_job *job,
         rc = bk_pool_read(job, block->offset, buf, len, err);
     if (rc == 0) {
         rc = bk_compress(job->compression, buf, len, out, cap, &n, err);
-        if (rc == 0)
+        if (rc == 0 && job->ops->write_deferred) /* in place once the pass is flushed */
+            rc = job->ops->write_deferred(job->t, path, out, n, err);
+        else if (rc == 0)
             rc = job->ops->write(job->t, path, out, n, err);
     }
 

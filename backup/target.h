@@ -29,6 +29,14 @@ struct bk_target_ops {
      * system; not NFS, CIFS or S3, whose listings may lag): the lock needs no
      * wait then when no lock of another type is there (lock.h). NULL: no. */
     bool (*listing_is_immediate)(struct bk_target *t);
+    /* A write whose durability waits for flush (a backup's blocks): until
+     * then the file is neither listed nor there for exists, and a flush that
+     * fails, or a close before one, leaves no trace of it. NULL: write. */
+    int (*write_deferred)(struct bk_target *t, const char *path, const void *buf, size_t len,
+                          struct bim_error *err);
+    /* Every deferred write of this target durable and in place (all or
+     * nothing per file), its directories durable. NULL: nothing to do. */
+    int (*flush)(struct bk_target *t, struct bim_error *err);
     void (*close)(struct bk_target *t);
 };
 /* The URL's shape only (a known form, no user:password@), without opening

@@ -14,8 +14,12 @@
  * or an NFS server whose mtimes follow its clients' clocks). Listings are
  * immediate (the lock's fast path) on a local file system only.
  *
- * Threads: any number of threads may use one target at once; the target holds
- * no mutable state (root and shown are set by open), so there is no lock.
+ * write_deferred and flush (vfs_batch.c): a backup's blocks, made durable
+ * in batches.
+ *
+ * Threads: any number of threads may use one target at once; root, shown and
+ * local are set by open; t->lock guards the deferred writes' list only
+ * (vfs_batch.c).
  */
 #include "vfs.h"
 
@@ -33,12 +37,6 @@
 #include <unistd.h>
 
 #define VFS_PRUNE_MAX 10 /* empty parents a remove takes away at most (Longhorn's) */
-
-struct bk_target {
-    char shown[BK_VFS_SHOWN_MAX];
-    char root[PATH_MAX];
-    bool local; /* the root is on a local file system: its listings are immediate */
-};
 
 /* ---- the kind of file system ---- */
 
@@ -98,8 +96,8 @@ static bool vfs_path_valid(const char *path, bool empty_ok)
     return true;
 }
 
-static int vfs_full_path(struct bk_target *t, const char *path, bool empty_ok, char *out,
-                         size_t outlen, struct bim_error *err)
+int bk_vfs_full_path(struct bk_target *t, const char *path, bool empty_ok, char *out, size_t outlen,
+                     struct bim_error *err)
 {
     size_t n;
 
@@ -141,6 +139,7 @@ int bk_vfs_open_root(const char *shown, const char *root, struct bk_target **out
     while (n > 1 && t->root[n - 1] == '/')
         t->root[--n] = '\0';
     t->local = vfs_root_is_local(t->root);
+    pthread_mutex_init(&t->lock, NULL);
     *out = t;
     return 0;
 }
@@ -175,6 +174,8 @@ static int vfs_open(const char *url, struct bk_target **out, struct bim_error *e
 
 static void vfs_close(struct bk_target *t)
 {
+    bk_vfs_discard(t);
+    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
@@ -191,7 +192,7 @@ static int vfs_list(struct bk_target *t, const char *dir, char ***names, size_t 
 
     *names = NULL;
     *count = 0;
-    rc = vfs_full_path(t, dir, true, path, sizeof(path), err);
+    rc = bk_vfs_full_path(t, dir, true, path, sizeof(path), err);
     if (rc < 0)
         return rc;
     d = opendir(path);
@@ -249,7 +250,7 @@ static int vfs_read(struct bk_target *t, const char *path, size_t max, void **bu
 
     *buf = NULL;
     *len = 0;
-    rc = vfs_full_path(t, path, false, full, sizeof(full), err);
+    rc = bk_vfs_full_path(t, path, false, full, sizeof(full), err);
     if (rc < 0)
         return rc;
     fd = open(full, O_RDONLY | O_CLOEXEC);
@@ -297,7 +298,7 @@ static int vfs_stat(struct bk_target *t, const char *path, struct stat *st, stru
     char full[PATH_MAX];
     int rc;
 
-    rc = vfs_full_path(t, path, false, full, sizeof(full), err);
+    rc = bk_vfs_full_path(t, path, false, full, sizeof(full), err);
     if (rc < 0)
         return rc;
     if (stat(full, st) == 0)
@@ -339,10 +340,7 @@ static int vfs_now(struct bk_target *t, int64_t *unix_s, struct bim_error *err)
 
 /* ---- write ---- */
 
-/* Make every missing directory of full (a file's path) below the root; a
- * directory made (0700, as Longhorn makes them) is fsynced into its parent.
- * 0 or -errno. */
-static int vfs_make_parents(struct bk_target *t, char *full)
+int bk_vfs_make_parents(struct bk_target *t, char *full, bool durable)
 {
     size_t root_len = strlen(t->root);
     char *slash = full + root_len;
@@ -350,7 +348,10 @@ static int vfs_make_parents(struct bk_target *t, char *full)
 
     while ((slash = strchr(slash + 1, '/')) != NULL) {
         *slash = '\0';
-        if (mkdir(full, 0700) == 0) { /* Longhorn's fsops: MkdirAll(dir, 0700) */
+        if (mkdir(full, 0700) < 0) { /* Longhorn's fsops: MkdirAll(dir, 0700) */
+            if (errno != EEXIST)
+                rc = -errno;
+        } else if (durable) {
             char *up = strrchr(full, '/');
             int fd;
 
@@ -361,8 +362,6 @@ static int vfs_make_parents(struct bk_target *t, char *full)
                 rc = -errno;
             if (fd >= 0)
                 close(fd);
-        } else if (errno != EEXIST) {
-            rc = -errno;
         }
         *slash = '/';
         if (rc < 0)
@@ -380,10 +379,10 @@ static int vfs_write(struct bk_target *t, const char *path, const void *buf, siz
     char *slash;
     int dirfd = -1, rc;
 
-    rc = vfs_full_path(t, path, false, full, sizeof(full), err);
+    rc = bk_vfs_full_path(t, path, false, full, sizeof(full), err);
     if (rc < 0)
         return rc;
-    rc = vfs_make_parents(t, full);
+    rc = bk_vfs_make_parents(t, full, true);
     if (rc < 0) {
         bim_error_set(err, rc, "%s: write %s: making its directory: %s", t->shown, path,
                       strerror(-rc));
@@ -471,7 +470,7 @@ static int vfs_remove(struct bk_target *t, const char *path, struct bim_error *e
     char full[PATH_MAX];
     int rc;
 
-    rc = vfs_full_path(t, path, false, full, sizeof(full), err);
+    rc = bk_vfs_full_path(t, path, false, full, sizeof(full), err);
     if (rc < 0)
         return rc;
     rc = vfs_remove_at(AT_FDCWD, full, 0);
@@ -492,5 +491,7 @@ const struct bk_target_ops bk_vfs_ops = {
     .mtime = vfs_mtime,
     .now = vfs_now,
     .listing_is_immediate = vfs_listing_is_immediate,
+    .write_deferred = bk_vfs_write_deferred,
+    .flush = bk_vfs_flush,
     .close = vfs_close,
 };

@@ -358,6 +358,32 @@ def test_a_deletion_lock_that_comes_after_ours_is_waited_for_then_given_way(daem
     assert [p for p in store.files() if p.endswith(".lck")] == [lock]
 
 
+def tmp_files(root):
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+            if f.startswith(".tmp-")]
+
+
+def test_blocks_are_in_place_once_complete_and_a_refused_backup_leaves_no_tmp_file(
+        daemon, image, target, tmp_path):
+    """On vfs the blocks are written to tmp files made durable and renamed in batches:
+    once complete every block the cfg names is in place; a backup refused by a deletion
+    lock (its early pass wrote meanwhile) leaves no tmp file behind."""
+    path, digest = image
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    lock = lhbackup.write_lock(store, "lock-0123456789abcdef", 2)
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "error"
+    assert tmp_files(target) == [], "a refused backup left tmp files"
+    os.unlink(target / lock)
+    expect_ok(backup(daemon, "parrot", url))
+    assert wait_backup(daemon, "parrot")["state"] == "complete"
+    assert tmp_files(target) == [], "a complete backup left tmp files"
+    names = {b["BlockChecksum"] for b in lhbackup.read_cfg(store, "parrot")["Blocks"]}
+    assert all(store.exists(lhbackup.block_path(c)) for c in names), "a named block is missing"
+    assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
 def test_bad_targets_and_arguments_are_invalid_argument(daemon, image, target):
     for bad in ["ftp://host/x", "vfs://host/x", "vfs://%s/missing" % target, "relative/path",
                 "s3://bk@us-east-1/prefix/"]:  # s3: this daemon has no AWS credentials
