@@ -14,8 +14,7 @@
 #include <pthread.h>
 
 #define BK_VFS_SHOWN_MAX 512 /* bytes of a target as messages show it */
-#define BK_VFS_BATCH_MAX 64  /* deferred writes a flush makes durable at most (128 MiB of blocks)  \
-                              */
+#define BK_VFS_BATCH_MAX 64  /* deferred writes per flush at most (128 MiB of blocks) */
 
 struct bk_vfs_pending; /* a deferred write (vfs_batch.c) */
 
