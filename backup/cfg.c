@@ -91,6 +91,21 @@ static int bk_cfg_string(json_t *root, const char *key, const char **out)
     return 0;
 }
 
+/* Size: a string as Longhorn writes it (Go's json:",string"), or a JSON
+ * number as other writers may (size_text NULL then, *size set); else the
+ * string to parse in size_text. */
+static int bk_cfg_size(json_t *root, uint64_t *size, const char **size_text)
+{
+    json_t *v = json_object_get(root, "Size");
+
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *size = (uint64_t)json_integer_value(v);
+        *size_text = NULL;
+        return 0;
+    }
+    return bk_cfg_string(root, "Size", size_text);
+}
+
 static int bk_cfg_entry_labels(json_t *labels, struct bk_backup_entry *out)
 {
     const char *key;
@@ -132,7 +147,7 @@ int bk_cfg_decode_entry(const char *text, size_t len, struct bk_backup_entry *ou
         bim_error_set(err, -EINVAL, "not JSON: %s", root ? "not an object" : jerr.text);
         goto out;
     }
-    if (bk_cfg_string(root, "Name", &name) || bk_cfg_string(root, "Size", &size) ||
+    if (bk_cfg_string(root, "Name", &name) || bk_cfg_size(root, &out->size, &size) ||
         bk_cfg_string(root, "Checksum", &checksum) ||
         bk_cfg_string(root, "CreatedTime", &created) ||
         bk_cfg_string(root, "CompleteTime", &completed) ||
@@ -140,11 +155,13 @@ int bk_cfg_decode_entry(const char *text, size_t len, struct bk_backup_entry *ou
         bim_error_set(err, -EINVAL, "a field has the wrong type");
         goto out;
     }
-    errno = 0;
-    out->size = strtoull(size, &end, 10);
-    if (!size[0] || *end || errno) {
-        bim_error_set(err, -EINVAL, "Size \"%.32s\" is not a number", size);
-        goto out;
+    if (size) { /* a string */
+        errno = 0;
+        out->size = strtoull(size, &end, 10);
+        if (!size[0] || *end || errno) {
+            bim_error_set(err, -EINVAL, "Size \"%.32s\" is not a number", size);
+            goto out;
+        }
     }
     str_copy(out->name, sizeof(out->name), name);
     str_copy(out->checksum, sizeof(out->checksum), checksum);

@@ -175,10 +175,37 @@ static void bimctl_backups_table(json_t *map)
     }
 }
 
+/* The target as the error lines show it: a URL that may hold credentials
+ * (as the daemon sees them, backup/target.c: a ':' before the last '@' up to
+ * the query, a vfs:/// path aside) only from its last '@' on. */
+static void bimctl_target_shown(const char *url, char *out, size_t len)
+{
+    const char *rest = strstr(url, "://"), *at = NULL, *colon = NULL;
+
+    snprintf(out, len, "%s", url);
+    if (!rest || (strncmp(url, "vfs:///", 7) == 0))
+        return;
+    for (const char *p = rest + 3; *p && *p != '?' && *p != '#'; p++) {
+        if (*p == '@')
+            at = p;
+        else if (*p == ':' && !colon)
+            colon = p;
+    }
+    if (at && colon && colon < at)
+        snprintf(out, len, "%.*s://(credentials not shown)%s", (int)(rest - url), url, at);
+}
+
 int bimctl_cmd_backups(const struct bimctl_args *a)
 {
+    struct bimctl_args shown_args = *a;
+    char shown[BIM_URL_MAX + 64];
     json_t *map;
-    int rc = bimctl_call_once(a, json_pack("{s:s, s:s}", "op", "backups", "target", a->name), &map);
+    int rc;
+
+    bimctl_target_shown(a->name, shown, sizeof(shown));
+    shown_args.name = shown; /* what error lines name; the request has the URL */
+    rc = bimctl_call_once(&shown_args, json_pack("{s:s, s:s}", "op", "backups", "target", a->name),
+                          &map);
 
     if (rc)
         return rc;

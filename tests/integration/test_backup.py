@@ -280,6 +280,32 @@ def test_backups_lists_what_the_target_holds(daemon, image, target):
     assert rc == 0 and "parrot" in out and "gzip" in out, (rc, out, err)
 
 
+def test_backups_takes_a_cfg_whose_size_is_a_json_number(daemon, target):
+    """Longhorn writes Size as a string (Go's json:",string"); a writer that puts a number
+    there is read too, as the restore reads it."""
+    url = "vfs://%s" % target
+    store = lhbackup.VfsStore(target)
+    store.write(lhbackup.cfg_path("numeric"),
+                b'{"Name":"numeric","Size":4194304,"BlockCount":"0","Checksum":"","Labels":null,'
+                b'"CompressionMethod":"lz4","CreatedTime":"2026-01-01T00:00:00Z",'
+                b'"CompleteTime":"2026-01-01T00:01:00Z","Secret":"","SecretNamespace":"",'
+                b'"ProcessingBlocks":{"Blocks":{}}}')
+    listed = backups(daemon, url)
+    assert "numeric" in listed, "a cfg with a numeric Size was left out: %r" % listed
+    assert listed["numeric"]["size"] == 4194304, listed["numeric"]
+
+
+def test_bimctl_backups_does_not_echo_a_target_url_s_credentials(daemon):
+    secret = "Top/Secret+Key0123"
+    for bad in ["s3://AKIDEXAMPLE:%s@bk@us-east-1/prefix/" % secret,
+                "vfs://user:%s@/srv/backups" % secret]:
+        rc, out, err = daemon.bimctl("backups", bad)
+        assert rc == 1, (rc, out, err)
+        assert "Top/Secret" not in err and "Top/Secret" not in out, \
+            "bimctl echoed the URL's credentials: %r" % err
+        assert err.startswith("bimctl: ") and "credentials" in err, err
+
+
 def test_a_backup_cut_short_is_not_complete_and_is_done_again(daemon, image, target, tmp_path):
     path, digest = image
     url = "vfs://%s" % target
