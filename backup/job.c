@@ -110,7 +110,10 @@ static size_t bk_job_name_known(const struct bk_known *k, struct bk_block *v, si
     return named;
 }
 
-static int bk_job_write_cfg(struct bk_job *job, const struct bk_cfg *cfg, struct bim_error *err)
+/* Write the cfg; the initial record's text is kept (*kept) to compare with
+ * the target's before the final one. */
+static int bk_job_write_cfg(struct bk_job *job, const struct bk_cfg *cfg, char **kept,
+                            struct bim_error *err)
 {
     char path[BK_PATH_MAX], *text;
     int rc;
@@ -120,7 +123,40 @@ static int bk_job_write_cfg(struct bk_job *job, const struct bk_cfg *cfg, struct
         return bim_error_set(err, -ENOMEM, "out of memory for the cfg");
     bk_cfg_path(job->name, path);
     rc = job->ops->write(job->t, path, text, strlen(text), err);
-    free(text);
+    if (rc == 0 && kept)
+        *kept = text;
+    else
+        free(text);
+    return rc;
+}
+
+/* Before the final record: the target's cfg of that name must still be our
+ * initial record. Another writer backing up the same name meanwhile (another
+ * daemon, Longhorn; type 1 locks do not exclude each other) has replaced it
+ * with its own: its backup is not overwritten, ours ends error. Two writers
+ * whose initial records are the same bytes back up the same image (same
+ * Size and Checksum) in the same second: either final record is right. */
+static int bk_job_check_own(struct bk_job *job, const char *initial, struct bim_error *err)
+{
+    char path[BK_PATH_MAX];
+    void *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    bk_cfg_path(job->name, path);
+    rc = job->ops->read(job->t, path, BK_CFG_MAX, &buf, &len, err);
+    if (rc == -ENOENT)
+        return bim_error_set(err, -EBUSY,
+                             "the backup's initial record was removed from the target meanwhile "
+                             "(a deletion?): the backup is not completed");
+    if (rc < 0)
+        return rc;
+    if (len != strlen(initial) || memcmp(buf, initial, len) != 0)
+        rc = bim_error_set(err, -EBUSY,
+                           "another writer is backing up %s to this target: the record there is "
+                           "no longer this backup's (left as it is)",
+                           job->name);
+    free(buf);
     return rc;
 }
 
@@ -158,7 +194,7 @@ static int bk_job_finish_cfg(struct bk_job *job, struct bim_error *err)
     cfg.label_count = job->label_count;
     cfg.blocks = blocks;
     cfg.block_count = n;
-    rc = bk_job_write_cfg(job, &cfg, err);
+    rc = bk_job_write_cfg(job, &cfg, NULL, err);
     free(blocks);
     return rc;
 }
@@ -276,6 +312,7 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
 {
     struct bk_block *blocks = NULL;
     struct bk_lock lock = {0};
+    char *initial = NULL;
     struct bk_cfg cfg;
     size_t count = 0;
     int rc;
@@ -297,7 +334,7 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     if (rc < 0)
         goto out;
     bk_job_cfg_init(job, &cfg);
-    rc = bk_job_write_cfg(job, &cfg, err);
+    rc = bk_job_write_cfg(job, &cfg, &initial, err);
     if (rc == 0)
         rc = bk_job_pass_wait(job, &lock, err);
     if (rc < 0)
@@ -310,8 +347,11 @@ static int bk_job_steps(struct bk_job *job, struct bim_error *err)
     if (rc == 0)
         rc = bk_job_flush(job, false, err); /* every block durable before the final cfg */
     if (rc == 0)
+        rc = bk_job_check_own(job, initial, err);
+    if (rc == 0)
         rc = bk_job_finish_cfg(job, err);
 out:
+    free(initial);
     bk_job_drain(job); /* the workers hold none of its blocks when it is freed */
     bk_lock_release(&lock);
     return rc;

@@ -559,6 +559,26 @@ def test_a_running_backup_holds_its_lock_and_the_initial_record(s3, s3_daemon, t
     assert not [p for p in store.files() if p.endswith(".lck")], "the lock was not released"
 
 
+def test_another_writer_backing_up_the_same_name_meanwhile_is_not_overwritten(s3, s3_daemon,
+                                                                              tmp_path):
+    """Backup locks (type 1) do not exclude each other: another daemon (or Longhorn) may
+    back up the same name at once. The one whose initial record is no longer on the target
+    does not write its final record over the other's."""
+    release, _ = hold_blocks(s3, s3_daemon, tmp_path)
+    store = lhbackup.S3Store(s3, "longhorn")
+    theirs = (b'{"Name":"parrot","Size":"1048576","BlockCount":"0","Checksum":"%s",'
+              b'"Labels":null,"CompressionMethod":"gzip","CreatedTime":"2026-01-01T00:00:00Z",'
+              b'"CompleteTime":"","Secret":"","SecretNamespace":"","ProcessingBlocks":null}'
+              % (b"ab" * 64))
+    store.write(lhbackup.cfg_path("parrot"), theirs)  # the other writer's initial record
+    release.set()
+    st = wait_backup(s3_daemon, "parrot")
+    assert st["state"] == "error" and "another writer" in st["error"], st
+    assert store.read(lhbackup.cfg_path("parrot")) == theirs, \
+        "the other writer's record was overwritten"
+    assert not [p for p in store.files() if p.endswith(".lck")], "the lock was not released"
+
+
 def test_kill9_mid_backup_is_never_listed_complete_and_a_retry_completes_it(s3, s3_daemon,
                                                                            tmp_path):
     release, digest = hold_blocks(s3, s3_daemon, tmp_path)

@@ -79,7 +79,13 @@ static void test_cfg_is_read_tolerantly(void)
     CHECK_STR(e.compression, "gzip"); /* empty: Longhorn's legacy method */
     CHECK_STR(e.completed, "");
     bk_entry_clear(&e);
-    CHECK_INT(bk_cfg_decode_entry("{\"Size\":4}", 10, &e, &err), -EINVAL); /* Size is a string */
+    /* Size is a string in Longhorn's; a JSON number is taken too, nothing else */
+    CHECK_INT(bk_cfg_decode_entry("{\"Size\":4}", 10, &e, &err), 0);
+    CHECK_INT(e.size, 4);
+    bk_entry_clear(&e);
+    CHECK_INT(bk_cfg_decode_entry("{\"Size\":-4}", 11, &e, &err), -EINVAL);
+    CHECK_INT(bk_cfg_decode_entry("{\"Size\":4.5}", 12, &e, &err), -EINVAL);
+    CHECK_INT(bk_cfg_decode_entry("{\"Size\":true}", 13, &e, &err), -EINVAL);
     CHECK_INT(bk_cfg_decode_entry("[]", 2, &e, &err), -EINVAL);
 }
 
