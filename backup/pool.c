@@ -186,7 +186,8 @@ static void *bk_pool_worker(void *arg)
     if (bk_compress_bound(BK_COMPRESSION_GZIP, BK_BLOCK_SIZE) > cap)
         cap = bk_compress_bound(BK_COMPRESSION_GZIP, BK_BLOCK_SIZE);
     buf = malloc(BK_BLOCK_SIZE);
-    out = malloc(cap);
+    if (posix_memalign(&out, 4096, cap) != 0) /* aligned: vfs writes it with O_DIRECT */
+        out = NULL;
     pthread_mutex_lock(&b->lock);
     while (!b->stopping) {
         struct bim_error err = {{0}, 0};

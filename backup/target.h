@@ -31,7 +31,8 @@ struct bk_target_ops {
     bool (*listing_is_immediate)(struct bk_target *t);
     /* A write whose durability waits for flush (a backup's blocks): until
      * then the file is neither listed nor there for exists, and a flush that
-     * fails, or a close before one, leaves no trace of it. NULL: write. */
+     * fails, or a close before one, leaves no trace of it. A 4096-aligned
+     * buf lets vfs write it around the page cache (O_DIRECT). NULL: write. */
     int (*write_deferred)(struct bk_target *t, const char *path, const void *buf, size_t len,
                           struct bim_error *err);
     /* Every deferred write of this target durable and in place (all or

@@ -10,6 +10,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -408,6 +409,22 @@ def test_blocks_are_in_place_once_complete_and_a_refused_backup_leaves_no_tmp_fi
     names = {b["BlockChecksum"] for b in lhbackup.read_cfg(store, "parrot")["Blocks"]}
     assert all(store.exists(lhbackup.block_path(c)) for c in names), "a named block is missing"
     assert lhbackup.reassemble(store, "parrot", tmp_path / "r.raw") == digest
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+def test_a_target_on_tmpfs_which_refuses_o_direct_is_read_back(daemon, image, tmp_path):
+    """Blocks go around the page cache (O_DIRECT) where the file system takes it; tmpfs
+    does not, and gets them through the page cache."""
+    path, digest = image
+    root = tempfile.mkdtemp(dir="/dev/shm", prefix="bimfs-test-target.")
+    try:
+        expect_ok(backup(daemon, "parrot", "vfs://%s" % root))
+        assert wait_backup(daemon, "parrot")["state"] == "complete"
+        assert tmp_files(root) == []
+        assert lhbackup.reassemble(lhbackup.VfsStore(Path(root)), "parrot",
+                                   tmp_path / "r.raw") == digest
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_bad_targets_and_arguments_are_invalid_argument(daemon, image, target):
