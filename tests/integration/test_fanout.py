@@ -14,9 +14,8 @@ import re
 
 import pytest
 
-from conftest import MiB, expect_ok, make_random_file, sha512_file, wait_until
+from conftest import MiB, expect_ok, make_random_file, wait_until
 from faultserver import FaultServer
-from fakepeer import FakePeer
 from httphelp import metrics, peer, sync, wait_final
 
 SIZE = 64 * MiB
@@ -27,21 +26,7 @@ LINK = 16 * MiB  # the origin's link: one copy takes 4 s
 def image(tmp_path):
     p = tmp_path / "img.raw"
     make_random_file(p, SIZE, seed=21)
-    with open(p, "rb") as f:
-        return f.read()
-
-
-@pytest.fixture
-def fakes():
-    made = []
-
-    def make(data, **kw):
-        p = FakePeer(data, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
+    return p.read_bytes()
 
 
 def start_fanout(receivers, origin_addr, uuid="u1", checksum=None, bimctl=False):
@@ -58,12 +43,7 @@ def start_fanout(receivers, origin_addr, uuid="u1", checksum=None, bimctl=False)
 
 
 def expect_ready(d, data, timeout=120):
-    img, _ = wait_final(d, "img", timeout)
-    want = hashlib.sha512(data).hexdigest()
-    assert img["status"]["state"] == "ready", "receiver did not end ready: %r\n%s" % (
-        img, d.log())
-    assert img["status"]["currentChecksum"] == want, img
-    assert sha512_file(d.mnt / "img" / "backing") == want, "the mount shows other bytes"
+    d.expect_ready_bytes("img", data, timeout=timeout)
 
 
 def received(d, addr):

@@ -7,7 +7,6 @@ restart neither repeats nor skips a scrub. Small images and a high rate keep
 the tests fast; they wait on states, never on time."""
 
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -42,10 +41,6 @@ def scrubbed(d, name):
     return wait_until(done, 60, "the scrub of %s" % name, interval=0.1)
 
 
-def cfg_of(d, name, uuid):
-    return json.loads((d.image_dir(name, uuid) / "backing.cfg").read_text())
-
-
 def synced(daemon_factory, image, receiver_args, name="img", uuid="u1"):
     """A source daemon with the image and a receiver that synced it by pieces."""
     a = daemon_factory(name="a", args=["--scrub-interval", "0"])
@@ -75,7 +70,7 @@ def test_peer_synced_image_is_scrubbed_to_sha512(daemon_factory, image):
     assert st["currentChecksum"] == sha512_file(image)
     assert xattr(b.mnt / "img", "user.bim.verified") == "sha512"
     assert xattr(b.mnt / "img", "user.bim.scrubbed") == st["lastScrub"]
-    cfg = cfg_of(b, "img", "u1")
+    cfg = b.cfg("img", "u1")
     assert cfg["verified"] == "sha512" and cfg["lastScrub"] == st["lastScrub"], \
         "the scrub is not kept in the cfg: %r" % cfg
     m = metrics(b.port)
@@ -107,7 +102,7 @@ def test_byte_flipped_behind_the_daemon_fails_the_scrub(daemon_factory, image, e
     assert xattr(d.mnt / "img", "user.bim.error") == want
     left = os.listdir(d.image_dir("img", "u1"))
     assert "backing" not in left, "the data that failed is still there: %r" % left
-    cfg = cfg_of(d, "img", "u1")
+    cfg = d.cfg("img", "u1")
     assert cfg["state"] == "failed" and cfg["errorMsg"] == want, cfg
     assert RFC3339.match(cfg.get("lastScrub", "")), "the last match is not kept: %r" % cfg
     m = metrics(d.port)
@@ -128,7 +123,7 @@ def test_scrub_interval_0_never_scrubs(daemon_factory, image):
     assert st["verified"] == "pieces" and st["lastScrub"] == "", st
     m = metrics(off.port)
     assert m["bimfs_scrub_bytes_total"] == 0 and m["bimfs_scrubs_total"] == 0, m
-    assert "lastScrub" not in cfg_of(off, "img", "u1")
+    assert "lastScrub" not in off.cfg("img", "u1")
 
 
 def test_restart_does_not_repeat_a_scrub(daemon_factory, image, tmp_path):

@@ -22,10 +22,6 @@ def verified(d, name):
     return img["status"]["verified"], xattr(d.mnt / name, "user.bim.verified")
 
 
-def cfg_of(d, name, uuid):
-    return json.loads((d.image_dir(name, uuid) / "backing.cfg").read_text())
-
-
 def synced(daemon_factory, src, receiver_args):
     """A receiver that synced src (as img, u1) from a source daemon; ready."""
     a = daemon_factory(name="a")
@@ -47,7 +43,7 @@ def test_download_is_verified_by_sha512(daemon, tmp_path):
     finally:
         srv.stop()
     assert verified(daemon, "dl") == ("sha512", "sha512")
-    assert cfg_of(daemon, "dl", "u1")["verified"] == "sha512", "not kept in the cfg"
+    assert daemon.cfg("dl", "u1")["verified"] == "sha512", "not kept in the cfg"
 
 
 def test_upload_has_no_last_scrub_yet(daemon, small_image):
@@ -69,7 +65,7 @@ def test_clone_is_verified_as_its_source(daemon, small_image):
 def test_peer_sync_by_pieces_is_verified_by_pieces(daemon_factory, small_image):
     b = synced(daemon_factory, small_image[0], NO_SCRUB)
     assert verified(b, "img") == ("pieces", "pieces")
-    assert cfg_of(b, "img", "u1")["verified"] == "pieces"
+    assert b.cfg("img", "u1")["verified"] == "pieces"
 
 
 def test_peer_sync_with_verify_sha512_is_verified_by_sha512(daemon_factory, small_image):
@@ -94,7 +90,7 @@ def test_longhorn_cfg_is_adopted(daemon_factory, tmp_path):
     assert img["status"]["verified"] == "adopted", img
     assert xattr(daemon.mnt / "lh", "user.bim.verified") == "adopted"
     assert img["status"]["lastScrub"] == ""
-    cfg = cfg_of(daemon, "lh", "abcd1234")
+    cfg = daemon.cfg("lh", "abcd1234")
     assert "verified" not in cfg, "adoption wrote a verification it did not do: %r" % cfg
     daemon.restart()
     assert daemon.wait_state("lh", "ready")["status"]["verified"] == "adopted"
