@@ -41,11 +41,10 @@ def scrubbed(d, name):
     return wait_until(done, 60, "the scrub of %s" % name, interval=0.1)
 
 
-def synced(daemon_factory, image, receiver_args, name="img", uuid="u1"):
+def synced(peer_pair, image, receiver_args, name="img", uuid="u1"):
     """A source daemon with the image and a receiver that synced it by pieces."""
-    a = daemon_factory(name="a", args=["--scrub-interval", "0"])
-    b = daemon_factory(name="b", args=receiver_args)
-    add_image(a, name, image, uuid)
+    a, b = peer_pair(image, name, uuid, source_args=["--scrub-interval", "0"],
+                     receiver_args=receiver_args)
     expect_ok(sync(b, name, uuid, [a]))
     return a, b
 
@@ -62,8 +61,8 @@ def flip_byte_keeping_mtime(path, offset):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_peer_synced_image_is_scrubbed_to_sha512(daemon_factory, image):
-    _, b = synced(daemon_factory, image, FAST)
+def test_peer_synced_image_is_scrubbed_to_sha512(peer_pair, image):
+    _, b = synced(peer_pair, image, FAST)
     img = scrubbed(b, "img")
     st = img["status"]
     assert RFC3339.match(st["lastScrub"]), "lastScrub %r is not RFC 3339 UTC" % st["lastScrub"]
@@ -126,8 +125,8 @@ def test_scrub_interval_0_never_scrubs(daemon_factory, image):
     assert "lastScrub" not in off.cfg("img", "u1")
 
 
-def test_restart_does_not_repeat_a_scrub(daemon_factory, image, tmp_path):
-    a, b = synced(daemon_factory, image, FAST)
+def test_restart_does_not_repeat_a_scrub(peer_pair, image, tmp_path):
+    a, b = synced(peer_pair, image, FAST)
     first = scrubbed(b, "img")["status"]["lastScrub"]
     b.restart()
     # another pieces-verified image: once it is scrubbed, the scrub has
@@ -142,10 +141,10 @@ def test_restart_does_not_repeat_a_scrub(daemon_factory, image, tmp_path):
     assert metrics(b.port)["bimfs_scrubs_total"] == 1, "a scrub was repeated after the restart"
 
 
-def test_delete_stops_a_scrub_in_progress(daemon_factory, tmp_path):
+def test_delete_stops_a_scrub_in_progress(peer_pair, tmp_path):
     big = tmp_path / "big.raw"
     make_file(big, [("data", 24 * MiB)], seed=23)
-    _, b = synced(daemon_factory, big, ["--scrub-rate", "1"])  # 24 s of reading
+    _, b = synced(peer_pair, big, ["--scrub-rate", "1"])  # 24 s of reading
     b.wait_state("img", "ready")
     wait_until(lambda: metrics(b.port)["bimfs_scrub_bytes_total"] > 0, 30, "the scrub to start")
     expect_ok(b.request({"op": "delete", "name": "img"}))
@@ -155,10 +154,10 @@ def test_delete_stops_a_scrub_in_progress(daemon_factory, tmp_path):
     assert m["bimfs_scrub_bytes_total"] < 24 * MiB, m
 
 
-def test_shutdown_stops_a_scrub_in_progress(daemon_factory, tmp_path):
+def test_shutdown_stops_a_scrub_in_progress(peer_pair, tmp_path):
     big = tmp_path / "big.raw"
     make_file(big, [("data", 64 * MiB)], seed=24)
-    _, b = synced(daemon_factory, big, ["--scrub-rate", "1"])  # a minute of reading
+    _, b = synced(peer_pair, big, ["--scrub-rate", "1"])  # a minute of reading
     b.wait_state("img", "ready")
     wait_until(lambda: metrics(b.port)["bimfs_scrub_bytes_total"] > 0, 30, "the scrub to start")
     b.stop()  # asserts exit 0 within its timeout, which is shorter than the scrub
