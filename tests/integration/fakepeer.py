@@ -41,6 +41,7 @@ LIES = {
     "wrong-bytes": "every byte served is flipped",
     "bad-piece": "piece `piece` is served with one byte flipped",
     "die-mid-piece": "half of each piece is sent, then the connection closes",
+    "backing-busy": "GET .../backing is 503 with Retry-After: 60 for ever (at its send limit)",
     # the whole image
     "wrong-sha512": "pieces and bytes agree, the SHA-512 it announces is another",
 }
@@ -139,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         peer, lie = self.server.peer, self.server.peer.lie
         data = peer.data
         m = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
+        if lie == "backing-busy":
+            return self.send(503, b"busy\n", [("Retry-After", "60")])
         if lie == "ignore-range" or not m:
             return self.send(200, data)
         a, b = int(m.group(1)), min(int(m.group(2)), len(data) - 1)
