@@ -15,24 +15,28 @@
  * the stall bound, and the writeback of the written prefix (writeback.c);
  * it also waits, after the last piece, for a ready source's SHA-512.
  *
- * Which piece from which source (SPEC §9, fan-out): first this
- * receiver's share of the origin (the first of the list), so that the
- * origin's link, which every receiver waits on, stays busy; then the
- * sources other than the origin, the least busy first (each receiver and
- * fetcher starting its turn at another one), and from each the piece the
- * fewest of them hold; while a piece comes from the origin, at most
- * SYNC_PEER_BESIDE_ORIGIN others come at once (they share the downlink). The origin is asked, over
- * one connection, only for a piece no other source holds, and only for this receiver's share of
- * them (piece i is the receiver of rank i mod N's, peer.c), or for another's whose owner is dropped
- * or failing, or that the origin has held for SYNC_PEER_HELP_MS with no one taking it; and for
- * pieces others hold only when all the others hold the whole image and are at their connection
- * limit (copies, not a fan-out). A fetcher idle for SYNC_PEER_IDLE_MS gives up a GET that has run
- * SYNC_PEER_SLOW_MS when another source (not the origin) holds that piece and is free. At most
- * SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails goes back, for whichever
- * source holds it and is usable then: one that answered 503 waits Retry-After, 409 (it does not
- * hold it) loses that piece from its have, one that failed otherwise backs off (doubling up to
- * SYNC_PEER_BACKOFF_MAX_MS), one that answered what will not change (404, 401, another version, a
- * piece that fails its digest) is dropped.
+ * Which piece from which source (SPEC §9, fan-out): first this receiver's
+ * share of the origin (the first of the list), so that the origin's link,
+ * which every receiver waits on, stays busy; then the sources other than
+ * the origin, the least busy first (each receiver and fetcher starting its
+ * turn at another one), and from each the piece the fewest of them hold;
+ * while a piece comes from the origin, at most SYNC_PEER_BESIDE_ORIGIN
+ * others come at once (they share the downlink). The origin is asked, over
+ * one connection, only for a piece no other source holds, and only for
+ * this receiver's share of them (piece i is the receiver of rank i mod N's,
+ * peer.c), or for another's whose owner is dropped or failing, or any once
+ * this receiver's share has been done for SYNC_PEER_HELP_MS; and for
+ * pieces others hold only when all the others hold the whole image and
+ * are at their connection limit (copies, not a fan-out). A fetcher idle
+ * for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS when
+ * another source (not the origin) holds that piece and is free. At most
+ * SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
+ * goes back, for whichever source holds it and is usable then: one that
+ * answered 503 waits Retry-After (the piece is asked of another source
+ * that holds it at once), 409 (it does not hold it) loses that piece from
+ * its have, one that failed otherwise backs off (doubling up to
+ * SYNC_PEER_BACKOFF_MAX_MS), one that answered what will not change (404,
+ * 401, another version, a piece that fails its digest) is dropped.
  *
  * With --verify sha512 the writer's hasher follows the written prefix, so
  * no piece past SYNC_PEER_HASH_LEAD of it is started (little is left to
@@ -390,21 +394,41 @@ static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
 
 /* Is piece i this receiver's to ask the origin for: its own (its rank's:
  * peer.c), or one whose owner cannot take it now (dropped, failing), or
- * one the origin has held for SYNC_PEER_HELP_MS while no one else took it
- * (an owner that does not see itself as one: a --listen address other
- * than the one the others use)? */
+ * any, once this receiver's own share has been done for SYNC_PEER_HELP_MS
+ * and no one else took it meanwhile (an owner that does not see itself as
+ * one: a --listen address other than the one the others use)? Counted
+ * from the end of its own share, not from when the origin held the
+ * piece: with many pieces, the owners that get the origin's send places
+ * last start their shares late, and are not to be doubled. */
 static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, uint64_t now)
 {
     const struct sync_peer_source *owner;
     int k;
 
-    if (!t->ranked || now - t->pieces[i].seen_ms >= SYNC_PEER_HELP_MS)
+    if (!t->ranked)
         return true;
     k = t->owner[i % t->nsources];
     if (k < 0)
         return true;
     owner = &t->sources[k];
-    return owner->fatal || owner->failures > 0 || owner->poll_failures > 0;
+    if (owner->fatal || owner->failures > 0 || owner->poll_failures > 0)
+        return true;
+    return t->share_done_ms && now - t->share_done_ms >= SYNC_PEER_HELP_MS;
+}
+
+/* Has this receiver done its own share (every piece of its rank is done,
+ * in flight or a hole)? Notes when it first has, in t->share_done_ms. */
+static void sync_peer_share_check(struct sync_peer_transfer *t, uint64_t now)
+{
+    if (!t->ranked || t->share_done_ms)
+        return;
+    for (size_t i = t->rank; i < t->npieces; i += t->nsources) {
+        const struct sync_peer_piece *p = &t->pieces[i];
+
+        if (p->state == SYNC_PEER_PIECE_TODO && !p->hole)
+            return;
+    }
+    t->share_done_ms = now;
 }
 
 /* The piece to ask s for: one it holds that is known, to do and not a
@@ -436,8 +460,6 @@ static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
             continue;
         holders = sync_peer_holders(t, i, &busy_only);
         if (origin) {
-            if (!p->seen_ms)
-                p->seen_ms = now;
             if ((holders == 0 && sync_peer_mine(t, i, now)) || (holders > 0 && busy_only && whole))
                 return p;
             continue;
@@ -490,6 +512,7 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint
      * one every receiver waits on, so it is kept busy, and its last pieces
      * reach the others early (asked of it only when a fetcher had nothing
      * else to do, a share could wait for seconds behind the others) */
+    sync_peer_share_check(t, now);
     if (sync_peer_usable(t, &t->sources[0], now)) {
         *piece = sync_peer_piece_for(t, &t->sources[0], true, false, now);
         if (*piece)

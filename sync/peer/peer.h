@@ -36,7 +36,7 @@
 #define SYNC_PEER_POLL_EACH 4   /* a poller thread for this many sources... */
 #define SYNC_PEER_POLLERS 4     /* ...and at most this many */
 #define SYNC_PEER_SLOW_MS 5000  /* a GET this long is given up when another source is free */
-#define SYNC_PEER_HELP_MS 15000 /* a piece unheld this long is asked of the origin by anyone */
+#define SYNC_PEER_HELP_MS 30000 /* own share done this long: any unheld piece from the origin */
 #define SYNC_PEER_IDLE_MS 1000  /* a fetcher idle this long gives up slow GETs for free sources */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
@@ -79,10 +79,9 @@ struct sync_peer_piece {
     uint64_t index;
     uint64_t off;
     uint64_t len;
-    bool known;       /* the reference gave its digest (t->manifest.sha256[index]) */
-    bool hole;        /* known, and the digest of zeros */
-    bool checked;     /* a resumed sync: what backing.tmp held of it was judged */
-    uint64_t seen_ms; /* when the origin was first seen holding it, or 0 */
+    bool known;   /* the reference gave its digest (t->manifest.sha256[index]) */
+    bool hole;    /* known, and the digest of zeros */
+    bool checked; /* a resumed sync: what backing.tmp held of it was judged */
     enum sync_peer_piece_state state;
 };
 
@@ -142,6 +141,7 @@ struct sync_peer_transfer {
     uint64_t alive_ms;                  /* a source last answered (a 503 included) */
     int sender;                         /* the source that delivered last, -1 */
     uint64_t started_ms;                /* the fetchers started (for the debug log) */
+    uint64_t share_done_ms;             /* this receiver's own share was all done, or 0 */
     struct sync_peer_fetcher *fetchers; /* fetch.c's, while they run */
     size_t nfetchers;
     _Atomic uint64_t bytes;    /* pieces verified (data and holes) */
