@@ -21,7 +21,8 @@
  * the origin, the least busy first (each receiver and fetcher starting its
  * turn at another one), and from each the piece the fewest of them hold;
  * while a piece comes from the origin, at most SYNC_PEER_BESIDE_ORIGIN
- * others come at once (they share the downlink). The origin is asked, over
+ * others come at once (they share the downlink), and with 3 sources or
+ * more at most SYNC_PEER_MESH_GETS from the others. The origin is asked, over
  * one connection, only for a piece no other source holds, and only for
  * this receiver's share of them (piece i is the receiver of rank i mod N's,
  * peer.c), or for another's whose owner is dropped or failing, or any once
@@ -525,6 +526,13 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint
      * downlinks) */
     if (t->nsources > 2 && t->sources[0].active > 0 &&
         sync_peer_active_others(t) >= SYNC_PEER_BESIDE_ORIGIN)
+        return NULL;
+    /* and at most SYNC_PEER_MESH_GETS in all: as many as each source
+     * serves at once (--send-limit's default), so that N receivers ask for
+     * about the N x 3 places their sources have; with more, every source
+     * was at its limit with GETs slowed by the receivers' downlinks, and
+     * the others were refused (503) */
+    if (t->nsources > 2 && sync_peer_active_others(t) >= SYNC_PEER_MESH_GETS)
         return NULL;
     /* the others, least busy first, each receiver (and each of its
      * fetchers) starting at another one, so that they do not all ask the

@@ -20,6 +20,7 @@
 #define SYNC_PEER_FETCHERS 4                   /* fetcher threads of one sync at most... */
 #define SYNC_PEER_PER_SOURCE 2                 /* ...and connections to one source at once */
 #define SYNC_PEER_BESIDE_ORIGIN 1              /* GETs of others while one of the origin runs */
+#define SYNC_PEER_MESH_GETS 3                  /* GETs of others at once with 3 sources or more */
 #define SYNC_PEER_HASH_LEAD (128ull << 20)     /* pieces start at most this far past hashed */
 #define SYNC_PEER_HASH_WAIT_MS 20              /* how often a fetcher ahead looks again */
 #define SYNC_PEER_DIRECT_MIN (64u << 10)       /* received pieces this large skip the buffer */
