@@ -200,3 +200,24 @@ def test_a_source_answering_503_is_passed_over_at_once_for_another_holding_the_p
     assert received(b, free.addr) + received(b, origin.addr) == len(data), (
         "bytes from the free peer and the origin are not the image once: %d + %d" % (
             received(b, free.addr), received(b, origin.addr)))
+
+
+def test_a_share_its_owner_never_takes_is_taken_from_the_origin_after_ones_own(
+        daemon_factory, fakes, tmp_path):
+    """The other receiver of the list is alive (it answers /pieces) but never gets a piece:
+    its share of the origin's pieces (every other piece, by rank) is not held by anyone.
+    The receiver takes its own share, and later the other's from the origin too (docs/
+    peer-sync.md: once its own share is done), so it ends ready with every byte from the
+    origin, once."""
+    p = tmp_path / "small.raw"
+    make_random_file(p, 16 * MiB, seed=6)
+    data = p.read_bytes()
+    origin = fakes(data)
+    idle = fakes(data, lie="holds-nothing")
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, idle.addr]))
+    expect_ready(b, data, timeout=120)
+    assert idle.asked("/pieces"), "the idle receiver was never asked what it holds"
+    assert not idle.asked("/backing"), "a piece was asked of a receiver that holds none"
+    assert received(b, origin.addr) == len(data), (
+        "the origin did not send the image once: %d bytes" % received(b, origin.addr))
