@@ -38,6 +38,12 @@ const char *bim_cause_name(enum bim_cause cause)
     return "source";
 }
 
+static void bim_error_vset(struct bim_error *err, enum bim_cause cause, const char *fmt, va_list ap)
+{
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    err->cause = cause;
+}
+
 int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -45,9 +51,8 @@ int bim_error_set(struct bim_error *err, int code, const char *fmt, ...)
     if (!err)
         return code;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    bim_error_vset(err, BIM_CAUSE_SOURCE, fmt, ap);
     va_end(ap);
-    err->cause = BIM_CAUSE_SOURCE;
     return code;
 }
 
@@ -58,9 +63,8 @@ int bim_error_cause(struct bim_error *err, enum bim_cause cause, int code, const
     if (!err)
         return code;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    bim_error_vset(err, cause, fmt, ap);
     va_end(ap);
-    err->cause = cause;
     return code;
 }
 

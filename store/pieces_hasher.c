@@ -7,7 +7,7 @@
  *
  * Threads: one per writer, created by store_writer_open() and joined by
  * commit/abort/close. w->lock guards final_known, final_size, pieces_error,
- * pieces_running and w->pieces (the thread grows it under the lock, so
+ * pieces_hasher.running and w->pieces (the thread grows it under the lock, so
  * store_writer_piece_digest may read it from any thread); `pieced` is
  * atomic, written only by the thread. Digests are computed without the lock.
  */
@@ -64,11 +64,12 @@ static void *store_pieces_main(void *arg)
     while (rc == 0) {
         uint64_t from = atomic_load(&w->pieced), end = 0;
 
-        while (!atomic_load(&w->pieces_stop) && (end = store_pieces_next_end(w, from)) == 0) {
+        while (!atomic_load(&w->pieces_hasher.stop) &&
+               (end = store_pieces_next_end(w, from)) == 0) {
             pthread_cond_broadcast(&w->done);
             pthread_cond_wait(&w->more, &w->lock);
         }
-        if (atomic_load(&w->pieces_stop))
+        if (atomic_load(&w->pieces_hasher.stop))
             break;
         pthread_mutex_unlock(&w->lock);
         rc = store_piece_digest_fd(&d, w->fd, from, end - from, buf, digest);
@@ -96,30 +97,12 @@ static void *store_pieces_main(void *arg)
 
 int store_pieces_hasher_start(struct store_writer *w)
 {
-    int rc = pthread_create(&w->pieces_thread, NULL, store_pieces_main, w);
-
-    if (rc != 0)
-        return -rc;
-    pthread_mutex_lock(&w->lock);
-    w->pieces_running = true;
-    pthread_mutex_unlock(&w->lock);
-    return 0;
+    return store_follower_start(w, &w->pieces_hasher, store_pieces_main);
 }
 
 void store_pieces_hasher_stop(struct store_writer *w)
 {
-    pthread_mutex_lock(&w->lock);
-    if (!w->pieces_running) {
-        pthread_mutex_unlock(&w->lock);
-        return;
-    }
-    atomic_store(&w->pieces_stop, true);
-    pthread_cond_broadcast(&w->more);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->pieces_thread, NULL);
-    pthread_mutex_lock(&w->lock);
-    w->pieces_running = false;
-    pthread_mutex_unlock(&w->lock);
+    store_follower_stop(w, &w->pieces_hasher);
 }
 
 int store_pieces_hasher_finish(struct store_writer *w, uint64_t size, struct store_pieces *out)
@@ -131,7 +114,7 @@ int store_pieces_hasher_finish(struct store_writer *w, uint64_t size, struct sto
     w->final_known = true;
     w->final_size = size;
     pthread_cond_broadcast(&w->more);
-    while (w->pieces_running && !w->pieces_error && atomic_load(&w->pieced) < size)
+    while (w->pieces_hasher.running && !w->pieces_error && atomic_load(&w->pieced) < size)
         pthread_cond_wait(&w->done, &w->lock);
     rc = w->pieces_error;
     if (rc == 0 && atomic_load(&w->pieced) != size)

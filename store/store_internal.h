@@ -137,6 +137,14 @@ struct store_range {
 /* Completed ranges past the contiguous prefix that one writer can track. */
 #define STORE_WRITER_RANGES_MAX 1024
 
+/* A thread of the writer that follows the written prefix of backing.tmp
+ * (follower.c): the SHA-512 hasher and the piece digests. */
+struct store_follower {
+    pthread_t thread;
+    bool running;     /* created and not joined (under the writer's lock) */
+    atomic_bool stop; /* ask it to end */
+};
+
 struct store_writer {
     struct store *store;
     char name[STORE_NAME_MAX + 1];
@@ -155,18 +163,14 @@ struct store_writer {
     uint64_t written;     /* contiguous done prefix [0, written) */
     struct store_range ranges[STORE_WRITER_RANGES_MAX]; /* sorted, disjoint, > written */
     size_t nranges;
-    uint64_t size_claim;     /* no byte of the file lies past this (grow-only) */
-    bool hasher_running;     /* thread created and not joined */
-    int hasher_error;        /* 0 or -errno from the hasher */
-    atomic_bool stop;        /* ask the hasher to end */
-    _Atomic uint64_t hashed; /* bytes fed to the digest */
-    pthread_t hasher;
+    uint64_t size_claim;          /* no byte of the file lies past this (grow-only) */
+    struct store_follower hasher; /* the SHA-512 hasher (hasher.c) */
+    int hasher_error;             /* 0 or -errno from the hasher */
+    _Atomic uint64_t hashed;      /* bytes fed to the digest */
 
     /* the piece digests (pieces_hasher.c), under lock too */
-    pthread_t pieces_thread;
-    bool pieces_running;        /* thread created and not joined */
+    struct store_follower pieces_hasher;
     int pieces_error;           /* 0 or -errno from it */
-    atomic_bool pieces_stop;    /* ask it to end */
     bool final_known;           /* commit has said the size: */
     uint64_t final_size;        /* the last, shorter piece can be hashed */
     _Atomic uint64_t pieced;    /* [0, pieced) has its digests (a piece boundary or the end) */
@@ -200,6 +204,11 @@ int store_pieces_load_at(int dirfd, uint64_t size, const char *sha512_hex,
 
 /* Mark [off, end) done, advance `written`, wake the hasher. */
 int store_writer_mark_done(struct store_writer *w, uint64_t off, uint64_t end);
+
+/* follower.c: start f's thread running main(w); 0 or -errno. */
+int store_follower_start(struct store_writer *w, struct store_follower *f, void *(*main)(void *));
+/* Ask f's thread to stop and join it (no-op when not running). */
+void store_follower_stop(struct store_writer *w, struct store_follower *f);
 
 /* hasher.c */
 int store_hasher_start(struct store_writer *w);

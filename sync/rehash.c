@@ -41,22 +41,22 @@ struct sync_rehash {
     char old_checksum[STORE_CHECKSUM_HEX + 1];
 };
 
-static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result *result)
-{
-    struct sync *sync = job->sync;
-    struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error err = {0};
-    int rc;
+struct sync_rehash_result {
+    const struct sync_job *job;
+    const struct store_result *result;
+};
 
-    if (!cfg)
-        return;
-    if (store_image_load_cfg(sync->store, job->name, job->uuid, cfg, NULL) < 0) {
-        memset(cfg, 0, sizeof(*cfg));
-        str_copy(cfg->uuid, sizeof(cfg->uuid), job->uuid);
-        store_checksum_format(&job->expected, cfg->expected_checksum);
-    }
+static int sync_rehash_cfg_edit(struct store_cfg *cfg, bool loaded, const void *arg,
+                                struct bim_error *err)
+{
+    const struct sync_rehash_result *r = arg;
+    const struct store_result *result = r->result;
+
+    (void)err;
+    if (!loaded)
+        store_checksum_format(&r->job->expected, cfg->expected_checksum);
     if (!cfg->name[0])
-        store_image_path(sync->store, job->name, job->uuid, "backing", cfg->name,
+        store_image_path(r->job->sync->store, r->job->name, r->job->uuid, "backing", cfg->name,
                          sizeof(cfg->name));
     cfg->size = result->size;
     cfg->virtual_size = result->virtual_size;
@@ -68,13 +68,20 @@ static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result
     cfg->error[0] = '\0';
     str_copy(cfg->verified, sizeof(cfg->verified), result->verified);
     bim_time_rfc3339(clock_realtime_s(), cfg->ready_time);
-    rc = store_image_save_cfg(sync->store, job->name, job->uuid, cfg, &err);
+    return 0;
+}
+
+static void sync_rehash_save_cfg(struct sync_job *job, const struct store_result *result)
+{
+    struct sync_rehash_result r = {job, result};
+    struct bim_error err = {0};
+    int rc;
+
+    rc = sync_cfg_update(job->sync, job->name, job->uuid, true, sync_rehash_cfg_edit, &r, &err);
     if (rc < 0)
         log_warn("image=%s uuid=%s cannot update backing.cfg: %s (it will be re-hashed at "
                  "the next start)",
                  job->name, job->uuid, err.message[0] ? err.message : strerror(-rc));
-    store_cfg_clear(cfg);
-    free(cfg);
 }
 
 /* The verdict on a hash result: "" when the image is good, else the cause.

@@ -61,35 +61,56 @@ static int sync_send_claim(struct sync *sync, const char *name, unsigned limit, 
     return 0;
 }
 
+/* What both begins do first: a cleared `out` (no fd yet), the name checked,
+ * the send counted in. 0, or -errno with a message. */
+static int sync_send_start(struct sync *sync, const char *name, unsigned limit, bool held,
+                           struct sync_send *out, struct bim_error *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    if (!name || !store_name_valid(name)) {
+        rc = bim_error_set(err, -EINVAL, "%.80s: invalid name", name ? name : "");
+        goto out;
+    }
+    pthread_mutex_lock(&sync->lock);
+    rc = sync_send_claim(sync, name, limit, held, out, err);
+    pthread_mutex_unlock(&sync->lock);
+out:
+    return rc;
+}
+
+/* A started send that cannot go on: its fd closed, its count given back. */
+static void sync_send_abandon(struct sync *sync, struct sync_send *out)
+{
+    if (out->fd >= 0)
+        close(out->fd);
+    out->fd = -1;
+    sync_send_end(sync, out, 0);
+}
+
 int sync_send_begin(struct sync *sync, const char *name, unsigned limit, struct sync_send *out,
                     struct bim_error *err)
 {
     struct stat st;
     int rc;
 
-    memset(out, 0, sizeof(*out));
-    out->fd = -1;
-    if (!name || !store_name_valid(name))
-        return bim_error_set(err, -EINVAL, "%.80s: invalid name", name ? name : "");
-    pthread_mutex_lock(&sync->lock);
-    rc = sync_send_claim(sync, name, limit, false, out, err);
-    pthread_mutex_unlock(&sync->lock);
+    rc = sync_send_start(sync, name, limit, false, out, err);
     if (rc < 0)
-        return rc;
+        goto out;
     rc = store_image_open_backing(sync->store, out->name, out->uuid, &out->fd);
     /* the file must still be the one the record describes (a change behind
      * our back is the monitor's to judge; we only refuse to serve it) */
     if (rc == 0 && (fstat(out->fd, &st) < 0 || (uint64_t)st.st_size != out->size))
         rc = -ESTALE;
     if (rc < 0) {
-        if (out->fd >= 0)
-            close(out->fd);
-        out->fd = -1;
-        sync_send_end(sync, out, 0);
-        return bim_error_set(err, rc == -ENOENT ? -EBUSY : rc, "%s: cannot open backing: %s", name,
-                             strerror(-rc));
+        sync_send_abandon(sync, out);
+        rc = bim_error_set(err, rc == -ENOENT ? -EBUSY : rc, "%s: cannot open backing: %s", name,
+                           strerror(-rc));
     }
-    return 0;
+out:
+    return rc;
 }
 
 int sync_send_begin_held(struct sync *sync, const char *name, unsigned limit, uint64_t first,
@@ -98,25 +119,16 @@ int sync_send_begin_held(struct sync *sync, const char *name, unsigned limit, ui
     struct sync_held held;
     int rc;
 
-    memset(out, 0, sizeof(*out));
-    out->fd = -1;
-    if (!name || !store_name_valid(name))
-        return bim_error_set(err, -EINVAL, "%.80s: invalid name", name ? name : "");
-    pthread_mutex_lock(&sync->lock);
-    rc = sync_send_claim(sync, name, limit, true, out, err);
-    pthread_mutex_unlock(&sync->lock);
+    rc = sync_send_start(sync, name, limit, true, out, err);
     if (rc < 0)
-        return rc;
+        goto out;
     rc = sync_held_get(sync, name, first, end, &held, &out->fd, err);
     if (rc == 0 && held.size != out->size)
         rc = bim_error_set(err, -EBUSY, "%s: its size changed", name);
     sync_held_free(&held);
-    if (rc < 0) {
-        if (out->fd >= 0)
-            close(out->fd);
-        out->fd = -1;
-        sync_send_end(sync, out, 0);
-    }
+    if (rc < 0)
+        sync_send_abandon(sync, out);
+out:
     return rc;
 }
 

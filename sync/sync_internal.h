@@ -265,6 +265,18 @@ void sync_transfer_fail(struct sync_job *job, int rc, struct bim_error *err);
 
 /* ---- cfg.c ---- */
 
+/* Changes a cfg for sync_cfg_update(): `loaded` is false when the cfg could
+ * not be read and this is a fresh one. 0, or -errno with a message. */
+typedef int (*sync_cfg_edit)(struct store_cfg *cfg, bool loaded, const void *arg,
+                             struct bim_error *err);
+
+/* Read the image's cfg, let edit(cfg, loaded, arg, err) change it, write it
+ * back durably. A cfg that cannot be read is the error unless `fresh`: then
+ * edit gets an empty cfg with only the image's uuid and backing path set.
+ * No lock held (disk I/O). */
+int sync_cfg_update(struct sync *sync, const char *name, const char *uuid, bool fresh,
+                    sync_cfg_edit edit, const void *arg, struct bim_error *err);
+
 /* Set the cfg's verified (when not NULL), lastScrub and readyTime (when
  * > 0, epoch seconds) durably, the rest of the cfg kept. No lock held. */
 int sync_cfg_mark(struct sync *sync, const char *name, const char *uuid, const char *verified,

@@ -1,7 +1,7 @@
 /*
  * transfer.c - what upload and clone share: copying a sparse file extent by
- * extent into a store writer, committing or aborting, publishing the outcome,
- * and rewriting the cfg of an image that failed.
+ * extent into a store writer, committing or aborting, publishing the outcome
+ * (the cfg of an image that failed is rewritten by cfg.c).
  *
  * Threads: worker threads, one job each; no lock is held while copying or
  * writing a cfg; sync->lock is taken only to publish.
@@ -105,33 +105,6 @@ int sync_size_check(struct sync *sync, uint64_t size, struct bim_error *err)
     if (size == 0 || size <= max) /* 0: unknown (an empty image fails at commit) */
         return 0;
     return bim_error_set(err, -EFBIG, "image larger than --max-size (%" PRIu64 " bytes)", max);
-}
-
-void sync_cfg_save_failed(struct sync *sync, const char *name, const char *uuid,
-                          const char *message)
-{
-    struct store_cfg *cfg = calloc(1, sizeof(*cfg));
-    struct bim_error err = {0};
-    int rc;
-
-    if (!cfg) {
-        log_error("image=%s uuid=%s cannot record the failure: out of memory", name, uuid);
-        return;
-    }
-    if (store_image_load_cfg(sync->store, name, uuid, cfg, NULL) < 0) {
-        memset(cfg, 0, sizeof(*cfg));
-        store_image_path(sync->store, name, uuid, "backing", cfg->name, sizeof(cfg->name));
-        str_copy(cfg->uuid, sizeof(cfg->uuid), uuid);
-    }
-    str_copy(cfg->state, sizeof(cfg->state), "failed");
-    str_copy(cfg->error, sizeof(cfg->error), message);
-    cfg->verified[0] = '\0';
-    rc = store_image_save_cfg(sync->store, name, uuid, cfg, &err);
-    if (rc < 0)
-        log_error("image=%s uuid=%s cannot record the failure in backing.cfg: %s", name, uuid,
-                  err.message[0] ? err.message : strerror(-rc));
-    store_cfg_clear(cfg);
-    free(cfg);
 }
 
 void sync_transfer_finish(struct sync_job *job, struct store_writer *w, int rc, uint64_t size,

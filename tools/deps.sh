@@ -13,6 +13,8 @@ packages=(
     # run and test
     fuse3 python3 python3-pytest attr util-linux e2fsprogs qemu-utils libqcow-utils
     ca-certificates openssl curl git clang-format
+    # tools/test.sh checks the tests' Python with pyflakes (unused imports, undefined names)
+    pyflakes3
     # the fuzz targets (tools/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
     # peers served over HTTP in tests, and the benchmarks (qemu-storage-daemon, jq)

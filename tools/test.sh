@@ -7,6 +7,7 @@
 #   4. build-fuzz/     clang, libFuzzer: tools/fuzz.sh, each fuzz target for FUZZ_SECONDS
 #                                     (default 15 s); any crash or sanitizer report fails
 #   5. clang-format --dry-run --Werror on every .c/.h in git
+#   6. pyflakes3 on the tests' Python (tests/): no unused import, no undefined name
 #
 # Every step runs even when an earlier one failed (a failed build skips its tests); a summary
 # is printed at the end and the exit status is non-zero if anything failed.
@@ -111,6 +112,8 @@ step "fuzz (tools/fuzz.sh ${FUZZ_SECONDS:-15})" env BUILD_FUZZ="${BUILD_FUZZ:-$r
     ./tools/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 step "clang-format --dry-run --Werror" format_check
+
+step "pyflakes3 tests/" pyflakes3 tests/
 
 echo
 echo "==> summary"

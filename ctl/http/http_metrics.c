@@ -27,6 +27,31 @@ static int ctl_http_metric_head(struct ctl_http_text *t, const char *name, const
     return ctl_http_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of two samples told apart by one label: label="first" and
+ * label="second". */
+static int ctl_http_metric_two(struct ctl_http_text *t, const char *name, const char *type,
+                               const char *help, const char *label, const char *first,
+                               uint64_t first_value, const char *second, uint64_t second_value)
+{
+    int rc = ctl_http_metric_head(t, name, type, help);
+
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "%s{%s=\"%s\"} %" PRIu64 "\n%s{%s=\"%s\"} %" PRIu64 "\n", name,
+                                  label, first, first_value, name, label, second, second_value);
+    return rc;
+}
+
+/* A family of one sample without labels. */
+static int ctl_http_metric_one(struct ctl_http_text *t, const char *name, const char *type,
+                               const char *help, uint64_t value)
+{
+    int rc = ctl_http_metric_head(t, name, type, help);
+
+    if (rc == 0)
+        rc = ctl_http_text_printf(t, "%s %" PRIu64 "\n", name, value);
+    return rc;
+}
+
 /* One per-image family: a line per image with value(info). */
 static int ctl_http_metric_images(struct ctl_http_text *t, const struct sync_image_info *images,
                                   size_t count, const char *name, const char *type,
@@ -106,22 +131,16 @@ static int ctl_http_metric_transfers(struct ctl_http_text *t, const struct sync_
                                      size_t count)
 {
     uint64_t in = 0, out = 0;
-    int rc;
 
     for (size_t i = 0; i < count; i++) {
         enum sync_state s = images[i].state;
         in += s == SYNC_STATE_PENDING || s == SYNC_STATE_STARTING || s == SYNC_STATE_IN_PROGRESS;
         out += ctl_http_value_sending(&images[i]);
     }
-    rc = ctl_http_metric_head(t, "bimfs_transfers_in_flight", "gauge",
-                              "Transfers in flight: in = images being received, out = GETs of "
-                              "backing being served.");
-    if (rc == 0)
-        rc = ctl_http_text_printf(t,
-                                  "bimfs_transfers_in_flight{direction=\"in\"} %" PRIu64 "\n"
-                                  "bimfs_transfers_in_flight{direction=\"out\"} %" PRIu64 "\n",
-                                  in, out);
-    return rc;
+    return ctl_http_metric_two(t, "bimfs_transfers_in_flight", "gauge",
+                               "Transfers in flight: in = images being received, out = GETs of "
+                               "backing being served.",
+                               "direction", "in", in, "out", out);
 }
 
 static int ctl_http_metric_counters(struct ctl_http *http, struct ctl_http_text *t)
@@ -136,18 +155,13 @@ static int ctl_http_metric_counters(struct ctl_http *http, struct ctl_http_text 
         rc = ctl_http_text_printf(t, "bimfs_failures_total{reason=\"%s\"} %" PRIu64 "\n",
                                   bim_cause_name((enum bim_cause)r), st.failures[r]);
     if (rc == 0)
-        rc = ctl_http_metric_head(t, "bimfs_sends_total", "counter",
-                                  "GETs of backing served or refused since start.");
+        rc = ctl_http_metric_two(t, "bimfs_sends_total", "counter",
+                                 "GETs of backing served or refused since start.", "result",
+                                 "served", st.sends, "refused", st.sends_refused);
     if (rc == 0)
-        rc = ctl_http_text_printf(t,
-                                  "bimfs_sends_total{result=\"served\"} %" PRIu64 "\n"
-                                  "bimfs_sends_total{result=\"refused\"} %" PRIu64 "\n",
-                                  st.sends, st.sends_refused);
-    if (rc == 0)
-        rc = ctl_http_metric_head(t, "bimfs_sent_bytes_total", "counter",
-                                  "Bytes of backing served to peers since start (completed GETs).");
-    if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_sent_bytes_total %" PRIu64 "\n", st.bytes_sent);
+        rc = ctl_http_metric_one(t, "bimfs_sent_bytes_total", "counter",
+                                 "Bytes of backing served to peers since start (completed GETs).",
+                                 st.bytes_sent);
     if (rc == 0)
         rc = ctl_http_metric_head(t, "bimfs_http_responses_total", "counter",
                                   "HTTP responses since start, by status class.");
@@ -164,27 +178,20 @@ static int ctl_http_metric_scrub(struct ctl_http *http, struct ctl_http_text *t)
     int rc;
 
     sync_stats_get(http->sync, &st);
-    rc = ctl_http_metric_head(t, "bimfs_scrub_bytes_total", "counter",
-                              "Bytes the scrub read since start.");
+    rc = ctl_http_metric_one(t, "bimfs_scrub_bytes_total", "counter",
+                             "Bytes the scrub read since start.", st.scrub_bytes);
     if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_scrub_bytes_total %" PRIu64 "\n", st.scrub_bytes);
+        rc = ctl_http_metric_one(t, "bimfs_scrubs_total", "counter",
+                                 "Scrubs of an image that ended in a match or a mismatch.",
+                                 st.scrubs);
     if (rc == 0)
-        rc = ctl_http_metric_head(t, "bimfs_scrubs_total", "counter",
-                                  "Scrubs of an image that ended in a match or a mismatch.");
-    if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_scrubs_total %" PRIu64 "\n", st.scrubs);
-    if (rc == 0)
-        rc = ctl_http_metric_head(t, "bimfs_scrub_mismatches_total", "counter",
-                                  "Scrubs that found an image whose bytes differ (failed it).");
-    if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_scrub_mismatches_total %" PRIu64 "\n",
-                                  st.scrub_mismatches);
-    if (rc == 0)
-        rc = ctl_http_metric_head(t, "bimfs_scrub_last_timestamp_seconds", "gauge",
-                                  "When the last scrub ended (Unix time), 0 before the first.");
-    if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_scrub_last_timestamp_seconds %" PRId64 "\n",
-                                  st.scrub_last);
+        rc = ctl_http_metric_one(t, "bimfs_scrub_mismatches_total", "counter",
+                                 "Scrubs that found an image whose bytes differ (failed it).",
+                                 st.scrub_mismatches);
+    if (rc == 0) /* an epoch time, never before 1970 */
+        rc = ctl_http_metric_one(t, "bimfs_scrub_last_timestamp_seconds", "gauge",
+                                 "When the last scrub ended (Unix time), 0 before the first.",
+                                 st.scrub_last > 0 ? (uint64_t)st.scrub_last : 0);
     return rc;
 }
 
@@ -216,15 +223,11 @@ static int ctl_http_metric_disk(struct ctl_http *http, struct ctl_http_text *t)
 
     if (sync_disk_space(http->sync, &avail, &total) < 0)
         return 0;
-    rc = ctl_http_metric_head(t, "bimfs_disk_available_bytes", "gauge",
-                              "Bytes of the disk's filesystem available to bimfs.");
+    rc = ctl_http_metric_one(t, "bimfs_disk_available_bytes", "gauge",
+                             "Bytes of the disk's filesystem available to bimfs.", avail);
     if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_disk_available_bytes %" PRIu64 "\n", avail);
-    if (rc == 0)
-        rc = ctl_http_metric_head(t, "bimfs_disk_size_bytes", "gauge",
-                                  "Bytes of the disk's filesystem.");
-    if (rc == 0)
-        rc = ctl_http_text_printf(t, "bimfs_disk_size_bytes %" PRIu64 "\n", total);
+        rc = ctl_http_metric_one(t, "bimfs_disk_size_bytes", "gauge",
+                                 "Bytes of the disk's filesystem.", total);
     return rc;
 }
 

@@ -84,28 +84,23 @@ int sync_download_saved_put(const char *extra, const struct sync_download_saved 
     return sync_extra_set(extra, SYNC_DOWNLOAD_KEY, sync_download_saved_object(s), out);
 }
 
-int sync_download_saved_store(struct sync *sync, const char *name, const char *uuid,
-                              const struct sync_download_saved *s, struct bim_error *err)
+static int sync_download_saved_edit(struct store_cfg *cfg, bool loaded, const void *arg,
+                                    struct bim_error *err)
 {
-    struct store_cfg *cfg = calloc(1, sizeof(*cfg));
     char *extra = NULL;
     int rc;
 
-    if (!cfg)
-        return bim_error_set(err, -ENOMEM, "out of memory");
-    rc = store_image_load_cfg(sync->store, name, uuid, cfg, err);
+    (void)loaded;
+    rc = sync_download_saved_put(cfg->extra, arg, &extra);
     if (rc < 0)
-        goto out;
-    rc = sync_download_saved_put(cfg->extra, s, &extra);
-    if (rc < 0) {
-        bim_error_set(err, rc, "out of memory");
-        goto out;
-    }
+        return bim_error_set(err, rc, "out of memory");
     free(cfg->extra);
     cfg->extra = extra;
-    rc = store_image_save_cfg(sync->store, name, uuid, cfg, err);
-out:
-    store_cfg_clear(cfg);
-    free(cfg);
-    return rc;
+    return 0;
+}
+
+int sync_download_saved_store(struct sync *sync, const char *name, const char *uuid,
+                              const struct sync_download_saved *s, struct bim_error *err)
+{
+    return sync_cfg_update(sync, name, uuid, false, sync_download_saved_edit, s, err);
 }

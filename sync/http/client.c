@@ -139,6 +139,9 @@ int http_client_open(const struct http_client_options *opts, struct http_client 
     if (!h->easy || !h->multi || http_client_auth(h, opts->token) < 0)
         goto out;
     cc = http_client_setopts(h->easy, opts);
+    if (cc == CURLE_OK && opts->keep_connections &&
+        curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)opts->keep_connections) != CURLM_OK)
+        cc = CURLE_BAD_FUNCTION_ARGUMENT;
     if (cc != CURLE_OK) {
         log_error("http: cannot set up libcurl: %s", curl_easy_strerror(cc));
         rc = -EINVAL;

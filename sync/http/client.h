@@ -79,6 +79,8 @@ struct http_client_options {
                              * not for PUTs, whose answers have no body to wait for */
     unsigned
         low_speed_s; /* > 0: under 1 byte/s (either way) this long ends a request (..._TIMEOUT) */
+    unsigned keep_connections; /* > 0: idle connections kept for reuse (libcurl keeps 4),
+                                * for a client that asks many hosts in turn */
 };
 
 /* Always: no content decoding (the bytes kept are the bytes served), TLS 1.2

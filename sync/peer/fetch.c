@@ -3,7 +3,7 @@
  * its own HTTP client and connection) take 4 MiB pieces whose digest the
  * reference gave. A piece whose digest is that of zeros is marked as a hole
  * (store_writer_skip); any other is fetched from a source that holds it
- * (its have, kept current by the poller: poll.c) with Range, written as it
+ * (its have, kept current by the pollers: poll.c) with Range, written as it
  * arrives with store_writer_pwrite_pending (zero blocks stay holes) while
  * its SHA-256 is computed on the fetcher's thread, and checked against the
  * reference's digest: a match marks it written (only then do the writer's
@@ -15,21 +15,27 @@
  * the stall bound, and the writeback of the written prefix (writeback.c);
  * it also waits, after the last piece, for a ready source's SHA-512.
  *
- * Which piece from which source (SPEC §9, fan-out): the sources other than
- * the first of the list (the origin) come first, the least busy first,
- * and from each the piece the fewest of them hold. The origin is asked,
- * over one connection, only for a piece no other source holds, and only
- * for this receiver's share of them (piece i is the receiver of rank i mod
- * N's, peer.c), or for another's whose owner is dropped or failing, or
- * that the origin has held for SYNC_PEER_HELP_MS with no one taking it; and
- * for pieces others hold only when all the others hold the whole image
- * and are at their connection limit (copies, not a fan-out). A fetcher
- * idle for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS
- * when another source (not the origin) holds that piece and is free. At
- * most SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
+ * Which piece from which source (SPEC §9, fan-out): first this receiver's
+ * share of the origin (the first of the list), so that the origin's link,
+ * which every receiver waits on, stays busy; then the sources other than
+ * the origin, the least busy first (each receiver and fetcher starting its
+ * turn at another one), and from each the piece the fewest of them hold;
+ * while a piece comes from the origin, at most SYNC_PEER_BESIDE_ORIGIN
+ * others come at once (they share the downlink), and with 3 sources or
+ * more at most SYNC_PEER_MESH_GETS from the others. The origin is asked, over
+ * one connection, only for a piece no other source holds, and only for
+ * this receiver's share of them (piece i is the receiver of rank i mod N's,
+ * peer.c), or for another's whose owner is dropped or failing, or any once
+ * this receiver's share has been done for SYNC_PEER_HELP_MS; and for
+ * pieces others hold only when all the others hold the whole image and
+ * are at their connection limit (copies, not a fan-out). A fetcher idle
+ * for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS when
+ * another source (not the origin) holds that piece and is free. At most
+ * SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
  * goes back, for whichever source holds it and is usable then: one that
- * answered 503 waits Retry-After, 409 (it does not hold it) loses that
- * piece from its have, one that failed otherwise backs off (doubling up to
+ * answered 503 waits Retry-After (the piece is asked of another source
+ * that holds it at once), 409 (it does not hold it) loses that piece from
+ * its have, one that failed otherwise backs off (doubling up to
  * SYNC_PEER_BACKOFF_MAX_MS), one that answered what will not change (404,
  * 401, another version, a piece that fails its digest) is dropped.
  *
@@ -37,7 +43,7 @@
  * no piece past SYNC_PEER_HASH_LEAD of it is started (little is left to
  * hash when the last byte lands).
  *
- * Threads: the fetchers, the poller and the job's thread share the
+ * Threads: the fetchers, the pollers and the job's thread share the
  * transfer; t->lock guards the pieces' states, the sources' state and the
  * outcome. A piece in flight belongs to the fetcher holding it; t->bytes,
  * t->received and each source's received are atomic. No lock is held
@@ -302,8 +308,8 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
 static void sync_peer_finished(struct sync_peer_transfer *t, struct sync_peer_piece *p)
 {
     p->state = SYNC_PEER_PIECE_DONE;
-    if (--t->left == 0)
-        pthread_cond_broadcast(&t->cond);
+    t->left--;
+    pthread_cond_broadcast(&t->cond); /* a fetcher held back (sync_peer_pick) may go */
 }
 
 static void sync_peer_give_back(struct sync_peer_transfer *t, struct sync_peer_piece *p)
@@ -367,6 +373,16 @@ static unsigned sync_peer_holders(const struct sync_peer_transfer *t, size_t i, 
     return n;
 }
 
+/* GETs in flight to sources other than the origin. */
+static unsigned sync_peer_active_others(const struct sync_peer_transfer *t)
+{
+    unsigned n = 0;
+
+    for (size_t k = 1; k < t->nsources; k++)
+        n += t->sources[k].active;
+    return n;
+}
+
 /* Do all the sources other than the origin hold the whole image (copies as
  * good as the origin, no receivers being fanned out to)? */
 static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
@@ -379,21 +395,41 @@ static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
 
 /* Is piece i this receiver's to ask the origin for: its own (its rank's:
  * peer.c), or one whose owner cannot take it now (dropped, failing), or
- * one the origin has held for SYNC_PEER_HELP_MS while no one else took it
- * (an owner that does not see itself as one: a --listen address other
- * than the one the others use)? */
+ * any, once this receiver's own share has been done for SYNC_PEER_HELP_MS
+ * and no one else took it meanwhile (an owner that does not see itself as
+ * one: a --listen address other than the one the others use)? Counted
+ * from the end of its own share, not from when the origin held the
+ * piece: with many pieces, the owners that get the origin's send places
+ * last start their shares late, and are not to be doubled. */
 static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, uint64_t now)
 {
     const struct sync_peer_source *owner;
     int k;
 
-    if (!t->ranked || now - t->pieces[i].seen_ms >= SYNC_PEER_HELP_MS)
+    if (!t->ranked)
         return true;
     k = t->owner[i % t->nsources];
     if (k < 0)
         return true;
     owner = &t->sources[k];
-    return owner->fatal || owner->failures > 0 || owner->poll_failures > 0;
+    if (owner->fatal || owner->failures > 0 || owner->poll_failures > 0)
+        return true;
+    return t->share_done_ms && now - t->share_done_ms >= SYNC_PEER_HELP_MS;
+}
+
+/* Has this receiver done its own share (every piece of its rank is done,
+ * in flight or a hole)? Notes when it first has, in t->share_done_ms. */
+static void sync_peer_share_check(struct sync_peer_transfer *t, uint64_t now)
+{
+    if (!t->ranked || t->share_done_ms)
+        return;
+    for (size_t i = t->rank; i < t->npieces; i += t->nsources) {
+        const struct sync_peer_piece *p = &t->pieces[i];
+
+        if (p->state == SYNC_PEER_PIECE_TODO && !p->hole)
+            return;
+    }
+    t->share_done_ms = now;
 }
 
 /* The piece to ask s for: one it holds that is known, to do and not a
@@ -425,8 +461,6 @@ static struct sync_peer_piece *sync_peer_piece_for(struct sync_peer_transfer *t,
             continue;
         holders = sync_peer_holders(t, i, &busy_only);
         if (origin) {
-            if (!p->seen_ms)
-                p->seen_ms = now;
             if ((holders == 0 && sync_peer_mine(t, i, now)) || (holders > 0 && busy_only && whole))
                 return p;
             continue;
@@ -449,6 +483,7 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint
     struct sync_peer_transfer *t = f->t;
     char causes[BIM_ERROR_MAX - 64], message[BIM_ERROR_MAX];
     bool alive = false;
+    size_t turn;
 
     *piece = NULL;
     *wait_ms = SYNC_POLL_MS;
@@ -474,10 +509,38 @@ static struct sync_peer_source *sync_peer_pick(struct sync_peer_fetcher *f, uint
             return NULL;
         }
     }
-    /* the others, least busy first */
+    /* this receiver's share of the origin first: the origin's link is the
+     * one every receiver waits on, so it is kept busy, and its last pieces
+     * reach the others early (asked of it only when a fetcher had nothing
+     * else to do, a share could wait for seconds behind the others) */
+    sync_peer_share_check(t, now);
+    if (sync_peer_usable(t, &t->sources[0], now)) {
+        *piece = sync_peer_piece_for(t, &t->sources[0], true, false, now);
+        if (*piece)
+            return &t->sources[0];
+    }
+    /* while this receiver fetches from the origin, at most
+     * SYNC_PEER_BESIDE_ORIGIN other GETs: they share its downlink with the
+     * origin's piece, which no one else holds yet and all wait for (with
+     * every fetcher busy, the origin's link would idle behind receivers'
+     * downlinks) */
+    if (t->nsources > 2 && t->sources[0].active > 0 &&
+        sync_peer_active_others(t) >= SYNC_PEER_BESIDE_ORIGIN)
+        return NULL;
+    /* and at most SYNC_PEER_MESH_GETS in all: as many as each source
+     * serves at once (--send-limit's default), so that N receivers ask for
+     * about the N x 3 places their sources have; with more, every source
+     * was at its limit with GETs slowed by the receivers' downlinks, and
+     * the others were refused (503) */
+    if (t->nsources > 2 && sync_peer_active_others(t) >= SYNC_PEER_MESH_GETS)
+        return NULL;
+    /* the others, least busy first, each receiver (and each of its
+     * fetchers) starting at another one, so that they do not all ask the
+     * same source first */
+    turn = (t->ranked ? t->rank : t->start) + f->index;
     for (unsigned busy = 0; busy < SYNC_PEER_PER_SOURCE; busy++)
         for (size_t k = 0; k < t->nsources; k++) {
-            size_t at = t->nsources > 1 ? 1 + (f->index + k) % (t->nsources - 1) : 0;
+            size_t at = t->nsources > 1 ? 1 + (turn + k) % (t->nsources - 1) : 0;
             struct sync_peer_source *s = &t->sources[at];
 
             if (at == 0 || s->active != busy || !sync_peer_usable(t, s, now))
@@ -622,6 +685,12 @@ static void sync_peer_work(struct sync_peer_fetcher *f, struct sync_peer_source 
     atomic_store(&f->stop_get, sync_job_cancelled(t->job));
     pthread_mutex_unlock(&t->lock);
     outcome = sync_peer_get_piece(f, s, &retry_s, why, sizeof(why));
+    /* one line per GET, behind -d: when each piece came and from whom */
+    log_debug("image=%s uuid=%s piece %" PRIu64 " from %s: %s, %" PRIu64 " ms, at %" PRIu64
+              " ms (monotonic %" PRIu64 ")",
+              t->job->name, t->job->uuid, p->index, s->addr,
+              outcome == SYNC_PEER_DONE ? "done" : why, clock_monotonic_ms() - f->began_ms,
+              clock_monotonic_ms() - t->started_ms, clock_monotonic_ms());
     pthread_mutex_lock(&t->lock);
     f->piece = NULL;
     sync_peer_judge(t, s, p, outcome, retry_s, why);
@@ -782,12 +851,13 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     size_t want = t->nsources * SYNC_PEER_PER_SOURCE, started = 0;
     int rc = 0;
 
-    pthread_t poller;
-    bool polling = false;
+    pthread_t pollers[SYNC_PEER_POLLERS];
+    size_t npollers = 0;
 
     memset(fetchers, 0, sizeof(fetchers));
     t->left = t->npieces;
     t->fetchers = fetchers;
+    t->started_ms = clock_monotonic_ms();
     if (want > SYNC_PEER_FETCHERS)
         want = SYNC_PEER_FETCHERS;
     for (; started < want && rc == 0; started++) {
@@ -809,8 +879,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
             break;
     }
     if (rc == 0) {
-        rc = sync_peer_poll_start(t, &poller);
-        polling = rc == 0;
+        rc = sync_peer_poll_start(t, pollers, &npollers);
     }
     pthread_mutex_lock(&t->lock);
     if (rc < 0)
@@ -821,8 +890,8 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->lock);
 
-    if (polling)
-        pthread_join(poller, NULL);
+    for (size_t i = 0; i < npollers; i++)
+        pthread_join(pollers[i], NULL);
     sync_peer_publish_received(t);
     for (size_t i = 0; i < SYNC_PEER_FETCHERS; i++) {
         if (i < started)

@@ -122,6 +122,9 @@ int sync_peer_client_open(const struct sync_peer_transfer *t, struct http_client
         .token = t->token,
         .connect_ms = SYNC_PEER_CONNECT_MS,
         .low_speed_s = t->low_speed_s, /* a source that stops sending: the piece goes elsewhere */
+        /* a fetcher or the poller asks every source in turn: one kept-alive
+         * connection to each, not a new one (handshake, slow start) per piece */
+        .keep_connections = SYNC_PEER_MAX,
     };
 
     return http_client_open(&opts, out);

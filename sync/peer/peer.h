@@ -19,6 +19,8 @@
 #define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX   /* bytes of one host:port */
 #define SYNC_PEER_FETCHERS 4                   /* fetcher threads of one sync at most... */
 #define SYNC_PEER_PER_SOURCE 2                 /* ...and connections to one source at once */
+#define SYNC_PEER_BESIDE_ORIGIN 1              /* GETs of others while one of the origin runs */
+#define SYNC_PEER_MESH_GETS 3                  /* GETs of others at once with 3 sources or more */
 #define SYNC_PEER_HASH_LEAD (128ull << 20)     /* pieces start at most this far past hashed */
 #define SYNC_PEER_HASH_WAIT_MS 20              /* how often a fetcher ahead looks again */
 #define SYNC_PEER_DIRECT_MIN (64u << 10)       /* received pieces this large skip the buffer */
@@ -32,8 +34,10 @@
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
 #define SYNC_PEER_POLL_MS 500   /* how often a source that is behind is asked for its have */
+#define SYNC_PEER_POLL_EACH 4   /* a poller thread for this many sources... */
+#define SYNC_PEER_POLLERS 4     /* ...and at most this many */
 #define SYNC_PEER_SLOW_MS 5000  /* a GET this long is given up when another source is free */
-#define SYNC_PEER_HELP_MS 15000 /* a piece unheld this long is asked of the origin by anyone */
+#define SYNC_PEER_HELP_MS 30000 /* own share done this long: any unheld piece from the origin */
 #define SYNC_PEER_IDLE_MS 1000  /* a fetcher idle this long gives up slow GETs for free sources */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
@@ -76,10 +80,9 @@ struct sync_peer_piece {
     uint64_t index;
     uint64_t off;
     uint64_t len;
-    bool known;       /* the reference gave its digest (t->manifest.sha256[index]) */
-    bool hole;        /* known, and the digest of zeros */
-    bool checked;     /* a resumed sync: what backing.tmp held of it was judged */
-    uint64_t seen_ms; /* when the origin was first seen holding it, or 0 */
+    bool known;   /* the reference gave its digest (t->manifest.sha256[index]) */
+    bool hole;    /* known, and the digest of zeros */
+    bool checked; /* a resumed sync: what backing.tmp held of it was judged */
     enum sync_peer_piece_state state;
 };
 
@@ -138,6 +141,8 @@ struct sync_peer_transfer {
     struct bim_error err;
     uint64_t alive_ms;                  /* a source last answered (a 503 included) */
     int sender;                         /* the source that delivered last, -1 */
+    uint64_t started_ms;                /* the fetchers started (for the debug log) */
+    uint64_t share_done_ms;             /* this receiver's own share was all done, or 0 */
     struct sync_peer_fetcher *fetchers; /* fetch.c's, while they run */
     size_t nfetchers;
     _Atomic uint64_t bytes;    /* pieces verified (data and holes) */
@@ -181,10 +186,12 @@ int sync_peer_manifest_get(struct sync_peer_transfer *t, struct http_client *h,
 int sync_peer_manifest_merge(struct sync_peer_transfer *t, struct sync_peer_source *s,
                              const struct wire_pieces *m, char *why, size_t whylen);
 
-/* The poller thread (poll.c): asks sources that are behind for their have
+/* The poller threads (poll.c): ask sources that are behind for their have
  * at least every SYNC_PEER_POLL_MS, and every source for its SHA-512 while
- * it is not known. Started by sync_peer_fetch, ended by t->stop. */
-int sync_peer_poll_start(struct sync_peer_transfer *t, pthread_t *thread);
+ * it is not known. Started by sync_peer_fetch (*count of them, into
+ * threads[SYNC_PEER_POLLERS]: 0, or -errno when none could start), ended
+ * by t->stop. */
+int sync_peer_poll_start(struct sync_peer_transfer *t, pthread_t *threads, size_t *count);
 
 /* Ask source s for its image: its state ("ready", "failed", ...) and error
  * message. 0, or -errno when it did not say (no lock held). */

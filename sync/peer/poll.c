@@ -6,14 +6,18 @@
  * source that is behind (its have is not whole) at least every
  * SYNC_PEER_POLL_MS, and every source while the image's SHA-512 is not
  * known, until a ready one whose digests are all the reference's gives it
- * (manifest.c merges each answer). A reference that stops answering
- * /pieces with 409 is asked for its image: if it failed (a download whose
- * checksum did not match), the sync fails with its error.
+ * (manifest.c merges each answer). A sync with many sources has more than
+ * one poller (one per SYNC_PEER_POLL_EACH sources, at most
+ * SYNC_PEER_POLLERS), each asking the next source that is due: one round
+ * of requests over loaded links would otherwise take longer than the
+ * interval, and a piece a receiver holds would be seen late by the others. A reference that stops
+ * answering /pieces with 409 is asked for its image: if it failed (a download whose checksum did
+ * not match), the sync fails with its error.
  *
  *   GET http://<source>/v1/images/<name>/pieces   have, digests, SHA-512
  *   GET http://<source>/v1/images/<name>          its state and error (the reference)
  *
- * Threads: the poller, beside the fetchers and the job's thread; t->lock
+ * Threads: the pollers, beside the fetchers and the job's thread; t->lock
  * guards what it updates (each source's have, complete, ready, polling,
  * polled_ms, the pieces' digests) and is not held across a request.
  */
@@ -161,7 +165,18 @@ static void *sync_peer_poll_main(void *arg)
     return NULL;
 }
 
-int sync_peer_poll_start(struct sync_peer_transfer *t, pthread_t *thread)
+int sync_peer_poll_start(struct sync_peer_transfer *t, pthread_t *threads, size_t *count)
 {
-    return -pthread_create(thread, NULL, sync_peer_poll_main, t);
+    size_t want = (t->nsources + SYNC_PEER_POLL_EACH - 1) / SYNC_PEER_POLL_EACH;
+    int rc = 0;
+
+    *count = 0;
+    if (want > SYNC_PEER_POLLERS)
+        want = SYNC_PEER_POLLERS;
+    while (*count < want && rc == 0) {
+        rc = -pthread_create(&threads[*count], NULL, sync_peer_poll_main, t);
+        if (rc == 0)
+            (*count)++;
+    }
+    return *count > 0 ? 0 : rc;
 }

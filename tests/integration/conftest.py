@@ -11,6 +11,7 @@ Run with Debian's pytest: BIMFS=... BIMCTL=... /usr/bin/python3 -m pytest tests/
 (`meson test` sets both variables).
 """
 
+import contextlib
 import datetime
 import errno
 import hashlib
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from fakepeer import FakePeer
 
 BIMFS = os.environ.get("BIMFS", "")
 BIMCTL = os.environ.get("BIMCTL", "")
@@ -82,8 +85,9 @@ def fuse_mounted(path):
     return False
 
 
-def sha512_file(path, chunk=4 * MiB):
-    h = hashlib.sha512()
+def hash_file(path, algorithm, chunk=4 * MiB):
+    """The hex digest of a file's contents with hashlib's algorithm."""
+    h = hashlib.new(algorithm)
     with open(path, "rb", buffering=0) as f:
         while True:
             b = f.read(chunk)
@@ -91,17 +95,14 @@ def sha512_file(path, chunk=4 * MiB):
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def sha512_file(path, chunk=4 * MiB):
+    return hash_file(path, "sha512", chunk)
 
 
 def sha256_file(path, chunk=4 * MiB):
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+    return hash_file(path, "sha256", chunk)
 
 
 def sha512_bytes(data):
@@ -484,6 +485,34 @@ class Daemon:
                             % (name, state, timeout, "/".join(states), img))
             time.sleep(0.1)
 
+    def wait_failed(self, name, timeout=60):
+        """The image once it ended failed; fails the test if it ends ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            img = self.get_raw(name)
+            state = img and img["status"]["state"]
+            assert state != "ready", "%s ended ready: %r" % (name, img)
+            if state == "failed":
+                return img
+            assert time.monotonic() < deadline, "%s is %r after %ds, wanted failed" % (
+                name, state, timeout)
+            time.sleep(0.05)
+
+    def expect_ready_bytes(self, name, data, timeout=120):
+        """Wait until name is ready; its checksum and its bytes in the mount
+        must be those of data. Returns the image."""
+        img = self.wait_state(name, "ready", timeout=timeout)
+        want = sha512_bytes(data)
+        assert img["status"]["currentChecksum"] == want, \
+            "%s is ready with another checksum: %r" % (name, img)
+        assert sha512_file(self.mnt / name / "backing") == want, \
+            "the mount shows other bytes than %s's" % name
+        return img
+
+    def cfg(self, name, uuid):
+        """The image's backing.cfg as it is on disk, parsed."""
+        return json.loads((self.image_dir(name, uuid) / "backing.cfg").read_text())
+
     # --- creating images through the socket
     def create(self, name, source, uuid=None, checksum=None, fds=None):
         req = {"op": "create", "name": name, "source": source}
@@ -508,6 +537,22 @@ class Daemon:
         """Upload path, wait until ready; returns the image."""
         expect_ok(self.upload_file(name, path, uuid=uuid, checksum=checksum))
         return self.wait_state(name, "ready")
+
+    @contextlib.contextmanager
+    def in_progress(self, name, uuid=None):
+        """with d.in_progress(name): an upload of name from a pipe that stays
+        open, so the image is starting or in progress inside the block; the
+        pipe's writer is stopped at its end. Yields the PipeFeeder."""
+        feeder = PipeFeeder(close=False)
+        reply = self.upload_fd(name, feeder.r, uuid=uuid)
+        feeder.close_read_end()
+        expect_ok(reply)
+        feeder.start()
+        try:
+            self.wait_state(name, ("starting", "in-progress"))
+            yield feeder
+        finally:
+            feeder.stop()
 
 
 class PipeFeeder:
@@ -613,6 +658,34 @@ def daemon(daemon_factory):
 def fast_daemon(daemon_factory):
     """A running daemon that checks ready files for changes every second."""
     return daemon_factory(args=["--check-interval", "1"], name="d")
+
+
+@pytest.fixture
+def peer_pair(daemon_factory):
+    """peer_pair(path, name="img", uuid="u1", source_args=(), receiver_args=())
+    -> (a, b): a source daemon "a" holding path as a ready image name/uuid,
+    and a receiver "b" that has nothing yet."""
+    def make(path, name="img", uuid="u1", source_args=(), receiver_args=()):
+        a = daemon_factory(name="a", args=source_args)
+        b = daemon_factory(name="b", args=receiver_args)
+        a.add_ready(name, path, uuid=uuid)
+        return a, b
+    return make
+
+
+@pytest.fixture
+def fakes():
+    """fakes(data, **kw) -> FakePeer (fakepeer.py) serving data; every one made
+    is stopped at the end."""
+    made = []
+
+    def make(data, **kw):
+        p = FakePeer(data, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
 
 
 @pytest.fixture

@@ -41,6 +41,8 @@ LIES = {
     "wrong-bytes": "every byte served is flipped",
     "bad-piece": "piece `piece` is served with one byte flipped",
     "die-mid-piece": "half of each piece is sent, then the connection closes",
+    "backing-busy": "GET .../backing is 503 with Retry-After: 60 for ever (at its send limit)",
+    "holds-nothing": "a receiver in progress that never gets a piece: have [], backing 409",
     # the whole image
     "wrong-sha512": "pieces and bytes agree, the SHA-512 it announces is another",
 }
@@ -102,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
                   "progress": 100}
         if lie == "bad-checksum":
             status["currentChecksum"] = "xyz"
+        if lie == "holds-nothing":
+            status.update(state="in-progress", currentChecksum="", progress=0)
         n = len(peer.data)
         img = {"name": peer.name, "uuid": peer.uuid, "size": n, "virtualSize": n,
                "realSize": n, "format": "raw", "expectedChecksum": "", "source": "upload",
@@ -133,12 +137,18 @@ class _Handler(BaseHTTPRequestHandler):
             digests.append(hashlib.sha256(bytes(PIECE)).hexdigest())
         body = {"pieceSize": piece, "size": size, "checksum": peer.announced_sha512(),
                 "pieces": digests, "have": [[0, len(digests) - 1]] if digests else []}
+        if lie == "holds-nothing":
+            body.update(checksum="", pieces=[None] * len(digests), have=[])
         return self.send(200, json.dumps(body).encode())
 
     def backing(self):
         peer, lie = self.server.peer, self.server.peer.lie
         data = peer.data
         m = re.match(r"bytes=(\d+)-(\d+)$", self.headers.get("Range", ""))
+        if lie == "holds-nothing":
+            return self.send(409, b"not held\n")
+        if lie == "backing-busy":
+            return self.send(503, b"busy\n", [("Retry-After", "60")])
         if lie == "ignore-range" or not m:
             return self.send(200, data)
         a, b = int(m.group(1)), min(int(m.group(2)), len(data) - 1)

@@ -42,7 +42,9 @@ import ssl
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+import loopback
 
 SLICE = 64 * 1024
 
@@ -78,14 +80,6 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):  # a client that went away
-        pass
-
-
 class FaultServer:
     def __init__(self, tls=None, credentials="user:s3cr3tpw"):
         self.tls = tls
@@ -108,23 +102,14 @@ class FaultServer:
         self.files[path] = [bytes(v) for v in versions]
 
     def start(self):
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
-        self.httpd.owner = self
-        if self.tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*self.tls)
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
-                                                do_handshake_on_connect=False)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.httpd, self.thread = loopback.serve(self, _Handler, self.tls,
+                                                 handshake_on_connect=False)
         return self
 
     def stop(self):
         self.stopping.set()
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
+        loopback.shut(self.httpd)
+        self.httpd = None
 
     @property
     def port(self):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import MiB, expect_ok, wait_until
+from conftest import MiB, wait_until
 
 HOST = "127.0.0.1"
 
@@ -158,8 +158,14 @@ def backing_path(daemon, name, uuid):
 
 def add_image(daemon, name, path, uuid):
     """Upload path into daemon as name/uuid; returns the ready image."""
-    expect_ok(daemon.upload_file(name, path, uuid=uuid))
-    return daemon.wait_state(name, "ready")
+    return daemon.add_ready(name, path, uuid=uuid)
+
+
+def pieces_of(daemon, name):
+    """GET /v1/images/NAME/pieces, answered 200: its JSON."""
+    r = get(daemon.port, "/v1/images/%s/pieces" % name)
+    assert r.status == 200, "GET pieces of %s: %r" % (name, r)
+    return r.json()
 
 
 # 64 MiB with 4 MiB of data in three extents

@@ -45,12 +45,14 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+import loopback
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 AUTH_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
@@ -80,14 +82,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):  # a client that went away
-        pass
-
-
 class S3Server:
     def __init__(self, bucket="bk", region="us-east-1", key_id="AKIDBIMFSTEST",
                  secret="bimfs/Secret+Key/0123456789abcdefghij", tls=None, max_keys=1000,
@@ -113,20 +107,12 @@ class S3Server:
 
     # ------------------------------------------------------------ set-up
     def start(self):
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
-        self.httpd.owner = self
-        if self.tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*self.tls)
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, _ = loopback.serve(self, _Handler, self.tls)
         return self
 
     def stop(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
+        loopback.shut(self.httpd)
+        self.httpd = None
         if self._tmp:
             self._tmp.cleanup()
             self._tmp = None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import lhbackup
-from conftest import BIMCTL, Client, MiB, PipeFeeder, expect_error, expect_ok, make_file
+from conftest import BIMCTL, Client, MiB, expect_error, expect_ok, make_file
 from s3server import S3Server
 
 SECRET = "bimfs/Backup+Secret/0123456789abcdefghij"
@@ -474,16 +474,8 @@ def test_an_s3_target_without_a_bucket_says_so(daemon, image):
 
 
 def test_an_image_that_is_not_ready_is_busy(daemon, target):
-    feeder = PipeFeeder(close=False)
-    reply = daemon.upload_fd("busy", feeder.r)
-    feeder.close_read_end()
-    expect_ok(reply)
-    feeder.start()
-    try:
-        daemon.wait_state("busy", ("starting", "in-progress"))
+    with daemon.in_progress("busy"):
         expect_error(backup(daemon, "busy", "vfs://%s" % target), "busy")
-    finally:
-        feeder.stop()
 
 
 # ---------------------------------------------------------------- s3

@@ -2,7 +2,7 @@
 
 import os
 
-from conftest import PipeFeeder, expect_ok, make_file, run, sha512_file, xattr, MiB
+from conftest import expect_ok, make_file, run, sha512_file, xattr, MiB
 
 
 def clone(daemon, name, src, **kw):
@@ -71,19 +71,11 @@ def test_clone_of_missing_image_is_refused(daemon):
 
 
 def test_clone_of_image_in_progress_is_refused(daemon):
-    feeder = PipeFeeder(close=False)
-    reply = daemon.upload_fd("busy", feeder.r)
-    feeder.close_read_end()
-    expect_ok(reply)
-    feeder.start()
-    try:
-        daemon.wait_state("busy", ("starting", "in-progress"))
+    with daemon.in_progress("busy"):
         r = clone(daemon, "copy", "busy")
         assert r.get("ok") is False, "clone of an image in progress accepted: %r" % r
         assert r["error"]["code"] in ("unavailable", "busy", "invalid_argument"), r
         assert daemon.get_raw("copy") is None
-    finally:
-        feeder.stop()
 
 
 def test_clone_of_failed_image_is_refused(daemon, tmp_path):

@@ -14,9 +14,8 @@ import re
 
 import pytest
 
-from conftest import MiB, expect_ok, make_random_file, sha512_file, wait_until
+from conftest import MiB, expect_ok, make_random_file, wait_until
 from faultserver import FaultServer
-from fakepeer import FakePeer
 from httphelp import metrics, peer, sync, wait_final
 
 SIZE = 64 * MiB
@@ -27,21 +26,7 @@ LINK = 16 * MiB  # the origin's link: one copy takes 4 s
 def image(tmp_path):
     p = tmp_path / "img.raw"
     make_random_file(p, SIZE, seed=21)
-    with open(p, "rb") as f:
-        return f.read()
-
-
-@pytest.fixture
-def fakes():
-    made = []
-
-    def make(data, **kw):
-        p = FakePeer(data, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
+    return p.read_bytes()
 
 
 def start_fanout(receivers, origin_addr, uuid="u1", checksum=None, bimctl=False):
@@ -58,12 +43,7 @@ def start_fanout(receivers, origin_addr, uuid="u1", checksum=None, bimctl=False)
 
 
 def expect_ready(d, data, timeout=120):
-    img, _ = wait_final(d, "img", timeout)
-    want = hashlib.sha512(data).hexdigest()
-    assert img["status"]["state"] == "ready", "receiver did not end ready: %r\n%s" % (
-        img, d.log())
-    assert img["status"]["currentChecksum"] == want, img
-    assert sha512_file(d.mnt / "img" / "backing") == want, "the mount shows other bytes"
+    d.expect_ready_bytes("img", data, timeout=timeout)
 
 
 def received(d, addr):
@@ -174,3 +154,50 @@ def test_no_piece_waits_on_a_slow_source_while_another_holds_it(daemon_factory, 
     expect_ready(b, data)
     assert slow.asked("/backing"), "the slow peer was not asked at all"
     assert slow.bytes_served == 0, "a piece waited for the slow peer"
+
+
+def test_a_source_answering_503_is_passed_over_at_once_for_another_holding_the_piece(
+        daemon_factory, fakes, tmp_path):
+    """One peer besides the origin is at its send limit for good (503, Retry-After: 60),
+    another holds every piece too: the receiver takes them from the other at once
+    (SPEC §9: never waiting on one source while another holds the piece), and asks the
+    busy one again only after its Retry-After. The origin's link is slow, so the pieces
+    come from the peers."""
+    p = tmp_path / "small.raw"
+    make_random_file(p, 16 * MiB, seed=5)
+    data = p.read_bytes()
+    origin = fakes(data, link_rate=2 * MiB)
+    busy = fakes(data, lie="backing-busy")
+    free = fakes(data)
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, busy.addr, free.addr]))
+    expect_ready(b, data, timeout=45)  # well before the busy peer's Retry-After
+    asked = busy.asked("/backing")
+    assert asked, "the busy peer was never asked, so this shows nothing"
+    assert len(asked) <= 2, "the busy peer was asked again before its Retry-After: %r" % (asked,)
+    assert received(b, busy.addr) == 0, "bytes counted from a peer that sent none"
+    assert received(b, free.addr) > 0, "nothing came from the free peer"
+    assert received(b, free.addr) + received(b, origin.addr) == len(data), (
+        "bytes from the free peer and the origin are not the image once: %d + %d" % (
+            received(b, free.addr), received(b, origin.addr)))
+
+
+def test_a_share_its_owner_never_takes_is_taken_from_the_origin_after_ones_own(
+        daemon_factory, fakes, tmp_path):
+    """The other receiver of the list is alive (it answers /pieces) but never gets a piece:
+    its share of the origin's pieces (every other piece, by rank) is not held by anyone.
+    The receiver takes its own share, and later the other's from the origin too (docs/
+    peer-sync.md: once its own share is done), so it ends ready with every byte from the
+    origin, once."""
+    p = tmp_path / "small.raw"
+    make_random_file(p, 16 * MiB, seed=6)
+    data = p.read_bytes()
+    origin = fakes(data)
+    idle = fakes(data, lie="holds-nothing")
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, idle.addr]))
+    expect_ready(b, data, timeout=120)
+    assert idle.asked("/pieces"), "the idle receiver was never asked what it holds"
+    assert not idle.asked("/backing"), "a piece was asked of a receiver that holds none"
+    assert received(b, origin.addr) == len(data), (
+        "the origin did not send the image once: %d bytes" % received(b, origin.addr))

@@ -18,24 +18,10 @@ import time
 import pytest
 
 from conftest import MiB, PipeFeeder, expect_ok, make_random_file, sha512_file
-from fakepeer import FakePeer
 from httphelp import HOST, add_image, sync
 
 MAX = 16 * MiB
 MAX_ARGS = ["--max-size", "16M"]
-
-
-def wait_failed(d, name, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        img = d.get_raw(name)
-        state = img and img["status"]["state"]
-        assert state != "ready", "%s ended ready: %r" % (name, img)
-        if state == "failed":
-            return img
-        assert time.monotonic() < deadline, "%s is %r after %ds, wanted failed" % (
-            name, state, timeout)
-        time.sleep(0.05)
 
 
 def assert_no_data(d, name, uuid):
@@ -62,6 +48,39 @@ def assert_keep(d, digest):
     assert sha512_file(d.mnt / "keep" / "backing") == digest
 
 
+class EndlessBody:
+    """From a thread: head on the socket s, then a chunked body of random
+    1 MiB chunks that never ends, until the server stops taking it or stop()
+    is called. `sent` counts the body's bytes sent; `ended` is set once the
+    sending ended."""
+
+    def __init__(self, s, head):
+        self.s = s
+        self.head = head
+        self.sent = 0
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self):
+        chunk = os.urandom(MiB)
+        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        try:
+            self.s.sendall(self.head)
+            while not self.ended.is_set():
+                self.s.sendall(frame)
+                self.sent += len(chunk)
+        except OSError:
+            pass
+        finally:
+            self.ended.set()
+
+    def stop(self):
+        self.ended.set()
+        self.s.close()
+        self.thread.join(10)
+
+
 # ---------------------------------------------------------------- endless sources
 
 def test_endless_upload_of_data_from_a_pipe_fails_at_max_size(capped):
@@ -73,7 +92,7 @@ def test_endless_upload_of_data_from_a_pipe_fails_at_max_size(capped):
         feeder.close_read_end()
     feeder.start()
     try:
-        img = wait_failed(d, "endless")
+        img = d.wait_failed("endless")
     finally:
         feeder.stop()
     assert img["status"]["errorMsg"].endswith("image larger than --max-size (%d bytes)" % MAX), img
@@ -92,48 +111,31 @@ def test_endless_chunked_put_fails_and_the_connection_ends(capped, case):
     d, digest = capped
     target = b"/v1/images/endless?uuid=e2" if case == "max-size" else b"/v1/images/keep?uuid=zz"
     s = socket.create_connection((HOST, d.port), timeout=30)
-    sent = [0]
-    ended = threading.Event()
-    reply = [b""]
-
-    def pump():
-        chunk = os.urandom(MiB)
-        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
-        try:
-            s.sendall(b"PUT " + target + b" HTTP/1.1\r\nHost: x\r\n"
-                      b"Transfer-Encoding: chunked\r\n\r\n")
-            while not ended.is_set():
-                s.sendall(frame)
-                sent[0] += len(chunk)
-        except OSError:
-            pass
-        finally:
-            ended.set()
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
+    reply = b""
+    body = EndlessBody(s, b"PUT " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n")
     try:
         if case == "max-size":
-            img = wait_failed(d, "endless")
+            img = d.wait_failed("endless")
         # the server answers (or closes) rather than reading the stream for ever
         s.settimeout(15)
         try:
-            reply[0] = s.recv(4096)
+            reply = s.recv(4096)
         except OSError:
             pass
-        assert ended.wait(15), "the server still reads the endless PUT %d bytes in" % sent[0]
+        assert body.ended.wait(15), \
+            "the server still reads the endless PUT %d bytes in" % body.sent
     finally:
-        ended.set()
-        s.close()
-        t.join(10)
+        body.stop()
     if case == "max-size":
         assert "larger than --max-size (%d bytes)" % MAX in img["status"]["errorMsg"], img
         assert_no_data(d, "endless", "e2")
     else:
         assert d.list().keys() == {"keep"}, "a refused PUT created %r" % sorted(d.list())
-    if reply[0]:
-        assert re.match(rb"HTTP/1\.1 4\d\d", reply[0]), "the PUT answered %r" % reply[0][:200]
+    if reply:
+        assert re.match(rb"HTTP/1\.1 4\d\d", reply), "the PUT answered %r" % reply[:200]
     # MAX, then at most 16 MiB dropped (ctl/http/http_upload.c), and what socket buffers hold
-    assert sent[0] <= MAX + 32 * MiB, "%d bytes taken for a %d limit" % (sent[0], MAX)
+    assert body.sent <= MAX + 32 * MiB, "%d bytes taken for a %d limit" % (body.sent, MAX)
     assert_keep(d, digest)
 
 
@@ -142,30 +144,15 @@ def test_endless_body_to_a_route_that_reads_none_ends_the_connection(capped):
     at most CTL_HTTP_DRAIN_MAX is dropped, then the server closes."""
     d, digest = capped
     s = socket.create_connection((HOST, d.port), timeout=30)
-    sent = [0]
-    ended = threading.Event()
-
-    def pump():
-        chunk = os.urandom(MiB)
-        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
-        try:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-            while not ended.is_set():
-                s.sendall(frame)
-                sent[0] += len(chunk)
-        except OSError:
-            pass
-        finally:
-            ended.set()
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
+    body = EndlessBody(s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n")
     try:
-        assert ended.wait(60), "the server still reads the endless body %d bytes in" % sent[0]
+        assert body.ended.wait(60), \
+            "the server still reads the endless body %d bytes in" % body.sent
     finally:
-        ended.set()
-        s.close()
-        t.join(10)
-    assert sent[0] <= 16 * MiB + 32 * MiB, "%d bytes taken by a route that reads none" % sent[0]
+        body.stop()
+    assert body.sent <= 16 * MiB + 32 * MiB, \
+        "%d bytes taken by a route that reads none" % body.sent
     assert_keep(d, digest)
 
 
@@ -177,10 +164,8 @@ GOOD_SUM = hashlib.sha512(GOOD).hexdigest()
 
 
 @pytest.fixture
-def fake_peer():
-    peer = FakePeer(GOOD)
-    yield peer
-    peer.stop()
+def fake_peer(fakes):
+    return fakes(GOOD)
 
 
 PEER_CASES = {  # lie -> what the error must say
@@ -202,7 +187,7 @@ def test_a_peer_that_sends_garbage_fails_the_sync_with_a_clear_message(capped, f
     addr = fake_peer.addr
     t0 = time.monotonic()
     expect_ok(sync(d, "img", "u1", [addr]))
-    img = wait_failed(d, "img", timeout=60)
+    img = d.wait_failed("img", timeout=60)
     took = time.monotonic() - t0
     msg = img["status"]["errorMsg"]
     assert re.search(PEER_CASES[mode], msg), "%s: error %r" % (mode, msg)

@@ -12,21 +12,8 @@ import re
 import pytest
 
 from conftest import MiB, expect_ok, make_file, sha512_file, wait_until
-from fakepeer import PIECE, FakePeer, piece_digests
-from httphelp import add_image, get, metrics, peer, sync, wait_final
-
-
-def data_of(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def expect_ready(d, name, data, timeout=120):
-    img = d.wait_state(name, "ready", timeout=timeout)
-    want = hashlib.sha512(data).hexdigest()
-    assert img["status"]["currentChecksum"] == want, img
-    assert sha512_file(d.mnt / name / "backing") == want, "the mount shows other bytes"
-    return img
+from fakepeer import PIECE, piece_digests
+from httphelp import metrics, peer, pieces_of, sync, wait_final
 
 
 def expect_failed(d, name, pattern, timeout=90):
@@ -39,25 +26,6 @@ def expect_failed(d, name, pattern, timeout=90):
     return msg
 
 
-def pieces_of(d, name):
-    r = get(d.port, "/v1/images/%s/pieces" % name)
-    assert r.status == 200, r
-    return r.json()
-
-
-@pytest.fixture
-def fakes():
-    made = []
-
-    def make(data, **kw):
-        p = FakePeer(data, **kw)
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
-
-
 @pytest.fixture
 def image(tmp_path):
     """32 MiB: 8 pieces of data, a hole of 3 pieces, data in the last one."""
@@ -66,12 +34,11 @@ def image(tmp_path):
     return p
 
 
-def test_synced_image_has_the_senders_digests_and_costs_only_its_data(daemon_factory, image):
-    a, b = daemon_factory(name="a"), daemon_factory(name="b")
-    add_image(a, "img", image, "u1")
-    data = data_of(image)
+def test_synced_image_has_the_senders_digests_and_costs_only_its_data(peer_pair, image):
+    a, b = peer_pair(image)
+    data = image.read_bytes()
     expect_ok(sync(b, "img", "u1", [a]))
-    expect_ready(b, "img", data)
+    b.expect_ready_bytes("img", data)
     got, sent = pieces_of(b, "img"), pieces_of(a, "img")
     assert got["pieces"] == sent["pieces"] == piece_digests(data), "digests differ"
     assert got["have"] == [[0, len(got["pieces"]) - 1]], got["have"]
@@ -83,58 +50,54 @@ def test_synced_image_has_the_senders_digests_and_costs_only_its_data(daemon_fac
 def test_a_piece_that_fails_its_digest_fails_a_sync_from_that_source_alone(daemon_factory,
                                                                           fakes, image):
     b = daemon_factory(name="b")
-    f = fakes(data_of(image), lie="bad-piece", piece=2)
+    f = fakes(image.read_bytes(), lie="bad-piece", piece=2)
     expect_ok(sync(b, "img", "u1", [f.addr]))
     expect_failed(b, "img", r"no source can finish the image: %s: sent piece 2 with SHA-256 "
                             r"[0-9a-f]{16}\.\.\., not the reference's digest" % re.escape(f.addr))
 
 
 @pytest.mark.parametrize("lie", ["bad-piece", "wrong-bytes", "die-mid-piece"])
-def test_a_source_sending_bad_pieces_is_dropped_and_the_honest_one_finishes(daemon_factory,
+def test_a_source_sending_bad_pieces_is_dropped_and_the_honest_one_finishes(peer_pair,
                                                                            fakes, image, lie):
-    a, b = daemon_factory(name="a"), daemon_factory(name="b")
-    add_image(a, "img", image, "u1")
-    data = data_of(image)
+    a, b = peer_pair(image)
+    data = image.read_bytes()
     f = fakes(data, lie=lie, piece=1)
     expect_ok(sync(b, "img", "u1", [f.addr, peer(a)]))  # the liar is the reference
-    expect_ready(b, "img", data)
+    b.expect_ready_bytes("img", data)
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["as-reference", "after-reference"])
 @pytest.mark.parametrize("lie", ["pieces-piece-size", "pieces-short", "pieces-size",
                                  "pieces-junk", "pieces-huge", "no-pieces"])
-def test_a_source_whose_digests_are_unusable_is_not_used(daemon_factory, fakes, image, lie,
+def test_a_source_whose_digests_are_unusable_is_not_used(peer_pair, fakes, image, lie,
                                                          first):
     """As the reference it is passed over for the next source; after an
     honest reference it is dropped (if asked at all)."""
-    a, b = daemon_factory(name="a"), daemon_factory(name="b")
-    add_image(a, "img", image, "u1")
-    data = data_of(image)
+    a, b = peer_pair(image)
+    data = image.read_bytes()
     f = fakes(data, lie=lie, piece=3)
     sources = [f.addr, peer(a)] if first else [peer(a), f.addr]
     expect_ok(sync(b, "img", "u1", sources))
-    expect_ready(b, "img", data)
+    b.expect_ready_bytes("img", data)
     assert not f.asked("/backing"), "pieces were taken from a source with unusable digests"
 
 
-def test_a_source_disagreeing_with_the_reference_is_dropped(daemon_factory, fakes, image):
-    a, b = daemon_factory(name="a"), daemon_factory(name="b")
-    add_image(a, "img", image, "u1")
-    data = data_of(image)
+def test_a_source_disagreeing_with_the_reference_is_dropped(peer_pair, fakes, image):
+    a, b = peer_pair(image)
+    data = image.read_bytes()
     f = fakes(data, lie="pieces-wrong-digest", piece=0)
     expect_ok(sync(b, "img", "u1", [peer(a), f.addr]))
-    expect_ready(b, "img", data)
+    b.expect_ready_bytes("img", data)
     assert not f.asked("/backing"), "pieces were taken from a source that disagrees"
 
 
-def test_a_reference_with_a_wrong_digest_wins_and_the_sync_fails_without_data(daemon_factory,
+def test_a_reference_with_a_wrong_digest_wins_and_the_sync_fails_without_data(peer_pair,
                                                                               fakes, image):
     """SPEC §9: the reference's digests are the ones every piece is checked
     against; the honest source disagrees with them and is dropped too. The
     image fails naming both causes, and never holds the piece."""
-    a, b = daemon_factory(name="a"), daemon_factory(name="b")
-    add_image(a, "img", image, "u1")
-    f = fakes(data_of(image), lie="pieces-wrong-digest", piece=3)
+    a, b = peer_pair(image)
+    f = fakes(image.read_bytes(), lie="pieces-wrong-digest", piece=3)
     expect_ok(sync(b, "img", "u1", [f.addr, peer(a)]))
     expect_failed(b, "img", r"no source can finish the image: .*%s: sent piece 3 with SHA-256 "
                             r".*%s: its piece digests disagree with those of %s \(piece 3 first\)"
@@ -144,7 +107,7 @@ def test_a_reference_with_a_wrong_digest_wins_and_the_sync_fails_without_data(da
 def test_alone_a_source_with_wrong_digests_fails_the_sync_naming_it(daemon_factory, fakes,
                                                                     image):
     b = daemon_factory(name="b")
-    data = data_of(image)
+    data = image.read_bytes()
     cases = {
         "pieces-piece-size": r"piece digests of another shape: %d bytes in pieces of 1048576"
                              % len(data),
@@ -168,7 +131,7 @@ def test_with_verify_pieces_the_reference_sha512_is_taken_and_sha512_mode_checks
     bytes agree but which announces another SHA-512 is believed with
     --verify pieces (the scrub catches it later) and refused with
     --verify sha512."""
-    data = data_of(image)
+    data = image.read_bytes()
     f = fakes(data, lie="wrong-sha512")
     claimed = f.announced_sha512()
     trusting = daemon_factory(name="p")
@@ -183,11 +146,10 @@ def test_with_verify_pieces_the_reference_sha512_is_taken_and_sha512_mode_checks
                   % (claimed, hashlib.sha512(data).hexdigest()))
 
 
-def test_verify_sha512_syncs_an_honest_image(daemon_factory, image):
-    a, b = daemon_factory(name="a"), daemon_factory(name="b", args=["--verify", "sha512"])
-    add_image(a, "img", image, "u1")
+def test_verify_sha512_syncs_an_honest_image(peer_pair, image):
+    a, b = peer_pair(image, receiver_args=["--verify", "sha512"])
     expect_ok(sync(b, "img", "u1", [a]))
-    expect_ready(b, "img", data_of(image))
+    b.expect_ready_bytes("img", image.read_bytes())
 
 
 def test_receiver_killed_mid_sync_resumes_from_the_pieces_it_holds(daemon_factory, fakes,
@@ -195,7 +157,7 @@ def test_receiver_killed_mid_sync_resumes_from_the_pieces_it_holds(daemon_factor
     p = tmp_path / "slow.raw"
     size = 24 * PIECE
     make_file(p, [("data", size)], seed=12)
-    data = data_of(p)
+    data = p.read_bytes()
     f = fakes(data, rate=6 * MiB)  # per connection: the receiver uses two
     b = daemon_factory(name="b")
     expect_ok(sync(b, "img", "u1", [f.addr]))
@@ -209,7 +171,7 @@ def test_receiver_killed_mid_sync_resumes_from_the_pieces_it_holds(daemon_factor
     assert done < size, "the sync ended before the kill"
     before = f.bytes_served
     b.restart()
-    expect_ready(b, "img", data)
+    b.expect_ready_bytes("img", data)
     again = f.bytes_served - before
     assert again <= size - done, \
         "after the restart %d bytes were fetched again, %d were verified before it" % (

@@ -137,18 +137,23 @@ def upload(daemon, name, path, want="ready"):
     return img
 
 
+def hash_rest(fd, h, off, chunk):
+    """Feed h with what fd holds from off to its end, in preads of `chunk`
+    bytes; returns the offset of the end."""
+    while True:
+        b = os.pread(fd, chunk, off)
+        if not b:
+            return off
+        h.update(b)
+        off += len(b)
+
+
 def read_direct(path, chunk, size):
     """The whole file through O_DIRECT reads of `chunk` bytes: its SHA-512."""
     h = hashlib.sha512()
     fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     try:
-        off = 0
-        while True:
-            b = os.pread(fd, chunk, off)
-            if not b:
-                break
-            h.update(b)
-            off += len(b)
+        off = hash_rest(fd, h, 0, chunk)
     finally:
         os.close(fd)
     assert off == size, "read %d bytes of %s, its size is %d" % (off, path, size)
@@ -276,13 +281,7 @@ def test_raw_stays_readable_after_delete_and_recreate(daemon, images):
         assert sha512_file(daemon.mnt / "re" / "raw") == second.sha512, \
             "the re-created image does not show its own disk"
         h = hashlib.sha512(head)
-        off = len(head)
-        while True:
-            b = os.pread(fd, MiB, off)
-            if not b:
-                break
-            h.update(b)
-            off += len(b)
+        hash_rest(fd, h, len(head), MiB)
         assert h.hexdigest() == first.sha512, "the file opened before the delete changed"
     finally:
         os.close(fd)

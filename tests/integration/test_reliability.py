@@ -28,20 +28,6 @@ def create_file(daemon, name, path, uuid):
     return rc, err
 
 
-def wait_failed(daemon, name, timeout=60):
-    """The image once it ended failed (it must not end ready)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        img = daemon.get_raw(name)
-        state = img and img["status"]["state"]
-        assert state != "ready", "%s ended ready: %r" % (name, img)
-        if state == "failed":
-            return img
-        assert time.monotonic() < deadline, "%s is %r after %ds, wanted failed" % (
-            name, state, timeout)
-        time.sleep(0.1)
-
-
 def mount_tmpfs(path, size):
     path.mkdir()
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", str(path)],
@@ -227,7 +213,7 @@ def zero_server():
 def test_endless_download_fails_at_max_size(keeper, zero_server):
     d, digest = keeper
     expect_ok(d.create("endless", {"type": "download", "url": zero_server}))
-    img = wait_failed(d, "endless", timeout=60)
+    img = d.wait_failed("endless", timeout=60)
     assert "larger than --max-size (67108864 bytes)" in img["status"]["errorMsg"], img
     assert d.answers_version(), "the daemon does not answer after the failed download"
     assert not list(d.images_dir.rglob("backing.tmp")), "the failed download left its data"
@@ -238,7 +224,7 @@ def test_upload_from_dev_zero_fails_at_max_size(keeper):
     d, digest = keeper
     rc, err = create_file(d, "zero", "/dev/zero", "z1")
     assert rc == 1, "bimctl create --file /dev/zero: exit %d (%s)" % (rc, err)
-    img = wait_failed(d, "zero")
+    img = d.wait_failed("zero")
     assert "larger than --max-size" in img["status"]["errorMsg"], img
     assert_still_ready(d, "keep", digest)
 
@@ -250,7 +236,7 @@ def test_upload_of_a_file_over_max_size_fails_at_once(keeper, tmp_path):
         f.truncate(128 * MiB)  # sparse: the size alone is too large
     rc, err = create_file(d, "big", p, "b1")
     assert rc == 1, "an upload of 128 MiB with --max-size 64M: exit %d" % rc
-    img = wait_failed(d, "big")
+    img = d.wait_failed("big")
     assert img["status"]["errorMsg"] == "image larger than --max-size (67108864 bytes)", img
     assert_still_ready(d, "keep", digest)
 
@@ -267,7 +253,7 @@ def test_put_with_content_length_over_max_size_is_refused(keeper):
         s.close()
     assert reply.startswith(b"HTTP/1.1 4"), "PUT of 65 MiB with --max-size 64M: %r" % reply[:200]
     assert b"larger than --max-size" in reply, "the refusal does not say why: %r" % reply[:400]
-    img = wait_failed(d, "huge")
+    img = d.wait_failed("huge")
     assert "larger than --max-size" in img["status"]["errorMsg"], img
     assert_still_ready(d, "keep", digest)
 
@@ -291,7 +277,7 @@ def test_empty_upload_fails(daemon, tmp_path):
     p.write_bytes(b"")
     rc, err = create_file(daemon, "empty", p, "e1")
     assert rc == 1, "an empty upload: exit %d" % rc
-    img = wait_failed(daemon, "empty")
+    img = daemon.wait_failed("empty")
     assert img["status"]["errorMsg"] == "image is empty (0 bytes)", img
 
 
@@ -300,7 +286,7 @@ def test_empty_download_fails(daemon):
     try:
         srv.add("/empty.raw", b"")
         expect_ok(daemon.create("empty", {"type": "download", "url": srv.url("/empty.raw")}))
-        img = wait_failed(daemon, "empty")
+        img = daemon.wait_failed("empty")
     finally:
         srv.stop()
     assert img["status"]["errorMsg"] == "image is empty (0 bytes)", img
@@ -310,7 +296,7 @@ def test_empty_put_fails(daemon):
     r = request(daemon.port, "PUT", "/v1/images/empty?uuid=e1", body=b"",
                 headers={"Content-Length": "0"})
     assert r.status >= 400, "an empty PUT: %r" % (r,)
-    img = wait_failed(daemon, "empty")
+    img = daemon.wait_failed("empty")
     assert img["status"]["errorMsg"] == "image is empty (0 bytes)", img
 
 
@@ -344,7 +330,7 @@ def test_sync_whose_data_does_not_fit_is_refused_at_once(daemon_factory, tmp_pat
         make_file(p, [("data", 24 * MiB), ("hole", 40 * MiB)], seed=4)
         add_image(a, "big", p, "g1")
         expect_ok(sync(b, "big", "g1", [a]))
-        img = wait_failed(b, "big")
+        img = b.wait_failed("big")
         msg = img["status"]["errorMsg"]
         assert msg.startswith("insufficient space: need %d bytes" % (24 * MiB)), msg
         b.stop()

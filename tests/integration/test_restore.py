@@ -247,17 +247,7 @@ def test_kill_mid_restore_then_restart_resumes(daemon_factory, tmp_path):
     holds (their names match) and ends ready with the right bytes."""
     image, digest, url, info = big_backup(tmp_path)
     d = daemon_factory(name="d")
-    expect_ok(restore(d, "big", url, uuid="k1"))
-    tmp = d.image_dir("big", "k1") / "backing.tmp"
-
-    def some_blocks_written():
-        img = d.get("big")
-        if img["status"]["state"] in ("ready", "failed"):
-            pytest.skip("the restore finished before it could be cut (%s)"
-                        % img["status"]["state"])
-        # more than the fetchers can hold half-written: some blocks are whole
-        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
-    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    restore_under_way(d, url, "k1", "it could be cut")
     d.kill9()
     d.start()
     img = check_restored(d, "big", image, digest, info["blocks"])
@@ -272,14 +262,7 @@ def test_a_kept_backing_tmp_changed_while_down_is_not_trusted(daemon_factory, tm
     fetched again, and the image ends with the backup's bytes."""
     image, digest, url, info = big_backup(tmp_path)
     d = daemon_factory(name="d")
-    expect_ok(restore(d, "big", url, uuid="c1"))
-    tmp = d.image_dir("big", "c1") / "backing.tmp"
-
-    def some_blocks_written():
-        if d.get("big")["status"]["state"] in ("ready", "failed"):
-            pytest.skip("the restore finished before it could be cut")
-        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
-    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    tmp = restore_under_way(d, url, "c1", "it could be cut")
     d.kill9()
     hole = 97 * MiB  # inside the 8 MiB hole of big_backup's image
     assert hole // lh.BLOCK_SIZE * lh.BLOCK_SIZE not in info["blocks"]
@@ -373,6 +356,23 @@ def big_backup(tmp_path, compression="none"):
     return image, digest, lh.backup_url("vfs://%s" % target, "big"), info
 
 
+def restore_under_way(d, url, uuid, cut_by):
+    """Restore big from url as uuid and wait until its backing.tmp holds
+    16 MiB: more than the fetchers can hold half-written, so some blocks are
+    whole. Skips the test when the restore ended before `cut_by` could come.
+    Returns the path of backing.tmp."""
+    expect_ok(restore(d, "big", url, uuid=uuid))
+    tmp = d.image_dir("big", uuid) / "backing.tmp"
+
+    def some_blocks_written():
+        img = d.get("big")
+        if img["status"]["state"] in ("ready", "failed"):
+            pytest.skip("the restore finished before %s (%s)" % (cut_by, img["status"]["state"]))
+        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
+    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    return tmp
+
+
 def test_delete_mid_restore_stops_it_and_removes_the_data(daemon, tmp_path):
     image, digest, url, info = big_backup(tmp_path)
     expect_ok(restore(daemon, "big", url, uuid="del1"))
@@ -390,14 +390,7 @@ def test_delete_mid_restore_stops_it_and_removes_the_data(daemon, tmp_path):
 def test_shutdown_mid_restore_keeps_backing_tmp_and_resumes(daemon_factory, tmp_path):
     image, digest, url, info = big_backup(tmp_path)
     d = daemon_factory(name="d")
-    expect_ok(restore(d, "big", url, uuid="s1"))
-    tmp = d.image_dir("big", "s1") / "backing.tmp"
-
-    def some_blocks_written():
-        if d.get("big")["status"]["state"] in ("ready", "failed"):
-            pytest.skip("the restore finished before the shutdown")
-        return tmp.exists() and os.stat(tmp).st_blocks * 512 >= 16 * MiB
-    wait_until(some_blocks_written, 60, "blocks in backing.tmp")
+    tmp = restore_under_way(d, url, "s1", "the shutdown")
     d.stop()
     assert tmp.exists(), "a shutdown removed the restore's backing.tmp"
     d.start()

@@ -7,7 +7,6 @@ restart neither repeats nor skips a scrub. Small images and a high rate keep
 the tests fast; they wait on states, never on time."""
 
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -42,15 +41,10 @@ def scrubbed(d, name):
     return wait_until(done, 60, "the scrub of %s" % name, interval=0.1)
 
 
-def cfg_of(d, name, uuid):
-    return json.loads((d.image_dir(name, uuid) / "backing.cfg").read_text())
-
-
-def synced(daemon_factory, image, receiver_args, name="img", uuid="u1"):
+def synced(peer_pair, image, receiver_args, name="img", uuid="u1"):
     """A source daemon with the image and a receiver that synced it by pieces."""
-    a = daemon_factory(name="a", args=["--scrub-interval", "0"])
-    b = daemon_factory(name="b", args=receiver_args)
-    add_image(a, name, image, uuid)
+    a, b = peer_pair(image, name, uuid, source_args=["--scrub-interval", "0"],
+                     receiver_args=receiver_args)
     expect_ok(sync(b, name, uuid, [a]))
     return a, b
 
@@ -67,15 +61,15 @@ def flip_byte_keeping_mtime(path, offset):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_peer_synced_image_is_scrubbed_to_sha512(daemon_factory, image):
-    _, b = synced(daemon_factory, image, FAST)
+def test_peer_synced_image_is_scrubbed_to_sha512(peer_pair, image):
+    _, b = synced(peer_pair, image, FAST)
     img = scrubbed(b, "img")
     st = img["status"]
     assert RFC3339.match(st["lastScrub"]), "lastScrub %r is not RFC 3339 UTC" % st["lastScrub"]
     assert st["currentChecksum"] == sha512_file(image)
     assert xattr(b.mnt / "img", "user.bim.verified") == "sha512"
     assert xattr(b.mnt / "img", "user.bim.scrubbed") == st["lastScrub"]
-    cfg = cfg_of(b, "img", "u1")
+    cfg = b.cfg("img", "u1")
     assert cfg["verified"] == "sha512" and cfg["lastScrub"] == st["lastScrub"], \
         "the scrub is not kept in the cfg: %r" % cfg
     m = metrics(b.port)
@@ -107,7 +101,7 @@ def test_byte_flipped_behind_the_daemon_fails_the_scrub(daemon_factory, image, e
     assert xattr(d.mnt / "img", "user.bim.error") == want
     left = os.listdir(d.image_dir("img", "u1"))
     assert "backing" not in left, "the data that failed is still there: %r" % left
-    cfg = cfg_of(d, "img", "u1")
+    cfg = d.cfg("img", "u1")
     assert cfg["state"] == "failed" and cfg["errorMsg"] == want, cfg
     assert RFC3339.match(cfg.get("lastScrub", "")), "the last match is not kept: %r" % cfg
     m = metrics(d.port)
@@ -128,11 +122,11 @@ def test_scrub_interval_0_never_scrubs(daemon_factory, image):
     assert st["verified"] == "pieces" and st["lastScrub"] == "", st
     m = metrics(off.port)
     assert m["bimfs_scrub_bytes_total"] == 0 and m["bimfs_scrubs_total"] == 0, m
-    assert "lastScrub" not in cfg_of(off, "img", "u1")
+    assert "lastScrub" not in off.cfg("img", "u1")
 
 
-def test_restart_does_not_repeat_a_scrub(daemon_factory, image, tmp_path):
-    a, b = synced(daemon_factory, image, FAST)
+def test_restart_does_not_repeat_a_scrub(peer_pair, image, tmp_path):
+    a, b = synced(peer_pair, image, FAST)
     first = scrubbed(b, "img")["status"]["lastScrub"]
     b.restart()
     # another pieces-verified image: once it is scrubbed, the scrub has
@@ -147,10 +141,10 @@ def test_restart_does_not_repeat_a_scrub(daemon_factory, image, tmp_path):
     assert metrics(b.port)["bimfs_scrubs_total"] == 1, "a scrub was repeated after the restart"
 
 
-def test_delete_stops_a_scrub_in_progress(daemon_factory, tmp_path):
+def test_delete_stops_a_scrub_in_progress(peer_pair, tmp_path):
     big = tmp_path / "big.raw"
     make_file(big, [("data", 24 * MiB)], seed=23)
-    _, b = synced(daemon_factory, big, ["--scrub-rate", "1"])  # 24 s of reading
+    _, b = synced(peer_pair, big, ["--scrub-rate", "1"])  # 24 s of reading
     b.wait_state("img", "ready")
     wait_until(lambda: metrics(b.port)["bimfs_scrub_bytes_total"] > 0, 30, "the scrub to start")
     expect_ok(b.request({"op": "delete", "name": "img"}))
@@ -160,10 +154,10 @@ def test_delete_stops_a_scrub_in_progress(daemon_factory, tmp_path):
     assert m["bimfs_scrub_bytes_total"] < 24 * MiB, m
 
 
-def test_shutdown_stops_a_scrub_in_progress(daemon_factory, tmp_path):
+def test_shutdown_stops_a_scrub_in_progress(peer_pair, tmp_path):
     big = tmp_path / "big.raw"
     make_file(big, [("data", 64 * MiB)], seed=24)
-    _, b = synced(daemon_factory, big, ["--scrub-rate", "1"])  # a minute of reading
+    _, b = synced(peer_pair, big, ["--scrub-rate", "1"])  # a minute of reading
     b.wait_state("img", "ready")
     wait_until(lambda: metrics(b.port)["bimfs_scrub_bytes_total"] > 0, 30, "the scrub to start")
     b.stop()  # asserts exit 0 within its timeout, which is shorter than the scrub

@@ -9,18 +9,7 @@ import hashlib
 from conftest import MiB, expect_ok, make_file, make_random_file, wait_until
 from faultserver import FaultServer
 from fakepeer import PIECE, FakePeer, piece_digests
-from httphelp import get, metrics, sync
-
-
-def data_of(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def pieces_of(d, name):
-    r = get(d.port, "/v1/images/%s/pieces" % name)
-    assert r.status == 200, "GET pieces of an image in progress: %r" % (r,)
-    return r.json()
+from httphelp import get, metrics, pieces_of, sync
 
 
 def held(p):
@@ -89,7 +78,7 @@ def check_serves_what_it_holds(d, name, data):
 def test_sync_in_progress_serves_its_verified_pieces(daemon_factory, tmp_path):
     path = tmp_path / "img.raw"
     make_random_file(path, 48 * MiB, seed=3)
-    data = data_of(path)
+    data = path.read_bytes()
     fake = FakePeer(data, rate=4 * MiB)  # per connection: about 6 s for the image
     try:
         b = daemon_factory(name="b")
@@ -108,7 +97,7 @@ def test_sync_in_progress_serves_its_verified_pieces(daemon_factory, tmp_path):
 def test_download_in_progress_serves_its_hashed_pieces(daemon_factory, tmp_path):
     path = tmp_path / "img.raw"
     make_file(path, [("data", 20 * MiB), ("hole", 8 * MiB), ("data", 20 * MiB)], seed=5)
-    data = data_of(path)
+    data = path.read_bytes()
     srv = FaultServer().start()
     try:
         srv.add("/img.raw", data)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import XATTRS, PipeFeeder, expect_ok, make_file, run, sha512_file, xattr
+from conftest import XATTRS, expect_ok, make_file, run, sha512_file, xattr
 
 
 @pytest.fixture
@@ -51,21 +51,13 @@ def test_unknown_name_is_enoent(daemon):
 
 
 def test_image_in_progress_is_listed_without_files(daemon):
-    feeder = PipeFeeder(close=False)
-    reply = daemon.upload_fd("busy", feeder.r)
-    feeder.close_read_end()
-    expect_ok(reply)
-    feeder.start()
-    try:
-        daemon.wait_state("busy", ("starting", "in-progress"))
+    with daemon.in_progress("busy"):
         assert "busy" in os.listdir(daemon.mnt), "an image in progress is not in the tree"
         assert os.listdir(daemon.mnt / "busy") == [], \
             "an image in progress shows files: %r" % os.listdir(daemon.mnt / "busy")
         assert xattr(daemon.mnt / "busy", "user.bim.state") in ("starting", "in-progress")
         with pytest.raises(FileNotFoundError):
             os.stat(daemon.mnt / "busy" / "backing")
-    finally:
-        feeder.stop()
 
 
 def test_failed_image_is_listed_with_its_error_and_no_files(daemon, tmp_path):

@@ -12,7 +12,7 @@ import os
 
 from conftest import MiB, expect_ok, go_time, make_file, xattr
 from faultserver import FaultServer
-from httphelp import add_image, sync
+from httphelp import sync
 
 NO_SCRUB = ["--scrub-interval", "0"]  # the scrub would turn `pieces` into `sha512`
 
@@ -22,15 +22,9 @@ def verified(d, name):
     return img["status"]["verified"], xattr(d.mnt / name, "user.bim.verified")
 
 
-def cfg_of(d, name, uuid):
-    return json.loads((d.image_dir(name, uuid) / "backing.cfg").read_text())
-
-
-def synced(daemon_factory, src, receiver_args):
+def synced(peer_pair, src, receiver_args):
     """A receiver that synced src (as img, u1) from a source daemon; ready."""
-    a = daemon_factory(name="a")
-    b = daemon_factory(name="b", args=receiver_args)
-    add_image(a, "img", src, "u1")
+    a, b = peer_pair(src, receiver_args=receiver_args)
     expect_ok(sync(b, "img", "u1", [a]))
     b.wait_state("img", "ready")
     return b
@@ -47,7 +41,7 @@ def test_download_is_verified_by_sha512(daemon, tmp_path):
     finally:
         srv.stop()
     assert verified(daemon, "dl") == ("sha512", "sha512")
-    assert cfg_of(daemon, "dl", "u1")["verified"] == "sha512", "not kept in the cfg"
+    assert daemon.cfg("dl", "u1")["verified"] == "sha512", "not kept in the cfg"
 
 
 def test_upload_has_no_last_scrub_yet(daemon, small_image):
@@ -66,14 +60,14 @@ def test_clone_is_verified_as_its_source(daemon, small_image):
     assert verified(daemon, "copy") == ("sha512", "sha512")
 
 
-def test_peer_sync_by_pieces_is_verified_by_pieces(daemon_factory, small_image):
-    b = synced(daemon_factory, small_image[0], NO_SCRUB)
+def test_peer_sync_by_pieces_is_verified_by_pieces(peer_pair, small_image):
+    b = synced(peer_pair, small_image[0], NO_SCRUB)
     assert verified(b, "img") == ("pieces", "pieces")
-    assert cfg_of(b, "img", "u1")["verified"] == "pieces"
+    assert b.cfg("img", "u1")["verified"] == "pieces"
 
 
-def test_peer_sync_with_verify_sha512_is_verified_by_sha512(daemon_factory, small_image):
-    b = synced(daemon_factory, small_image[0], NO_SCRUB + ["--verify", "sha512"])
+def test_peer_sync_with_verify_sha512_is_verified_by_sha512(peer_pair, small_image):
+    b = synced(peer_pair, small_image[0], NO_SCRUB + ["--verify", "sha512"])
     assert verified(b, "img") == ("sha512", "sha512")
 
 
@@ -94,7 +88,7 @@ def test_longhorn_cfg_is_adopted(daemon_factory, tmp_path):
     assert img["status"]["verified"] == "adopted", img
     assert xattr(daemon.mnt / "lh", "user.bim.verified") == "adopted"
     assert img["status"]["lastScrub"] == ""
-    cfg = cfg_of(daemon, "lh", "abcd1234")
+    cfg = daemon.cfg("lh", "abcd1234")
     assert "verified" not in cfg, "adoption wrote a verification it did not do: %r" % cfg
     daemon.restart()
     assert daemon.wait_state("lh", "ready")["status"]["verified"] == "adopted"
@@ -110,8 +104,8 @@ def test_not_ready_is_not_verified(daemon, small_image):
     assert xattr(daemon.mnt / "gone", "user.bim.verified") == ""
 
 
-def test_restart_keeps_verified_and_last_scrub(daemon_factory, small_image):
-    b = synced(daemon_factory, small_image[0], NO_SCRUB)
+def test_restart_keeps_verified_and_last_scrub(peer_pair, small_image):
+    b = synced(peer_pair, small_image[0], NO_SCRUB)
     b.stop()
     cfg_path = b.image_dir("img", "u1") / "backing.cfg"
     cfg = json.loads(cfg_path.read_text())

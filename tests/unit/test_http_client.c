@@ -175,6 +175,29 @@ static int get(const struct server *s, const struct http_client_options *opts,
     return rc;
 }
 
+/* One scripted exchange: the server, what the callbacks saw, the request
+ * and its answer. */
+struct exchange {
+    struct server s;
+    struct sink k;
+    struct http_request req;
+    struct http_response resp;
+    struct bim_error err;
+};
+
+/* Serve the script's first count responses, GET path through them with opts
+ * (NULL: plain), stop the server; returns get()'s value. */
+static int exchange_run(struct exchange *x, const struct scripted *script, int count,
+                        const struct http_client_options *opts, const char *path)
+{
+    int rc;
+
+    server_start(&x->s, script, count);
+    rc = get(&x->s, opts, &x->req, path, &x->k, &x->resp, &x->err);
+    server_stop(&x->s);
+    return rc;
+}
+
 static void test_ok_keeps_headers_and_whole_body(void)
 {
     static const struct scripted script[] = {
@@ -182,26 +205,21 @@ static void test_ok_keeps_headers_and_whole_body(void)
          "Last-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\nConnection: close\r\n\r\nhello world",
          0},
     };
-    struct server s;
-    server_start(&s, script, 1);
-    struct sink k = {0};
-    struct http_request req = {0};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, NULL, &req, "/disk.raw", &k, &resp, &err);
-    server_stop(&s);
-    CHECK(rc == 0, "rc %d: %s", rc, err.message);
-    CHECK_INT(resp.status, 200);
-    CHECK_STR(resp.reason, "Fine Thanks");
-    CHECK_INT(resp.length, 11);
-    CHECK_STR(resp.etag, "\"v1\"");
-    CHECK_STR(resp.last_modified, "Tue, 01 Dec 2026 10:00:00 GMT");
-    CHECK_STR(k.body, "hello world");
-    CHECK_INT(k.calls_response, 1);
-    CHECK_INT(resp.cause, HTTP_CAUSE_NONE);
-    CHECK(strstr(s.heads[0], "GET /disk.raw HTTP/1.1\r\n") == s.heads[0], "head: %s", s.heads[0]);
-    CHECK(!strstr(s.heads[0], "Authorization"), "a token was sent unasked: %s", s.heads[0]);
-    CHECK(!strstr(s.heads[0], "Range"), "a range was sent unasked: %s", s.heads[0]);
+    struct exchange x = {0};
+    int rc = exchange_run(&x, script, 1, NULL, "/disk.raw");
+    CHECK(rc == 0, "rc %d: %s", rc, x.err.message);
+    CHECK_INT(x.resp.status, 200);
+    CHECK_STR(x.resp.reason, "Fine Thanks");
+    CHECK_INT(x.resp.length, 11);
+    CHECK_STR(x.resp.etag, "\"v1\"");
+    CHECK_STR(x.resp.last_modified, "Tue, 01 Dec 2026 10:00:00 GMT");
+    CHECK_STR(x.k.body, "hello world");
+    CHECK_INT(x.k.calls_response, 1);
+    CHECK_INT(x.resp.cause, HTTP_CAUSE_NONE);
+    CHECK(strstr(x.s.heads[0], "GET /disk.raw HTTP/1.1\r\n") == x.s.heads[0], "head: %s",
+          x.s.heads[0]);
+    CHECK(!strstr(x.s.heads[0], "Authorization"), "a token was sent unasked: %s", x.s.heads[0]);
+    CHECK(!strstr(x.s.heads[0], "Range"), "a range was sent unasked: %s", x.s.heads[0]);
 }
 
 static void test_range_if_range_and_token_are_sent_and_content_range_kept(void)
@@ -211,26 +229,20 @@ static void test_range_if_range_and_token_are_sent_and_content_range_kept(void)
          "Content-Range: bytes 10-14/100\r\nConnection: close\r\n\r\nabcde",
          0},
     };
-    struct server s;
-    server_start(&s, script, 1);
     struct http_client_options opts = {.user_agent = "bimfs-test", .token = "s3cret"};
-    struct sink k = {0};
-    struct http_request req = {
-        .range = true, .range_first = 10, .range_last = -1, .if_range = "\"v1\""};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, &opts, &req, "/x", &k, &resp, &err);
-    server_stop(&s);
-    CHECK(rc == 0, "rc %d: %s", rc, err.message);
-    CHECK(strstr(s.heads[0], "\r\nRange: bytes=10-\r\n"), "head: %s", s.heads[0]);
-    CHECK(strstr(s.heads[0], "\r\nIf-Range: \"v1\"\r\n"), "head: %s", s.heads[0]);
-    CHECK(strstr(s.heads[0], "\r\nAuthorization: Bearer s3cret\r\n"), "head: %s", s.heads[0]);
-    CHECK_INT(resp.status, 206);
-    CHECK(resp.has_range, "Content-Range not kept");
-    CHECK_INT(resp.range_first, 10);
-    CHECK_INT(resp.range_last, 14);
-    CHECK_INT(resp.range_complete, 100);
-    CHECK_STR(k.body, "abcde");
+    struct exchange x = {
+        .req = {.range = true, .range_first = 10, .range_last = -1, .if_range = "\"v1\""}};
+    int rc = exchange_run(&x, script, 1, &opts, "/x");
+    CHECK(rc == 0, "rc %d: %s", rc, x.err.message);
+    CHECK(strstr(x.s.heads[0], "\r\nRange: bytes=10-\r\n"), "head: %s", x.s.heads[0]);
+    CHECK(strstr(x.s.heads[0], "\r\nIf-Range: \"v1\"\r\n"), "head: %s", x.s.heads[0]);
+    CHECK(strstr(x.s.heads[0], "\r\nAuthorization: Bearer s3cret\r\n"), "head: %s", x.s.heads[0]);
+    CHECK_INT(x.resp.status, 206);
+    CHECK(x.resp.has_range, "Content-Range not kept");
+    CHECK_INT(x.resp.range_first, 10);
+    CHECK_INT(x.resp.range_last, 14);
+    CHECK_INT(x.resp.range_complete, 100);
+    CHECK_STR(x.k.body, "abcde");
 }
 
 static void test_body_cut_short_is_a_transfer_error_worth_retrying(void)
@@ -238,18 +250,12 @@ static void test_body_cut_short_is_a_transfer_error_worth_retrying(void)
     static const struct scripted script[] = {
         {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly this", 0},
     };
-    struct server s;
-    server_start(&s, script, 1);
-    struct sink k = {0};
-    struct http_request req = {0};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
-    server_stop(&s);
+    struct exchange x = {0};
+    int rc = exchange_run(&x, script, 1, NULL, "/x");
     CHECK_INT(rc, -EAGAIN);
-    CHECK_INT(resp.cause, HTTP_CAUSE_TRANSFER);
-    CHECK(http_cause_remote(resp.cause), "a cut body is not the server's fault?");
-    CHECK(err.message[0] != '\0', "no message");
+    CHECK_INT(x.resp.cause, HTTP_CAUSE_TRANSFER);
+    CHECK(http_cause_remote(x.resp.cause), "a cut body is not the server's fault?");
+    CHECK(x.err.message[0] != '\0', "no message");
 }
 
 static void test_refused_connection_is_a_connect_error(void)
@@ -279,18 +285,12 @@ static void test_stall_ends_the_get(void)
     static const struct scripted script[] = {
         {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nsome", 1500},
     };
-    struct server s;
-    server_start(&s, script, 1);
     struct http_client_options opts = {.user_agent = "bimfs-test", .stall_ms = 300};
-    struct sink k = {0};
-    struct http_request req = {0};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, &opts, &req, "/x", &k, &resp, &err);
+    struct exchange x = {0};
+    int rc = exchange_run(&x, script, 1, &opts, "/x");
     CHECK_INT(rc, -EAGAIN);
-    CHECK_INT(resp.cause, HTTP_CAUSE_STALL);
-    CHECK_STR(k.body, "some");
-    server_stop(&s);
+    CHECK_INT(x.resp.cause, HTTP_CAUSE_STALL);
+    CHECK_STR(x.k.body, "some");
 }
 
 static void test_callback_error_is_returned_as_is(void)
@@ -298,17 +298,11 @@ static void test_callback_error_is_returned_as_is(void)
     static const struct scripted script[] = {
         {"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndata", 0},
     };
-    struct server s;
-    server_start(&s, script, 1);
-    struct sink k = {.fail_data = -ENOSPC};
-    struct http_request req = {0};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
-    server_stop(&s);
+    struct exchange x = {.k = {.fail_data = -ENOSPC}};
+    int rc = exchange_run(&x, script, 1, NULL, "/x");
     CHECK_INT(rc, -ENOSPC);
-    CHECK_INT(resp.cause, HTTP_CAUSE_CALLBACK);
-    CHECK(!http_cause_remote(resp.cause), "a callback's error is not remote");
+    CHECK_INT(x.resp.cause, HTTP_CAUSE_CALLBACK);
+    CHECK(!http_cause_remote(x.resp.cause), "a callback's error is not remote");
 }
 
 static void test_cancel_flag_ends_the_get(void)
@@ -316,17 +310,11 @@ static void test_cancel_flag_ends_the_get(void)
     static const struct scripted script[] = {
         {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nsome", 1500},
     };
-    struct server s;
-    server_start(&s, script, 1);
     atomic_bool cancel = true;
-    struct sink k = {0};
-    struct http_request req = {.cancel = &cancel};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
+    struct exchange x = {.req = {.cancel = &cancel}};
+    int rc = exchange_run(&x, script, 1, NULL, "/x");
     CHECK_INT(rc, -ECANCELED);
-    CHECK_INT(resp.cause, HTTP_CAUSE_CANCELLED);
-    server_stop(&s);
+    CHECK_INT(x.resp.cause, HTTP_CAUSE_CANCELLED);
 }
 
 static void test_skipped_body_and_retry_after(void)
@@ -336,18 +324,12 @@ static void test_skipped_body_and_retry_after(void)
          "try later",
          0},
     };
-    struct server s;
-    server_start(&s, script, 1);
-    struct sink k = {.skip_status = 503};
-    struct http_request req = {0};
-    struct http_response resp;
-    struct bim_error err = {0};
-    int rc = get(&s, NULL, &req, "/x", &k, &resp, &err);
-    server_stop(&s);
-    CHECK(rc == 0, "rc %d: %s", rc, err.message);
-    CHECK_INT(resp.status, 503);
-    CHECK_INT(resp.retry_after_s, 7);
-    CHECK_INT(k.len, 0);
+    struct exchange x = {.k = {.skip_status = 503}};
+    int rc = exchange_run(&x, script, 1, NULL, "/x");
+    CHECK(rc == 0, "rc %d: %s", rc, x.err.message);
+    CHECK_INT(x.resp.status, 503);
+    CHECK_INT(x.resp.retry_after_s, 7);
+    CHECK_INT(x.k.len, 0);
     CHECK(http_status_transient(503) && http_status_transient(429) && http_status_transient(408),
           "transient statuses");
     CHECK(!http_status_transient(404) && !http_status_transient(200), "final statuses");

@@ -20,7 +20,7 @@
 #define GIB (UINT64_C(1) << 30)
 #define ODD_SIZE (12 * MIB + 512)
 
-static char work_dir[] = "/tmp/test_qcow.XXXXXX";
+static char work_dir[CHECK_DIR_MAX];
 
 /* Run a shell command in work_dir (output discarded); true on exit 0. */
 static bool sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -525,10 +525,8 @@ int main(void)
         fprintf(stderr, "skipped: qemu-img or qemu-io not found\n");
         return 77;
     }
-    if (!mkdtemp(work_dir)) {
-        perror("mkdtemp");
+    if (check_dir_make(work_dir, "qcow") < 0)
         return 1;
-    }
     RUN(test_reads_match_qemu_img_for_v2_and_v3_all_cluster_sizes);
     RUN(test_zero_flag_clusters_read_as_zeros);
     RUN(test_compressed_images_read_through_libqcow);
@@ -538,6 +536,6 @@ int main(void)
     RUN(test_rejects_damaged_headers);
     RUN(test_rejects_corrupt_l2_entries);
     RUN(test_libqcow_rejection_is_reported_with_its_reasons);
-    sh("rm -rf %s", work_dir);
+    check_dir_remove(work_dir);
     return check_exit();
 }

@@ -23,7 +23,7 @@ static const char longhorn_cfg[] =
     "\"expectedChecksum\":\"\",\"currentChecksum\":\"" SUM "\","
     "\"modificationTime\":\"2024-03-05 10:11:12.123456789 +0000 UTC\"}";
 
-static char tmpdir[64];
+static char tmpdir[CHECK_DIR_MAX];
 
 static void time_check(time_t sec, long nsec, const char *want)
 {
@@ -289,13 +289,8 @@ static void test_prepare_writes_cfg_with_path_and_uuid(void)
 
 int main(void)
 {
-    char cmd[128];
-
-    strcpy(tmpdir, "/tmp/bimfs-cfg-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (check_dir_make(tmpdir, "cfg") < 0)
         return 1;
-    }
     RUN(test_time_like_go);
     RUN(test_parse_longhorn_cfg);
     RUN(test_serialize_field_order);
@@ -309,8 +304,6 @@ int main(void)
     RUN(test_open_missing_disk_fails);
     RUN(test_disk_uuid);
     RUN(test_prepare_writes_cfg_with_path_and_uuid);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    check_dir_remove(tmpdir);
     return check_exit();
 }

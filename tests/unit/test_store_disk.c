@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[64];
+static char tmpdir[CHECK_DIR_MAX];
 static struct store *store;
 
 static void path_of(char *out, size_t len, const char *dir, const char *file)
@@ -217,13 +217,8 @@ static void test_an_empty_image_is_refused(void)
 int main(void)
 {
     struct bim_error err = {0};
-    char cmd[128];
-
-    strcpy(tmpdir, "/tmp/bimfs-disk-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (check_dir_make(tmpdir, "disk") < 0)
         return 1;
-    }
     if (store_open(tmpdir, &store, &err) < 0) {
         fprintf(stderr, "store_open: %s\n", err.message);
         return 1;
@@ -234,8 +229,6 @@ int main(void)
     RUN(test_writes_past_the_max_size_are_refused);
     RUN(test_an_empty_image_is_refused);
     store_close(store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    check_dir_remove(tmpdir);
     return check_exit();
 }

@@ -13,7 +13,7 @@
 
 #define MiB (1024 * 1024)
 
-static char tmpdir[64];
+static char tmpdir[CHECK_DIR_MAX];
 
 static void path_of(char *out, size_t len, const char *file)
 {
@@ -228,13 +228,8 @@ static void test_commit_detects_qcow2(void)
 
 int main(void)
 {
-    char cmd[128];
-
-    strcpy(tmpdir, "/tmp/bimfs-format-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (check_dir_make(tmpdir, "format") < 0)
         return 1;
-    }
     RUN(test_raw_is_detected_with_its_size);
     RUN(test_raw_size_not_multiple_of_512);
     RUN(test_qcow2_from_qemu_img);
@@ -245,8 +240,6 @@ int main(void)
     RUN(test_truncated_qcow2_refused);
     RUN(test_libqcow_failure_is_reported);
     RUN(test_commit_detects_qcow2);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    check_dir_remove(tmpdir);
     return check_exit();
 }

@@ -23,7 +23,7 @@
  * inside, a short tail of data */
 #define IMAGE_SIZE (3 * PIECE + MiB + 512)
 
-static char tmpdir[64];
+static char tmpdir[CHECK_DIR_MAX];
 static struct store *store;
 static unsigned char *image;
 
@@ -258,13 +258,8 @@ static void test_kept_tmp_is_judged_piece_by_piece(void)
 int main(void)
 {
     struct bim_error err = {0};
-    char cmd[128];
-
-    strcpy(tmpdir, "/tmp/bimfs-pieces-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (check_dir_make(tmpdir, "pieces") < 0)
         return 1;
-    }
     if (store_open(tmpdir, &store, &err) < 0) {
         fprintf(stderr, "store_open: %s\n", err.message);
         return 1;
@@ -278,8 +273,6 @@ int main(void)
     RUN(test_kept_tmp_is_judged_piece_by_piece);
     store_close(store);
     free(image);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    check_dir_remove(tmpdir);
     return check_exit();
 }

@@ -17,7 +17,7 @@
 #define MiB (1024 * 1024)
 #define IMAGE_SIZE (6 * MiB)
 
-static char tmpdir[64];
+static char tmpdir[CHECK_DIR_MAX];
 static struct store *store;
 static unsigned char *image; /* IMAGE_SIZE bytes: data with zero stretches */
 static size_t image_nonzero_blocks;
@@ -476,13 +476,8 @@ static void test_scan_reports_images_and_leaves_others_alone(void)
 int main(void)
 {
     struct bim_error err = {0};
-    char cmd[128];
-
-    strcpy(tmpdir, "/tmp/bimfs-writer-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (check_dir_make(tmpdir, "writer") < 0)
         return 1;
-    }
     if (store_open(tmpdir, &store, &err) < 0) {
         fprintf(stderr, "store_open: %s\n", err.message);
         return 1;
@@ -502,8 +497,6 @@ int main(void)
     RUN(test_scan_reports_images_and_leaves_others_alone);
     store_close(store);
     free(image);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    check_dir_remove(tmpdir);
     return check_exit();
 }

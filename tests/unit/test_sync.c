@@ -24,7 +24,7 @@
 #define CHECK_MS 200
 #define WAIT_MS 15000
 
-static char disk[PATH_MAX];
+static char disk[CHECK_DIR_MAX];
 static char src_path[PATH_MAX + 16];
 static char src_sum[STORE_CHECKSUM_HEX + 1];
 static struct store *store;
@@ -517,13 +517,9 @@ int main(void)
 {
     struct sync_options opts = {.workers = 2, .check_interval_ms = CHECK_MS};
     struct bim_error err = {0};
-    char cmd[PATH_MAX + 16];
 
-    snprintf(disk, sizeof(disk), "/tmp/test_sync.XXXXXX");
-    if (!mkdtemp(disk)) {
-        perror("mkdtemp");
+    if (check_dir_make(disk, "sync") < 0)
         return 1;
-    }
     if (store_open(disk, &store, &err) < 0 || sync_open(store, &opts, &manager, &err) < 0) {
         fprintf(stderr, "cannot open %s: %s\n", disk, err.message);
         return 1;
@@ -547,8 +543,6 @@ int main(void)
 
     sync_close(manager);
     store_close(store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", disk);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", disk);
+    check_dir_remove(disk);
     return check_exit();
 }

@@ -21,7 +21,7 @@
 
 #define MIB (1024u * 1024u)
 
-static char disk[PATH_MAX];
+static char disk[CHECK_DIR_MAX];
 static struct store *store;
 static struct sync *manager;
 static unsigned char *image; /* 4 MiB: 1 MiB of data, 2 MiB of zeros, 1 MiB of data */
@@ -263,13 +263,9 @@ int main(void)
 {
     struct sync_options opts = {.workers = 2};
     struct bim_error err = {0};
-    char cmd[PATH_MAX + 16];
 
-    snprintf(disk, sizeof(disk), "/tmp/test_sync_send.XXXXXX");
-    if (!mkdtemp(disk)) {
-        perror("mkdtemp");
+    if (check_dir_make(disk, "sync-send") < 0)
         return 1;
-    }
     if (store_open(disk, &store, &err) < 0 || sync_open(store, &opts, &manager, &err) < 0) {
         fprintf(stderr, "cannot open %s: %s\n", disk, err.message);
         return 1;
@@ -289,8 +285,6 @@ int main(void)
     sync_close(manager);
     store_close(store);
     free(image);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", disk);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", disk);
+    check_dir_remove(disk);
     return check_exit();
 }
