@@ -352,10 +352,20 @@ def end_line(daemon, name):
     return lines[-1]
 
 
+LOCAL_FS = {"ext2/ext3", "xfs", "btrfs", "f2fs", "tmpfs", "ramfs", "overlayfs"}
+
+
+def fs_type(path):
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
 def test_with_no_deletion_lock_a_local_target_s_lock_is_taken_without_the_wait(daemon, image,
                                                                                 target):
     """A local file system lists a lock file as soon as it is written: when the lock
     directory holds no lock of another type, the 2 s wait protects against nothing."""
+    if fs_type(target) not in LOCAL_FS:
+        pytest.skip("the test's directory is on %s, not a local file system" % fs_type(target))
     url = "vfs://%s" % target
     store = lhbackup.VfsStore(target)
     other = lhbackup.write_lock(store, "lock-00000000feedf00d", 1)  # a backup: no conflict
