@@ -222,6 +222,13 @@ def test_a_backup_again_of_the_same_image_takes_the_block_names_from_the_last(da
     before = {p: os.stat(target / p).st_mtime_ns for p in store.blocks()}
     assert ", 0 named from the image's last backup" in end_line(daemon, "parrot")
     shutil.rmtree(target / os.path.dirname(lhbackup.cfg_path("parrot")))
+    lock = lhbackup.write_lock(store, "lock-0123456789abcdef", 2)  # a deletion holds the lock
+    expect_ok(backup(daemon, "parrot", url))
+    st = wait_backup(daemon, "parrot")
+    assert st["state"] == "error" and "lock-0123456789abcdef" in st["error"], \
+        "a backup with nothing to write ignored a deletion's lock: %r" % st
+    assert not store.exists(lhbackup.cfg_path("parrot")), "a cfg was written under the lock"
+    os.unlink(target / lock)
     expect_ok(backup(daemon, "parrot", url))
     assert wait_backup(daemon, "parrot")["state"] == "complete"
     line = end_line(daemon, "parrot")
