@@ -180,8 +180,13 @@ static void bimctl_backups_table(json_t *map)
  * the query, a vfs:/// path aside) only from its last '@' on. */
 static void bimctl_target_shown(const char *url, char *out, size_t len)
 {
-    const char *rest = strstr(url, "://"), *at = NULL, *colon = NULL;
+    const char *rest, *at = NULL, *colon = NULL;
 
+    if (!url) {
+        out[0] = '\0';
+        return;
+    }
+    rest = strstr(url, "://");
     snprintf(out, len, "%s", url);
     if (!rest || (strncmp(url, "vfs:///", 7) == 0))
         return;
