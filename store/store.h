@@ -448,6 +448,14 @@ uint64_t store_writer_pieced(struct store_writer *w);
 int store_writer_piece_digest(struct store_writer *w, uint64_t index, uint8_t out[32]);
 
 /* The fd of backing.tmp (for fallocate/extents; do not close). */
+/* From now on, write the BLOCK-aligned runs of pwrite/pwrite_pending with
+ * O_DIRECT, around the page cache (filling fresh page-cache pages is most of
+ * a buffered write's cost, and on a VM whose balloon takes freed pages back,
+ * far more: docs/store.md). Only for a writer nothing reads back while it
+ * writes (no SHA-512 hasher following, digests known): those reads would go
+ * to the disk. 0, or -errno when the file system refuses O_DIRECT (writes
+ * stay buffered). */
+int store_writer_direct(struct store_writer *w);
 int store_writer_fd(struct store_writer *w);
 
 /* A second expectation beside the one given at open: the image's SHA-512 must

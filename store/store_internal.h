@@ -149,8 +149,9 @@ struct store_writer {
     struct store *store;
     char name[STORE_NAME_MAX + 1];
     char uuid[STORE_UUID_MAX + 1];
-    int dirfd; /* the image directory */
-    int fd;    /* backing.tmp */
+    int dirfd;     /* the image directory */
+    int fd;        /* backing.tmp */
+    int direct_fd; /* backing.tmp again, O_DIRECT (store_writer_direct), or -1 */
     struct store_checksum expected;
     char also_sha512[STORE_CHECKSUM_HEX + 1]; /* a second expectation, or "" */
     uint64_t max_size;                        /* the store's, at open */

@@ -37,7 +37,7 @@ int store_writer_open(struct store *store, const char *name, const char *uuid,
     if (!w)
         return bim_error_set(err, -ENOMEM, "out of memory");
     w->store = store;
-    w->dirfd = w->fd = -1;
+    w->dirfd = w->fd = w->direct_fd = -1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->more, NULL);
     pthread_cond_init(&w->done, NULL);
@@ -110,6 +110,8 @@ fail:
 
 void store_writer_free(struct store_writer *w)
 {
+    if (w->direct_fd >= 0)
+        close(w->direct_fd);
     if (w->fd >= 0)
         close(w->fd);
     if (w->dirfd >= 0)
@@ -250,6 +252,30 @@ static bool store_block_zero(const unsigned char *p, size_t len)
 
 /* Write len bytes at off (zero blocks left as holes); mark them as written
  * when `mark`. */
+int store_writer_direct(struct store_writer *w)
+{
+    int fd = openat(w->dirfd, STORE_BACKING_TMP, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0)
+        return -errno; /* a file system without O_DIRECT: writes stay buffered */
+    w->direct_fd = fd;
+    return 0;
+}
+
+/* Aligned runs go around the page cache when the writer has a direct fd
+ * (the buffer, the offset and the length all on BLOCK); the rest, or a
+ * direct write the file system refuses, through it. */
+static int store_writer_write(struct store_writer *w, const void *buf, size_t len, uint64_t off)
+{
+    if (w->direct_fd >= 0 && (((uintptr_t)buf | (uintptr_t)off | len) % BLOCK) == 0) {
+        int rc = fd_pwrite_all(w->direct_fd, buf, len, off);
+
+        if (rc != -EINVAL)
+            return rc;
+    }
+    return fd_pwrite_all(w->fd, buf, len, off);
+}
+
 static int store_writer_put(struct store_writer *w, const void *buf, size_t len, uint64_t off,
                             bool mark)
 {
@@ -278,7 +304,7 @@ static int store_writer_put(struct store_writer *w, const void *buf, size_t len,
             pos += n;
         }
         if (pos > start) {
-            rc = fd_pwrite_all(w->fd, p + start, pos - start, off + start);
+            rc = store_writer_write(w, p + start, pos - start, off + start);
             if (rc < 0)
                 return rc;
             tail_zero = false;

@@ -168,8 +168,9 @@ static int sync_peer_on_data(void *ctx, const void *data, size_t len)
     f->hash_rc = store_piece_hash_update(f->hash, data, len);
     if (f->hash_rc < 0)
         return -EIO;
-    /* large reads go to the file as they are: one copy less */
-    if (f->fill == 0 && len >= SYNC_PEER_DIRECT_MIN)
+    /* large reads go to the file as they are: one copy less (not with
+     * O_DIRECT, which wants the aligned buffer) */
+    if (!f->t->direct && f->fill == 0 && len >= SYNC_PEER_DIRECT_MIN)
         return sync_peer_write(f, data, len) < 0 ? -EIO : 0;
     while (len > 0) {
         size_t n = SYNC_PEER_BUFFER - f->fill;
@@ -865,8 +866,10 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
 
         f->t = t;
         f->index = (unsigned)started;
-        f->buf = malloc(SYNC_PEER_BUFFER);
-        rc = f->buf ? store_piece_hash_open(&f->hash) : -ENOMEM;
+        /* aligned for O_DIRECT: a flush at a piece's offset is aligned too */
+        rc = -posix_memalign((void **)&f->buf, SYNC_PEER_ALIGN, SYNC_PEER_BUFFER);
+        if (rc == 0)
+            rc = store_piece_hash_open(&f->hash);
         if (rc == 0)
             rc = sync_peer_client_open(t, &f->http);
         if (rc == 0) {

@@ -596,8 +596,11 @@ static int sync_peer_writer(struct sync_peer_transfer *t, const struct store_che
     rc = store_writer_trust_pieces(t->w, &t->manifest, t->known);
     if (rc < 0)
         return bim_error_set(err, rc, "cannot keep the piece digests: %s", strerror(-rc));
-    if (!t->hash_sha512)
+    if (!t->hash_sha512) {
         store_writer_trust_checksum(t->w, t->checksum, STORE_VERIFIED_PIECES);
+        /* nothing reads the file back as it is written: around the page cache */
+        t->direct = store_writer_direct(t->w) == 0;
+    }
     sync_serving_start(job, t->w); /* its verified pieces may be served */
     return 0;
 }

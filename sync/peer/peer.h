@@ -24,6 +24,7 @@
 #define SYNC_PEER_HASH_LEAD (128ull << 20)     /* pieces start at most this far past hashed */
 #define SYNC_PEER_HASH_WAIT_MS 20              /* how often a fetcher ahead looks again */
 #define SYNC_PEER_DIRECT_MIN (64u << 10)       /* received pieces this large skip the buffer */
+#define SYNC_PEER_ALIGN 4096                   /* the fetchers' buffers, for O_DIRECT */
 #define SYNC_PEER_CONNECT_MS 5000              /* connecting to a source */
 #define SYNC_PEER_JSON_MAX (1u << 20)          /* the image's JSON */
 #define SYNC_PEER_JSON_TIMEOUT_MS 10000        /* one GET of the image or its extents */
@@ -123,6 +124,7 @@ struct sync_peer_transfer {
     struct store_pieces manifest; /* those digests (where pieces[i].known) */
     uint8_t *known;               /* manifest flags as the reference first gave them */
     bool hash_sha512;             /* --verify sha512: the writer hashes the image too */
+    bool direct;                  /* the writer writes aligned runs with O_DIRECT */
     bool resume;                  /* check what backing.tmp holds before fetching */
     struct sync_peer_piece *pieces;
     size_t npieces;
