@@ -159,4 +159,8 @@ int fd_durable_write_at(int dirfd, const char *file, const char *tmp, const void
  * Returns false if src was truncated. */
 bool str_copy(char *dst, size_t dstlen, const char *src);
 
+/* Split HOST:PORT or [V6]:PORT: the host into host (hostlen bytes), *port
+ * at the digits in hostport. 0, or -EINVAL when it is neither. */
+int hostport_split(const char *hostport, char *host, size_t hostlen, const char **port);
+
 #endif

@@ -12,36 +12,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int split_hostport(const char *hostport, char *host, size_t hostlen, const char **port)
-{
-    const char *colon;
-    size_t len;
-
-    if (hostport[0] == '[') {
-        const char *close = strchr(hostport, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        len = (size_t)(close - hostport - 1);
-        if (len == 0 || len >= hostlen)
-            return -EINVAL;
-        memcpy(host, hostport + 1, len);
-        colon = close + 1;
-    } else {
-        colon = strrchr(hostport, ':');
-        if (!colon)
-            return -EINVAL;
-        len = (size_t)(colon - hostport);
-        if (len == 0 || len >= hostlen)
-            return -EINVAL;
-        memcpy(host, hostport, len);
-    }
-    host[len] = '\0';
-    *port = colon + 1;
-    if (!**port || strspn(*port, "0123456789") != strlen(*port) || strlen(*port) > 5)
-        return -EINVAL;
-    return 0;
-}
-
 int listen_bind(const char *hostport, int *fd_out, struct bim_error *err)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -52,7 +22,7 @@ int listen_bind(const char *hostport, int *fd_out, struct bim_error *err)
     int one = 1;
     int rc, gai;
 
-    rc = split_hostport(hostport, host, sizeof(host), &port);
+    rc = hostport_split(hostport, host, sizeof(host), &port);
     if (rc) {
         bim_error_set(err, rc, "--listen %s: expected HOST:PORT", hostport);
         goto out;

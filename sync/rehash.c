@@ -10,8 +10,9 @@
  *   otherwise                            -> ready; cfg updated (size, mtime,
  *                                           the new hash as currentChecksum)
  *
- * A re-hash the monitor queued (the file changed while ready) appends
- * "(backing changed on disk)" to the mismatch. Adoption passes no old
+ * A re-hash the monitor queued (the file changed while ready) fails with
+ * the same words (SPEC §3's, as they are); the log says the file changed on
+ * disk. Adoption passes no old
  * checksum: a cfg whose currentChecksum is stale or empty is corrected.
  *
  * A checksum mismatch removes the data (SPEC §3) and records the failure in
@@ -100,8 +101,7 @@ static void sync_rehash_judge(const struct sync_job *job, const struct store_res
     else
         str_copy(want, sizeof(want), rh->old_checksum);
     if (want[0] && strcmp(want, result->checksum) != 0)
-        snprintf(cause, len, "checksum mismatch: expected %s, got %s%s", want, result->checksum,
-                 rh->old_checksum[0] ? " (backing changed on disk)" : "");
+        snprintf(cause, len, "checksum mismatch: expected %s, got %s", want, result->checksum);
 }
 
 struct sync_rehash_ticker {

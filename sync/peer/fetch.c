@@ -394,14 +394,49 @@ static bool sync_peer_others_whole(const struct sync_peer_transfer *t)
     return t->nsources > 1;
 }
 
+/* Is the source of rank r's share a receiver that has said for
+ * SYNC_PEER_ABSENT_MS that it is not receiving the image (404 or 409 to
+ * its /pieces: not asked to sync, failed, queued)? Every receiver asks it,
+ * so all see the same. */
+static bool sync_peer_rank_absent(const struct sync_peer_transfer *t, size_t r, uint64_t now)
+{
+    int k = t->owner[r];
+    const struct sync_peer_source *s;
+
+    if (k < 0)
+        return false;
+    s = &t->sources[k];
+    return s->absent_ms && now - s->absent_ms >= SYNC_PEER_ABSENT_MS;
+}
+
+/* Piece i's owner is absent: is it this receiver's? The pieces of absent
+ * ranks are dealt out in turn to the present ones, so that each is asked of
+ * the origin once, not by every receiver. */
+static bool sync_peer_dealt(const struct sync_peer_transfer *t, size_t i, uint64_t now)
+{
+    size_t present = 0, mine = 0, turn;
+
+    for (size_t r = 0; r < t->nsources; r++) {
+        if (sync_peer_rank_absent(t, r, now))
+            continue;
+        if (r == t->rank)
+            mine = present;
+        present++;
+    }
+    turn = (i / t->nsources) % present; /* present >= 1: this receiver's rank */
+    return turn == mine;
+}
+
 /* Is piece i this receiver's to ask the origin for: its own (its rank's:
- * peer.c), or one whose owner cannot take it now (dropped, failing), or
- * any, once this receiver's own share has been done for SYNC_PEER_HELP_MS
- * and no one else took it meanwhile (an owner that does not see itself as
- * one: a --listen address other than the one the others use)? Counted
- * from the end of its own share, not from when the origin held the
- * piece: with many pieces, the owners that get the origin's send places
- * last start their shares late, and are not to be doubled. */
+ * peer.c), or one whose owner cannot take it now (dropped or failing, as
+ * this receiver sees it: then it takes it; absent, as every receiver sees
+ * it: then it is dealt out), or any, once this receiver's own share has
+ * been done for SYNC_PEER_HELP_MS and no one else took it meanwhile (an
+ * owner that does not see itself as one: a --listen address other than the
+ * one the others use)? Counted from the end of its own share, not from when
+ * the origin held the piece: with many pieces, the owners that get the
+ * origin's send places last start their shares late, and are not to be
+ * doubled. */
 static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, uint64_t now)
 {
     const struct sync_peer_source *owner;
@@ -415,6 +450,8 @@ static bool sync_peer_mine(const struct sync_peer_transfer *t, size_t i, uint64_
     owner = &t->sources[k];
     if (owner->fatal || owner->failures > 0 || owner->poll_failures > 0)
         return true;
+    if (sync_peer_rank_absent(t, i % t->nsources, now))
+        return sync_peer_dealt(t, i, now);
     return t->share_done_ms && now - t->share_done_ms >= SYNC_PEER_HELP_MS;
 }
 

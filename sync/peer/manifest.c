@@ -224,8 +224,10 @@ int sync_peer_manifest_merge(struct sync_peer_transfer *t, struct sync_peer_sour
         s->ready = true;
         if (job->expected.algo == STORE_DIGEST_SHA512 && strcmp(job->expected.hex, m->checksum)) {
             store_checksum_format(&job->expected, expected);
-            snprintf(why, whylen, "checksum mismatch: expected %s, got %s (from %s)", expected,
-                     m->checksum, s->addr);
+            /* SPEC §3's words as they are; the log names the source */
+            snprintf(why, whylen, "checksum mismatch: expected %s, got %s", expected, m->checksum);
+            log_warn("image=%s uuid=%s %s has another checksum: %s", job->name, job->uuid, s->addr,
+                     m->checksum);
             return is_ref ? -EPROTO : -EBADMSG;
         }
         /* the whole image's SHA-512, from a ready source whose every

@@ -89,9 +89,20 @@ void sync_set_listen(struct sync *sync, const char *listen)
 static int sync_peer_sources_init(struct sync_peer_transfer *t, const struct sync_peer_job *pj,
                                   struct bim_error *err)
 {
+    char listen[SYNC_PEER_ADDR_MAX + 1];
+
+    pthread_mutex_lock(&t->job->sync->lock);
+    str_copy(listen, sizeof(listen), t->job->sync->listen);
+    pthread_mutex_unlock(&t->job->sync->lock);
     for (size_t i = 0; i < pj->count && t->nsources < SYNC_PEER_MAX; i++) {
         struct sync_peer_source *s = &t->sources[t->nsources];
 
+        /* this daemon, listed among the others (self.c) */
+        if (i > 0 && sync_peer_is_self(pj->addrs[i], listen)) {
+            if (!t->self[0])
+                str_copy(t->self, sizeof(t->self), pj->addrs[i]);
+            continue;
+        }
         str_copy(s->addr, sizeof(s->addr), pj->addrs[i]);
         /* built in two steps: GCC cannot tell that job->name and s are apart */
         snprintf(s->url, sizeof(s->url), "http://%s/v1/images/", pj->addrs[i]);
@@ -365,7 +376,7 @@ static int sync_peer_pause(struct sync_peer_transfer *t, uint64_t ms)
 /* Find the reference: the first source that has the image ready and gives
  * usable piece digests (t->reference, t->manifest). When none can and one
  * has another checksum than the expected one, the error is SPEC §3's
- * "checksum mismatch: expected <x>, got <y>" with that source after it. */
+ * "checksum mismatch: expected <x>, got <y>" (the log names the source). */
 static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *h,
                               struct bim_error *err)
 {
@@ -406,9 +417,11 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
             if (rc == -EBADMSG && !mismatch)
                 mismatch = s;
         }
-        if (!again && mismatch)
-            return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL, "%s (from %s)",
-                                   mismatch->error, mismatch->addr);
+        if (!again && mismatch) { /* SPEC §3's words as they are; the log names the source */
+            log_warn("image=%s uuid=%s %s: %s", t->job->name, t->job->uuid, mismatch->addr,
+                     mismatch->error);
+            return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL, "%s", mismatch->error);
+        }
         sync_peer_errors(t, causes, sizeof(causes));
         if (!again)
             return bim_error_set(err, -ENOENT, "no source can provide the image: %s", causes);
@@ -425,24 +438,28 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
 
 /* Receivers started together share what they ask the origin (the first
  * source) for: piece i is the one of rank i mod N among the N receivers
- * (this one and the others of the list; each lists all but itself, so each
- * knows its own rank from its --listen address and the others' from
- * theirs). So each asks the origin for 1/N of the pieces, spread over the
- * image (also while the origin is still downloading it, in order), and the
- * rest comes from the others (fetch.c). t->owner[r] is the source of rank
- * r, -1 for this receiver. Without a rank (no --listen known, or its
- * address is in the list), every piece is its own; where it starts
- * looking is then random. */
+ * (this one and the others of the list; the list of each names all the
+ * others, and may name itself: self.c), ranked by the names the list gives
+ * them, this one by the name the others know it by. So each asks the origin
+ * for 1/N of the pieces, spread over the image (also while the origin is
+ * still downloading it, in order), and the rest comes from the others
+ * (fetch.c). t->owner[r] is the source of rank r, -1 for this receiver.
+ * Without a rank (no --listen known), every piece is its own; where it
+ * starts looking is then random. */
 static void sync_peer_ranks(struct sync_peer_transfer *t, uint64_t n)
 {
-    char self[BIM_PEER_ADDR_MAX + 1];
+    char self[BIM_PEER_ADDR_MAX + 1], listen[BIM_PEER_ADDR_MAX + 1];
     uint8_t rnd[4] = {0};
     size_t rank = 0;
     bool listed = false;
 
     pthread_mutex_lock(&t->job->sync->lock);
-    str_copy(self, sizeof(self), t->job->sync->listen);
+    str_copy(listen, sizeof(listen), t->job->sync->listen);
     pthread_mutex_unlock(&t->job->sync->lock);
+    if (t->self[0])
+        str_copy(self, sizeof(self), t->self);
+    else
+        sync_peer_self_name(listen, t->sources[0].addr, self, sizeof(self));
     for (size_t k = 1; k < t->nsources; k++) {
         int c = strcmp(t->sources[k].addr, self);
 

@@ -34,12 +34,13 @@
 #define SYNC_PEER_BACKOFF_MAX_MS 5000          /* longest pause before asking a source again */
 #define SYNC_PEER_BUSY_MAX_MS (10u * 60 * 1000) /* sources that only answer 503: failed */
 #define SYNC_PEER_RETRY_AFTER_MAX_S 60          /* a longer Retry-After is cut to this */
-#define SYNC_PEER_POLL_MS 500   /* how often a source that is behind is asked for its have */
-#define SYNC_PEER_POLL_EACH 4   /* a poller thread for this many sources... */
-#define SYNC_PEER_POLLERS 4     /* ...and at most this many */
-#define SYNC_PEER_SLOW_MS 5000  /* a GET this long is given up when another source is free */
-#define SYNC_PEER_HELP_MS 30000 /* own share done this long: any unheld piece from the origin */
-#define SYNC_PEER_IDLE_MS 1000  /* a fetcher idle this long gives up slow GETs for free sources */
+#define SYNC_PEER_POLL_MS 500    /* how often a source that is behind is asked for its have */
+#define SYNC_PEER_POLL_EACH 4    /* a poller thread for this many sources... */
+#define SYNC_PEER_POLLERS 4      /* ...and at most this many */
+#define SYNC_PEER_SLOW_MS 5000   /* a GET this long is given up when another source is free */
+#define SYNC_PEER_HELP_MS 30000  /* own share done this long: any unheld piece from the origin */
+#define SYNC_PEER_IDLE_MS 1000   /* a fetcher idle this long gives up slow GETs for free sources */
+#define SYNC_PEER_ABSENT_MS 2000 /* a receiver not receiving the image this long: not an owner */
 
 /* The peer sync's own state (the job's `state`): the sources as asked for,
  * typed (the source text "sync:a:1,b:2" is for display only), kept in the
@@ -50,6 +51,15 @@ struct sync_peer_job {
     uint64_t size; /* the size asked for, 0 if not given */
     bool resume;   /* a restart cut it: backing.tmp holds pieces worth checking */
 };
+
+/* ---- self.c: this daemon in the list ---- */
+
+/* Is addr (a source's host:port) this daemon, which listens on listen? */
+bool sync_peer_is_self(const char *addr, const char *listen);
+
+/* The name the others know this daemon by into out: listen, or with a
+ * wildcard host the local address on the way to origin and listen's port. */
+void sync_peer_self_name(const char *listen, const char *origin, char *out, size_t outlen);
 
 /* ---- cfg.c: the job in backing.cfg ("bimfsSync" among the extras) ---- */
 
@@ -102,6 +112,7 @@ struct sync_peer_source {
     bool polling;              /* the poller is asking it */
     unsigned poll_failures;    /* its /pieces could not be had, in a row */
     uint64_t polled_ms;        /* when it was asked last */
+    uint64_t absent_ms;        /* it has answered that it is not receiving the image since, or 0 */
     char error[512];           /* what went wrong last (fits a BIM_ERROR_MAX message) */
     _Atomic uint64_t received; /* bytes of pieces it sent (kept or not) */
 };
@@ -128,7 +139,8 @@ struct sync_peer_transfer {
     bool resume;                  /* check what backing.tmp holds before fetching */
     struct sync_peer_piece *pieces;
     size_t npieces;
-    uint8_t zero[32], zero_last[32]; /* digests of a hole piece, and of a last one */
+    uint8_t zero[32], zero_last[32];   /* digests of a hole piece, and of a last one */
+    char self[SYNC_PEER_ADDR_MAX + 1]; /* the name the others know this daemon by, or "" */
 
     pthread_mutex_t lock; /* guards the sources' state, the pieces and what follows */
     pthread_cond_t cond;  /* a piece ended or came back, a have grew, or stop (MONOTONIC) */

@@ -57,8 +57,8 @@ static void sync_peer_poll_reference(struct sync_peer_transfer *t, struct http_c
     pthread_mutex_lock(&t->lock);
     if (!t->stop) {
         t->rc = -EIO;
-        if (checksum)
-            bim_error_cause(&t->err, BIM_CAUSE_CHECKSUM, -EIO, "%s (from %s)", error, s->addr);
+        if (checksum) /* SPEC §3's words as the reference gave them */
+            bim_error_cause(&t->err, BIM_CAUSE_CHECKSUM, -EIO, "%s", error);
         else
             bim_error_cause(&t->err, BIM_CAUSE_SOURCE, -EIO, "the reference %s failed: %s", s->addr,
                             error);
@@ -85,6 +85,7 @@ static void sync_peer_poll_take(struct sync_peer_transfer *t, struct sync_peer_s
     switch (rc) {
     case 0:
         t->alive_ms = now;
+        s->absent_ms = 0;
         return;
     case -EAGAIN:
         if (status == 409 || status == 404) {
@@ -93,6 +94,8 @@ static void sync_peer_poll_take(struct sync_peer_transfer *t, struct sync_peer_s
             t->alive_ms = now;
             memset(s->have, 0, t->npieces);
             s->complete = false;
+            if (!s->absent_ms)
+                s->absent_ms = now;
         }
         if (!s->have || !s->complete)
             str_copy(s->error, sizeof(s->error), why);

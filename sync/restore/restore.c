@@ -110,8 +110,7 @@ static int sync_restore_expect(struct sync_restore_transfer *t, struct store_che
     *expected = job->expected;
     if (expected->algo == STORE_DIGEST_SHA512 && theirs[0] && strcmp(expected->hex, theirs) != 0)
         return bim_error_cause(err, BIM_CAUSE_CHECKSUM, -EINVAL,
-                               "checksum mismatch: expected %s, got %s (the backup's checksum)",
-                               expected->hex, theirs);
+                               "checksum mismatch: expected %s, got %s", expected->hex, theirs);
     if (expected->algo == STORE_DIGEST_NONE && theirs[0]) {
         expected->algo = STORE_DIGEST_SHA512;
         str_copy(expected->hex, sizeof(expected->hex), theirs);

@@ -133,8 +133,9 @@ def test_fanout_fails_everywhere_when_the_download_fails_its_checksum(daemon_fac
             img, _ = wait_final(r, "img", 120)
             assert img["status"]["state"] == "failed", "a receiver of a failed origin: %r" % img
             msg = img["status"]["errorMsg"]
-            assert msg.startswith("checksum mismatch: expected %s" % wrong) and \
-                peer(a) in msg, msg
+            # the origin's own error, SPEC §3's words as they are
+            assert msg == a.get_raw("img")["status"]["errorMsg"], msg
+            assert msg.startswith("checksum mismatch: expected %s, got " % wrong), msg
     finally:
         srv.stop()
 
@@ -201,3 +202,41 @@ def test_a_share_its_owner_never_takes_is_taken_from_the_origin_after_ones_own(
     assert not idle.asked("/backing"), "a piece was asked of a receiver that holds none"
     assert received(b, origin.addr) == len(data), (
         "the origin did not send the image once: %d bytes" % received(b, origin.addr))
+
+
+def test_a_listed_daemon_without_the_image_is_not_waited_on(daemon_factory, fakes, tmp_path):
+    """A source of the list is a live bimfs that was never asked to sync the image (404 to its
+    /pieces). Its share of the origin's pieces goes to the receivers that are present at once
+    (docs/peer-sync.md), not after their own share and SYNC_PEER_HELP_MS (30 s), which is what
+    the bound here tells apart: a state wait, 20 s for a copy of 16 MiB on loopback."""
+    p = tmp_path / "small.raw"
+    make_random_file(p, 16 * MiB, seed=8)
+    data = p.read_bytes()
+    origin = fakes(data)
+    c = daemon_factory(name="c")
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, peer(c)]))
+    expect_ready(b, data, timeout=20)
+    assert received(b, origin.addr) == len(data), received(b, origin.addr)
+    assert received(b, peer(c)) == 0
+
+
+def test_receivers_that_list_themselves_share_the_origin_as_if_they_did_not(
+        daemon_factory, fakes, image):
+    """Every receiver is given the same list, itself included (SPEC §9: "N daemons that sync
+    from one origin and from each other"): each leaves itself out, knows its rank by the name
+    the others give it, and the origin sends the image about once (2 copies when the entry
+    made every piece every receiver's own)."""
+    origin = fakes(image, link_rate=LINK)
+    receivers = [daemon_factory(name="s%d" % i) for i in range(3)]
+    sources = [origin.addr] + [peer(r) for r in receivers]
+    for r in receivers:
+        expect_ok(sync(r, "img", "u1", sources))
+        assert r.get("img")["source"] == "sync:" + ",".join(sources), r.get("img")
+    for r in receivers:
+        expect_ready(r, image)
+    sent = origin.bytes_served
+    print("origin sent %.2f copies" % (sent / SIZE))
+    assert sent < 1.7 * SIZE, "the origin sent %.2f copies of the image" % (sent / SIZE)
+    for r in receivers:
+        assert received(r, peer(r)) == 0, "a receiver asked itself for pieces"
