@@ -119,7 +119,8 @@ static bool s3_region_valid(const char *r, size_t len)
 }
 
 /* "s3://bucket@region/prefix/" or "s3://bucket/prefix/" (region from
- * AWS_REGION); a query (?backingImage=...) is not part of the target. */
+ * AWS_REGION), the prefix may be empty or left out; a query
+ * (?backingImage=...) is not part of the target. */
 static int s3_url_parse(struct bk_target *t, const char *url, char *bucket, size_t bucket_len,
                         struct bim_error *err)
 {
@@ -131,10 +132,10 @@ static int s3_url_parse(struct bk_target *t, const char *url, char *bucket, size
     host = url + 5;
     query = strchr(host, '?');
     slash = strchr(host, '/');
+    /* no path: the bucket's root (s3://bucket@region, as Go's URL parser
+     * and so Longhorn take it) */
     if (!slash || (query && query < slash))
-        return bim_error_set(err, -EINVAL,
-                             "invalid s3 target: it must be s3://bucket@region/path/ or "
-                             "s3://bucket/path/");
+        slash = query ? query : host + strlen(host);
     host_len = (size_t)(slash - host);
     if (host_len == 0 || host[0] == '@')
         return bim_error_set(err, -EINVAL,

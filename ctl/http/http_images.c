@@ -139,11 +139,9 @@ static int ctl_http_backing_held(struct ctl_http_request *req, struct MHD_Connec
 
     if (sync_get(req->http->sync, name, &info, &err) < 0 || info.state != SYNC_STATE_IN_PROGRESS)
         return 0; /* answered as for a ready image (or not ready) */
+    /* a range past the end too: "any other range of an image that is not
+     * ready is 409" (SPEC §9; 416 is for a ready image's) */
     range = ctl_http_range_parse(range_value, info.bytes_total, &first, &last);
-    if (range == CTL_HTTP_RANGE_UNSATISFIABLE && info.bytes_total > 0) {
-        *answer = ctl_http_reply_unsatisfiable(req, conn, info.bytes_total);
-        return 1;
-    }
     if (range != CTL_HTTP_RANGE_PARTIAL) {
         bim_error_set(&err, -EBUSY,
                       "%s: not ready (in-progress): only a range inside the "
@@ -288,10 +286,19 @@ enum MHD_Result ctl_http_extents(struct ctl_http_request *req, struct MHD_Connec
         struct sync_held held;
         int fd = -1;
 
+        struct sync_image_info info;
+
         if (sync_held_get(req->http->sync, name, 0, 0, &held, &fd, &held_err) == 0) {
             rc = ctl_http_extents_held(fd, &held, &text);
             close(fd);
             sync_held_free(&held);
+            goto done;
+        }
+        /* in progress but serving nothing yet (its writer not open, or its
+         * size not known): it holds no piece, as its /pieces says */
+        if (sync_get(req->http->sync, name, &info, &held_err) == 0 &&
+            info.state == SYNC_STATE_IN_PROGRESS) {
+            rc = ctl_http_text_printf(&text, "[]");
             goto done;
         }
     }

@@ -61,9 +61,16 @@ def check_serves_what_it_holds(d, name, data):
     assert r.status == 409, "a piece not held is served: %r" % (r,)
     r = get(d.port, "/v1/images/%s/backing" % name)
     assert r.status == 409, "the whole of an image in progress is served: %r" % (r,)
+    # from a held piece to one not held (a sync holds pieces in any order: the ones after
+    # have[0] may all be held)
+    lo, hi = sorted((have[0], missing[-1]))
     r = get(d.port, "/v1/images/%s/backing" % name,
-            headers={"Range": "bytes=%d-%d" % (piece_range(have[0], size)[0], size - 1)})
+            headers={"Range": "bytes=%d-%d" % (piece_range(lo, size)[0], piece_range(hi, size)[1])})
     assert r.status == 409, "a range past the held pieces is served: %r" % (r,)
+    r = get(d.port, "/v1/images/%s/backing" % name,
+            headers={"Range": "bytes=%d-%d" % (size, size + 10)})
+    assert r.status == 409, "a range past the end of an image in progress is not 409 (SPEC " \
+        "§9: any other range of an image that is not ready): %r" % (r,)
     ext = get(d.port, "/v1/images/%s/extents" % name)
     assert ext.status == 200, ext
     for off, length in ext.json():
