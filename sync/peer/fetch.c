@@ -31,7 +31,8 @@
  * are at their connection limit (copies, not a fan-out). A fetcher idle
  * for SYNC_PEER_IDLE_MS gives up a GET that has run SYNC_PEER_SLOW_MS when
  * another source (not the origin) holds that piece and is free. At most
- * SYNC_PEER_PER_SOURCE connections go to one source. A piece that fails
+ * SYNC_PEER_PER_SOURCE connections go to one source (SYNC_PEER_ONLY_SOURCE
+ * when it is the only one). A piece that fails
  * goes back, for whichever source holds it and is usable then: one that
  * answered 503 waits Retry-After (the piece is asked of another source
  * that holds it at once), 409 (it does not hold it) loses that piece from
@@ -336,8 +337,12 @@ static void sync_peer_fail(struct sync_peer_transfer *t, int rc, enum bim_cause 
 static bool sync_peer_usable(const struct sync_peer_transfer *t, const struct sync_peer_source *s,
                              uint64_t now)
 {
-    unsigned most = s == &t->sources[0] && t->nsources > 1 ? 1 : SYNC_PEER_PER_SOURCE;
+    unsigned most = t->nsources == 1      ? SYNC_PEER_ONLY_SOURCE
+                    : s == &t->sources[0] ? 1
+                                          : SYNC_PEER_PER_SOURCE;
 
+    if (s->cap && most > s->cap)
+        most = s->cap;
     return !s->fatal && s->retry_ms <= now && s->active < most;
 }
 
@@ -612,6 +617,13 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
         return;
     case SYNC_PEER_BUSY:
         t->alive_ms = now;
+        /* the only source, at its --send-limit with this receiver's other
+         * GETs: as many as run now from here on, and those go on */
+        if (t->nsources == 1 && s->active > 0) {
+            s->cap = s->active;
+            str_copy(s->error, sizeof(s->error), why);
+            break;
+        }
         s->retry_ms = now + retry_s * 1000ull;
         str_copy(s->error, sizeof(s->error), why);
         break;
@@ -886,7 +898,8 @@ static void sync_peer_watch(struct sync_peer_transfer *t)
 int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
 {
     struct sync_peer_fetcher fetchers[SYNC_PEER_FETCHERS];
-    size_t want = t->nsources * SYNC_PEER_PER_SOURCE, started = 0;
+    size_t want = t->nsources == 1 ? SYNC_PEER_ONLY_SOURCE : t->nsources * SYNC_PEER_PER_SOURCE;
+    size_t started = 0;
     int rc = 0;
 
     pthread_t pollers[SYNC_PEER_POLLERS];

@@ -18,7 +18,8 @@
 #define SYNC_PEER_MAX BIM_PEERS_MAX            /* sources of one image */
 #define SYNC_PEER_ADDR_MAX BIM_PEER_ADDR_MAX   /* bytes of one host:port */
 #define SYNC_PEER_FETCHERS 4                   /* fetcher threads of one sync at most... */
-#define SYNC_PEER_PER_SOURCE 2                 /* ...and connections to one source at once */
+#define SYNC_PEER_PER_SOURCE 2                 /* ...and connections to one source at once, */
+#define SYNC_PEER_ONLY_SOURCE 3                /* to the only one (--send-limit's default) */
 #define SYNC_PEER_BESIDE_ORIGIN 1              /* GETs of others while one of the origin runs */
 #define SYNC_PEER_MESH_GETS 3                  /* GETs of others at once with 3 sources or more */
 #define SYNC_PEER_HASH_LEAD (128ull << 20)     /* pieces start at most this far past hashed */
@@ -102,6 +103,7 @@ struct sync_peer_source {
     char url[SYNC_PEER_ADDR_MAX + STORE_NAME_MAX + 32]; /* http://addr/v1/images/<name> */
     /* guarded by the transfer's lock */
     unsigned active;           /* pieces being fetched from it */
+    unsigned cap;              /* GETs at once it took (the only source: its 503s), or 0 */
     unsigned failures;         /* in a row */
     uint64_t retry_ms;         /* not asked again before this (monotonic) */
     bool fatal;                /* answered what will not change (404, 401, another image) */

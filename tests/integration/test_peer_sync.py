@@ -167,6 +167,22 @@ def test_receiver_waits_while_the_source_is_at_its_send_limit(daemon_factory, tm
     expect_synced(b, "img", "u1", digest, [a])
 
 
+def test_the_only_source_at_a_low_send_limit_is_asked_as_often_as_it_takes(daemon_factory,
+                                                                          tmp_path):
+    """A receiver asks its only source over 3 connections (docs/peer-sync.md); one whose
+    --send-limit is 1 refuses the second and third (503), and from then on it is asked one
+    piece at a time, not refused again and again with a second's pause after each refusal."""
+    a = daemon_factory(args=["--send-limit", "1"], name="a")
+    b = daemon_factory(name="b")
+    p = tmp_path / "img.raw"
+    digest = make_random_file(p, 64 * MiB, seed=15)
+    add_image(a, "img", p, "u1")
+    expect_ok(sync(b, "img", "u1", [a]))
+    expect_synced(b, "img", "u1", digest, [a])
+    refused = metrics(a.port).get('bimfs_sends_total{result="refused"}', 0)
+    assert refused <= 2, "the only source was refused %d times" % refused
+
+
 def test_token_end_to_end(daemon_factory, tmp_path):
     tok = token_file(tmp_path / "tok", "peer-secret")
     a = daemon_factory(args=["--token-file", tok], name="a")
