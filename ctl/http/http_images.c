@@ -283,10 +283,9 @@ enum MHD_Result ctl_http_extents(struct ctl_http_request *req, struct MHD_Connec
     if (rc == -EBUSY) {
         /* an image in progress: the extents of what it holds (SPEC §9) */
         struct bim_error held_err = {0};
+        struct sync_image_info info;
         struct sync_held held;
         int fd = -1;
-
-        struct sync_image_info info;
 
         if (sync_held_get(req->http->sync, name, 0, 0, &held, &fd, &held_err) == 0) {
             rc = ctl_http_extents_held(fd, &held, &text);

@@ -617,15 +617,13 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
         return;
     case SYNC_PEER_BUSY:
         t->alive_ms = now;
+        str_copy(s->error, sizeof(s->error), why);
         /* the only source, at its --send-limit with this receiver's other
          * GETs: as many as run now from here on, and those go on */
-        if (t->nsources == 1 && s->active > 0) {
+        if (t->nsources == 1 && s->active > 0)
             s->cap = s->active;
-            str_copy(s->error, sizeof(s->error), why);
-            break;
-        }
-        s->retry_ms = now + retry_s * 1000ull;
-        str_copy(s->error, sizeof(s->error), why);
+        else
+            s->retry_ms = now + retry_s * 1000ull;
         break;
     case SYNC_PEER_SLOW:
         /* not a failure; only not this piece from it now */

@@ -109,6 +109,9 @@ static int sync_peer_sources_init(struct sync_peer_transfer *t, const struct syn
         strncat(s->url, t->job->name, sizeof(s->url) - strlen(s->url) - 1);
         t->nsources++;
     }
+    /* not listed: the name the others know it by is guessed (self.c) */
+    if (!t->self[0] && t->nsources > 0)
+        sync_peer_self_name(listen, t->sources[0].addr, t->self, sizeof(t->self));
     return t->nsources ? 0 : bim_error_set(err, -EINVAL, "no peer to sync from");
 }
 
@@ -448,18 +451,11 @@ static int sync_peer_discover(struct sync_peer_transfer *t, struct http_client *
  * starts looking is then random. */
 static void sync_peer_ranks(struct sync_peer_transfer *t, uint64_t n)
 {
-    char self[BIM_PEER_ADDR_MAX + 1], listen[BIM_PEER_ADDR_MAX + 1];
+    const char *self = t->self; /* sources_init's */
     uint8_t rnd[4] = {0};
     size_t rank = 0;
     bool listed = false;
 
-    pthread_mutex_lock(&t->job->sync->lock);
-    str_copy(listen, sizeof(listen), t->job->sync->listen);
-    pthread_mutex_unlock(&t->job->sync->lock);
-    if (t->self[0])
-        str_copy(self, sizeof(self), t->self);
-    else
-        sync_peer_self_name(listen, t->sources[0].addr, self, sizeof(self));
     for (size_t k = 1; k < t->nsources; k++) {
         int c = strcmp(t->sources[k].addr, self);
 
