@@ -2,10 +2,12 @@
  * hasher.c - the writer's private hasher thread. It follows the contiguous
  * written prefix of backing.tmp, reading it back (page cache) and feeding
  * the digest, so that commit right after the last byte costs no extra pass.
+ * A writer with a ring (ring.c) has it hash the ring's buffers instead, past
+ * the prefix the file held before.
  *
  * Threads: one hasher per writer, created by store_writer_open() and joined
- * by commit/abort/trust (follower.c). w->lock guards written, hasher_error
- * and hasher.running; `hashed` is atomic (written only by the hasher); the
+ * by commit/abort/trust (follower.c). w->lock guards written, the ring,
+ * hasher_error and hasher.running; `hashed` is atomic (written only by the hasher); the
  * digest belongs to the hasher until it is joined.
  */
 #include "store_internal.h"
@@ -13,6 +15,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* With w->lock held: where the bytes to hash end for now (a writer with a
+ * ring: what was handed over, else what is written). */
+static uint64_t store_hasher_avail(const struct store_writer *w)
+{
+    return w->ring ? w->ring->end : w->written;
+}
 
 static void *store_hasher_main(void *arg)
 {
@@ -24,20 +33,32 @@ static void *store_hasher_main(void *arg)
     if (!buf)
         rc = -ENOMEM;
     while (rc == 0) {
-        uint64_t from, to;
+        const unsigned char *p;
+        uint64_t from;
+        size_t n;
 
-        while (!atomic_load(&w->hasher.stop) && atomic_load(&w->hashed) == w->written) {
+        while (!atomic_load(&w->hasher.stop) && atomic_load(&w->hashed) == store_hasher_avail(w)) {
             pthread_cond_broadcast(&w->done);
             pthread_cond_wait(&w->more, &w->lock);
         }
         if (atomic_load(&w->hasher.stop))
             break;
         from = atomic_load(&w->hashed);
-        to = w->written;
-        pthread_mutex_unlock(&w->lock);
-        rc = store_digest_feed_fd(&w->digest, w->fd, from, to, buf, &w->hasher.stop, &w->hashed);
+        if (w->ring && from >= w->ring->base) {
+            n = store_ring_at(w, from, &p); /* from < ring->end: in a slot kept for us */
+            pthread_mutex_unlock(&w->lock);
+            rc = n > 0 ? store_digest_update(&w->digest, p, n) : -EIO;
+            if (rc == 0)
+                atomic_store(&w->hashed, from + n);
+        } else {
+            uint64_t to = w->ring ? w->ring->base : w->written;
+
+            pthread_mutex_unlock(&w->lock);
+            rc =
+                store_digest_feed_fd(&w->digest, w->fd, from, to, buf, &w->hasher.stop, &w->hashed);
+        }
         pthread_mutex_lock(&w->lock);
-        pthread_cond_broadcast(&w->done);
+        pthread_cond_broadcast(&w->done); /* commit, and a producer waiting for a buffer */
     }
     if (rc < 0 && rc != -ECANCELED) {
         w->hasher_error = rc;

@@ -3,34 +3,22 @@
  * piece (SPEC §9) as soon as the contiguous written prefix covers it, read
  * back from backing.tmp (page cache) beside the SHA-512 hasher, on another
  * core. A piece with no data is not read (store_piece_digest_fd). The last,
- * shorter piece waits until commit says the size.
+ * shorter piece waits until commit says the size. A writer with a ring
+ * (ring.c) has it hash the ring's buffers instead, past the prefix the file
+ * held before.
  *
  * Threads: one per writer, created by store_writer_open() and joined by
  * commit/abort/close. w->lock guards final_known, final_size, pieces_error,
- * pieces_hasher.running and w->pieces (the thread grows it under the lock, so
- * store_writer_piece_digest may read it from any thread); `pieced` is
- * atomic, written only by the thread. Digests are computed without the lock.
+ * pieces_hasher.running, the ring and w->pieces (the thread grows it under
+ * the lock, so store_writer_piece_digest may read it from any thread);
+ * `pieced` and `pieces_fed` are atomic, written only by the thread.
+ * Digests are computed without the lock.
  */
 #include "store_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* With w->lock held: the end of the next piece to hash, or 0 when there is
- * none yet (or none left). */
-static uint64_t store_pieces_next_end(struct store_writer *w, uint64_t from)
-{
-    uint64_t end = from + STORE_PIECE_SIZE;
-
-    if (w->final_known) {
-        if (from >= w->final_size)
-            return 0;
-        if (end > w->final_size)
-            end = w->final_size;
-    }
-    return w->written >= end ? end : 0;
-}
 
 /* With w->lock held: room for entry index. */
 static int store_pieces_grow(struct store_writer *w, uint64_t index)
@@ -52,6 +40,84 @@ static int store_pieces_grow(struct store_writer *w, uint64_t index)
     return 0;
 }
 
+/* With w->lock held: the end of the piece that starts at from (the image's
+ * end once commit said it), or 0 when none is left. */
+static uint64_t store_pieces_end(const struct store_writer *w, uint64_t from)
+{
+    uint64_t end = from + STORE_PIECE_SIZE;
+
+    if (w->final_known) {
+        if (from >= w->final_size)
+            return 0;
+        if (end > w->final_size)
+            end = w->final_size;
+    }
+    return end;
+}
+
+/*
+ * With w->lock held, for the piece [from, end) of which [from, pieces_fed)
+ * went into d already: take the next step, without the lock. 1 when the
+ * piece is done (its digest in out), 0 after some progress, -EAGAIN when
+ * nothing can be done before more is written, or -errno.
+ *   - a piece the file holds whole: its digest from the file (a piece
+ *     without data by its length alone);
+ *   - with a ring, the part before its base from the file, then the ring's
+ *     buffers as they are handed over.
+ */
+static int store_pieces_step(struct store_writer *w, struct store_digest_ctx *d, uint64_t from,
+                             uint64_t end, void *buf, uint8_t out[32])
+{
+    uint64_t fed = atomic_load(&w->pieces_fed);
+    const struct store_ring *r = w->ring;
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (fed == from && end <= (r ? r->base : w->written)) {
+        pthread_mutex_unlock(&w->lock);
+        rc = store_piece_digest_fd(d, w->fd, from, end - from, buf, out);
+        pthread_mutex_lock(&w->lock);
+        if (rc == 0)
+            atomic_store(&w->pieces_fed, end);
+        return rc < 0 ? rc : 1;
+    }
+    if (fed == end) { /* fed from the ring; commit has just said this is the last */
+        pthread_mutex_unlock(&w->lock);
+        rc = store_digest_final_sha256(d, out);
+        pthread_mutex_lock(&w->lock);
+        return rc < 0 ? rc : 1;
+    }
+    if (!r || fed >= r->end)
+        return -EAGAIN;
+    if (fed >= r->base) {
+        n = store_ring_at(w, fed, &p); /* fed < r->end: in a buffer kept for us */
+        if (n == 0)
+            return -EIO;
+        if (n > end - fed)
+            n = (size_t)(end - fed);
+    }
+    pthread_mutex_unlock(&w->lock);
+    rc = fed == from ? store_digest_reset(d) : 0;
+    if (rc == 0 && p) {
+        rc = store_digest_update(d, p, n);
+        fed += n;
+    } else if (rc == 0) { /* the part the file held before the ring */
+        uint64_t to = r->base < end ? r->base : end;
+
+        rc = store_digest_feed_fd(d, w->fd, fed, to, buf, NULL, NULL);
+        fed = to;
+    }
+    if (rc == 0 && fed == end)
+        rc = store_digest_final_sha256(d, out);
+    pthread_mutex_lock(&w->lock);
+    if (rc < 0)
+        return rc;
+    atomic_store(&w->pieces_fed, fed);
+    pthread_cond_broadcast(&w->done); /* a producer waiting for a buffer */
+    return fed == end ? 1 : 0;
+}
+
 static void *store_pieces_main(void *arg)
 {
     struct store_writer *w = arg;
@@ -61,27 +127,24 @@ static void *store_pieces_main(void *arg)
     int rc = buf ? store_digest_init_sha256(&d) : -ENOMEM;
 
     pthread_mutex_lock(&w->lock);
-    while (rc == 0) {
-        uint64_t from = atomic_load(&w->pieced), end = 0;
+    while (rc >= 0 && !atomic_load(&w->pieces_hasher.stop)) {
+        uint64_t from = atomic_load(&w->pieced), end = store_pieces_end(w, from);
 
-        while (!atomic_load(&w->pieces_hasher.stop) &&
-               (end = store_pieces_next_end(w, from)) == 0) {
+        rc = end ? store_pieces_step(w, &d, from, end, buf, digest) : -EAGAIN;
+        if (rc == -EAGAIN) {
+            rc = 0;
             pthread_cond_broadcast(&w->done);
             pthread_cond_wait(&w->more, &w->lock);
+            continue;
         }
-        if (atomic_load(&w->pieces_hasher.stop))
-            break;
-        pthread_mutex_unlock(&w->lock);
-        rc = store_piece_digest_fd(&d, w->fd, from, end - from, buf, digest);
-        pthread_mutex_lock(&w->lock);
-        if (rc == 0)
+        if (rc == 1)
             rc = store_pieces_grow(w, from / STORE_PIECE_SIZE);
-        if (rc == 0) {
+        if (rc == 0 && atomic_load(&w->pieces_fed) == end) {
             memcpy(w->pieces.sha256[from / STORE_PIECE_SIZE], digest, 32);
             w->pieces.count = from / STORE_PIECE_SIZE + 1;
             atomic_store(&w->pieced, end);
+            pthread_cond_broadcast(&w->done);
         }
-        pthread_cond_broadcast(&w->done);
     }
     if (rc < 0) {
         w->pieces_error = rc;

@@ -458,6 +458,27 @@ int store_writer_piece_digest(struct store_writer *w, uint64_t index, uint8_t ou
 int store_writer_direct(struct store_writer *w);
 int store_writer_fd(struct store_writer *w);
 
+/* ---- appending in order through the writer's buffers (ring.c) ---- */
+
+#define STORE_RING_CHUNK (1024 * 1024) /* bytes of one buffer */
+
+/* From now on the writer takes its bytes in its own buffers, each appended
+ * at the end of what it holds: the hashers hash them from memory and they
+ * are written with O_DIRECT (store_writer_direct), so nothing is read back.
+ * Start once, before the first buffer; the writer must take no other write
+ * after it. 0 or -ENOMEM. */
+int store_writer_ring_start(struct store_writer *w);
+
+/* The next buffer to fill (STORE_RING_CHUNK bytes, aligned for O_DIRECT);
+ * waits while the hashers still read the one it held. The same buffer until
+ * store_writer_ring_write. */
+int store_writer_ring_buffer(struct store_writer *w, void **buf);
+
+/* Append the first len bytes of that buffer at the writer's end (as
+ * store_writer_pwrite: zero blocks stay holes, -EFBIG past the max size).
+ * After an error other than -EFBIG the writer can only be aborted. */
+int store_writer_ring_write(struct store_writer *w, size_t len);
+
 /* A second expectation beside the one given at open: the image's SHA-512 must
  * also be sha512_hex (128 lowercase hex digits), else commit fails with
  * "checksum mismatch: expected <it>, got <sha512>". For a restore whose

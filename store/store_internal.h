@@ -179,11 +179,38 @@ struct store_writer {
     uint64_t pieces_cap;        /* entries allocated in pieces.sha256 */
     uint8_t *pieces_known;      /* trusted digests (receive.c): count flags, NULL = all */
 
+    _Atomic uint64_t pieces_fed; /* with a ring: bytes the piece thread has hashed */
+    struct store_ring *ring;     /* NULL unless store_writer_ring_start (ring.c) */
+
     struct store_digest_ctx digest; /* owned by the hasher thread while it runs */
     bool trusted;                   /* store_writer_trust_checksum() was used */
     char trusted_sha512[STORE_CHECKSUM_HEX + 1];
     char verified[STORE_VERIFIED_MAX]; /* the cfg's `verified` at commit */
 };
+
+/* ---- ring.c ---- */
+
+#define STORE_RING_SLOTS 8
+
+/* The buffers an in-order writer fills and its followers hash (ring.c);
+ * under the writer's lock but mem's bytes. */
+struct store_ring {
+    unsigned char *mem;             /* STORE_RING_SLOTS * STORE_RING_CHUNK, page aligned */
+    uint64_t base;                  /* the file's prefix [0, base) was there before the ring */
+    uint64_t end;                   /* [base, end) was handed to the followers */
+    uint64_t handed;                /* slots handed over so far */
+    uint64_t off[STORE_RING_SLOTS]; /* of the slot in each buffer: its offset, */
+    size_t len[STORE_RING_SLOTS];   /* and length */
+};
+
+/* With w->lock held and w->ring set: the bytes of the ring at pos (*p, the
+ * count returned), or 0 when pos is not in a slot (before base, or not
+ * handed over yet). */
+size_t store_ring_at(const struct store_writer *w, uint64_t pos, const unsigned char **p);
+void store_ring_free(struct store_ring *r);
+
+/* Is [off, off+len) within what the writer may hold (see writer.c)? */
+bool store_writer_fits(struct store_writer *w, uint64_t off, uint64_t len);
 
 /* The piece thread: start at open; finish (commit: wait for the digests of
  * [0,size), end the thread, move them into *out); stop (abort/close). */

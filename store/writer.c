@@ -119,6 +119,7 @@ void store_writer_free(struct store_writer *w)
     store_digest_free(&w->digest);
     store_pieces_free(&w->pieces);
     free(w->pieces_known);
+    store_ring_free(w->ring);
     pthread_cond_destroy(&w->done);
     pthread_cond_destroy(&w->more);
     pthread_mutex_destroy(&w->lock);
@@ -214,6 +215,13 @@ static int store_writer_limit(struct store_writer *w, uint64_t off, uint64_t len
         return -EFBIG;
     }
     return 0;
+}
+
+bool store_writer_fits(struct store_writer *w, uint64_t off, uint64_t len)
+{
+    uint64_t end;
+
+    return store_writer_limit(w, off, len, &end) == 0;
 }
 
 const char *store_writer_strerror(const struct store_writer *w, int rc)

@@ -1,6 +1,7 @@
 /*
  * writeback.c - pacing a transfer that writes backing.tmp in order (used by
- * downloads, peer sync, uploads and clones): the hasher kept close behind,
+ * peer sync, uploads, restores and clones; a download hashes from the
+ * writer's own buffers instead, store/ring.c): the hasher kept close behind,
  * the page cache kept small.
  *
  * The hasher (store/hasher.c) hashes what was written; bytes it has not

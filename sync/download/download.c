@@ -1,9 +1,10 @@
 /*
  * download.c - the download job (docs/download.md): an http(s) URL becomes
- * the image. Bytes go from the client's data callback through a 1 MiB buffer into
- * the store writer (zero blocks stay holes; SHA-512, and SHA-256 when
- * expected, hashed as they land), so the last byte costs no pass over the
- * file.
+ * the image. Bytes go from the client's data callback into the store
+ * writer's buffers (store/ring.c: zero blocks stay holes; the SHA-512, the
+ * SHA-256 when expected and the piece digests hashed from those buffers while
+ * they are written with O_DIRECT), so the last byte costs no pass over the
+ * file and no page of the page cache is filled.
  *
  * One attempt is one GET (the HTTP client, sync/http/client.h). Its end is one of
  *   done     the body arrived whole          -> commit (checksum, format)
@@ -23,9 +24,6 @@
  * (default stall timeout + 40 s = 100 s), whichever comes first. Pauses
  * double from backoff_ms to backoff_max_ms (Retry-After is honoured up to
  * that); one that would end past the window fails the download at once.
- *
- * The hasher is kept at most SYNC_HASH_LAG_MAX behind and the page cache
- * small (writeback.c).
  *
  * Resume: Range: bytes=<have>- with If-Range: <strong ETag> (else
  * Last-Modified); only a 206 whose Content-Range starts at <have> (and whose
@@ -65,9 +63,8 @@ struct sync_download {
     struct store_writer *w;
     struct sync_download_saved saved; /* what the cfg says about backing.tmp */
 
-    uint64_t have; /* bytes written to backing.tmp */
-    struct sync_writeback writeback;
-    unsigned char *buf; /* received, not yet written */
+    uint64_t have;      /* bytes written to backing.tmp */
+    unsigned char *buf; /* received, not yet written: the writer's buffer (ring.c) */
     size_t fill;
     int64_t total; /* bytes of the image, -1 while unknown */
 
@@ -170,7 +167,7 @@ static int sync_download_flush(struct sync_download *d)
 
     if (d->fill == 0)
         return 0;
-    rc = store_writer_pwrite(d->w, d->buf, d->fill, d->have);
+    rc = store_writer_ring_write(d->w, d->fill);
     d->fill = 0;
     if (rc == -ENOSPC || rc == -EDQUOT)
         return sync_download_fail_local(d, "no space left on the disk after %" PRIu64 " bytes",
@@ -179,8 +176,19 @@ static int sync_download_flush(struct sync_download *d)
         return sync_download_fail_local(d, "cannot write backing.tmp: %s",
                                         store_writer_strerror(d->w, rc));
     d->have = store_writer_written(d->w);
-    sync_writeback_note(&d->writeback, d->w, d->have);
-    sync_writeback_pace(d->w, d->have, &d->job->cancel);
+    return store_writer_ring_buffer(d->w, (void **)&d->buf);
+}
+
+/* The writer takes the bytes in its own buffers (store/ring.c), the next
+ * one into d->buf. */
+static int sync_download_ring(struct sync_download *d, struct bim_error *err)
+{
+    int rc = store_writer_ring_start(d->w);
+
+    if (rc == 0)
+        rc = store_writer_ring_buffer(d->w, (void **)&d->buf);
+    if (rc < 0)
+        return bim_error_set(err, rc, "cannot set up the write buffers: %s", strerror(-rc));
     return 0;
 }
 
@@ -213,9 +221,11 @@ static int sync_download_reset(struct sync_download *d)
     d->w = NULL;
     d->have = 0;
     d->fill = 0;
-    sync_writeback_reset(&d->writeback);
+    d->buf = NULL;
     rc = store_writer_open(d->sync->store, d->job->name, d->job->uuid, sync_download_expected(d),
                            STORE_WRITER_NEW, &d->w, &err);
+    if (rc == 0)
+        rc = sync_download_ring(d, &err);
     if (rc < 0) {
         d->end = SYNC_DOWNLOAD_DONE; /* this reason wins */
         return sync_download_fail_local(d, "%s", err.message);
@@ -547,6 +557,8 @@ static int sync_download_open(struct sync_download *d, struct bim_error *err)
 
     rc = store_writer_open(d->sync->store, job->name, job->uuid, sync_download_expected(d),
                            dj->resume ? STORE_WRITER_RESUME : STORE_WRITER_NEW, &d->w, err);
+    if (rc == 0)
+        rc = sync_download_ring(d, err);
     if (rc < 0)
         return rc;
     sync_serving_start(job, d->w);
@@ -578,8 +590,7 @@ static void sync_download_run(struct sync_job *job)
     d->url = ((const struct sync_download_job *)job->state)->url;
     d->total = -1;
     d->data_ms = d->tick_ms = clock_monotonic_ms();
-    d->buf = malloc(SYNC_DOWNLOAD_BUFFER);
-    rc = d->buf ? sync_download_open(d, &err) : bim_error_set(&err, -ENOMEM, "out of memory");
+    rc = sync_download_open(d, &err);
     while (rc == 0) {
         uint64_t before = d->best;
         sync_download_attempt(d);
@@ -613,7 +624,6 @@ static void sync_download_run(struct sync_job *job)
         }
     }
     http_client_close(d->http);
-    free(d->buf);
     sync_transfer_finish(job, d->w, rc, size, &err);
     free(d);
 }

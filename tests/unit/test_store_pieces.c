@@ -5,7 +5,8 @@
  * again from an adopted backing, and the digests checked against OpenSSL's
  * one-shot SHA-256 of the bytes (holes as zeros); a receiver's pieces
  * (pending writes, discard, trusted digests, a kept backing.tmp judged
- * piece by piece).
+ * piece by piece); a writer fed through its ring of buffers (store/ring.c),
+ * from the start and after a kept prefix.
  */
 #include "check.h"
 #include "store.h"
@@ -255,6 +256,123 @@ static void test_kept_tmp_is_judged_piece_by_piece(void)
     free(bad);
 }
 
+/* ---- the ring (store/ring.c) ---- */
+
+static void sha512_hex_of(const void *buf, size_t len, char hex[129])
+{
+    uint8_t md[64];
+    unsigned int n = 0;
+
+    EVP_Digest(buf, len, md, &n, EVP_sha512(), NULL);
+    for (unsigned int i = 0; i < n; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+}
+
+/* Append image[from, IMAGE_SIZE) through the ring in slices of `slice`
+ * bytes (one whole buffer first): many more slices than buffers, so each
+ * buffer is filled again only after both hashers are past it. */
+static void ring_append(struct store_writer *w, uint64_t from, size_t slice)
+{
+    bool first = true;
+
+    CHECK_INT(store_writer_ring_start(w), 0);
+    while (from < IMAGE_SIZE) {
+        size_t n = first ? STORE_RING_CHUNK : slice;
+        void *buf = NULL;
+
+        if (n > IMAGE_SIZE - from)
+            n = (size_t)(IMAGE_SIZE - from);
+        CHECK_INT(store_writer_ring_buffer(w, &buf), 0);
+        if (!buf)
+            return;
+        memcpy(buf, image + from, n);
+        CHECK_INT(store_writer_ring_write(w, n), 0);
+        CHECK_INT(store_writer_written(w), from + n);
+        from += n;
+        first = false;
+    }
+}
+
+/* The committed image: its SHA-512 and piece digests are those of the
+ * bytes, the file holds them, and the hole piece stayed a hole. */
+static void check_committed(const char *name, const char *uuid, const struct store_result *res)
+{
+    char want[129], path[512];
+    struct store_pieces p;
+    unsigned char *back = malloc(IMAGE_SIZE);
+    struct stat st;
+    int fd;
+
+    sha512_hex_of(image, IMAGE_SIZE, want);
+    CHECK_STR(res->checksum, want);
+    CHECK_INT(store_image_load_pieces(store, name, uuid, IMAGE_SIZE, res->checksum, &p), 0);
+    check_pieces(&p, name);
+    store_pieces_free(&p);
+    store_image_path(store, name, uuid, "backing", path, sizeof(path));
+    fd = open(path, O_RDONLY);
+    CHECK(fd >= 0 && pread(fd, back, IMAGE_SIZE, 0) == IMAGE_SIZE, "%s: cannot read back", name);
+    CHECK(memcmp(back, image, IMAGE_SIZE) == 0, "%s: the file's bytes differ", name);
+    CHECK(fstat(fd, &st) == 0 && (uint64_t)st.st_blocks * 512 < IMAGE_SIZE - 2 * MiB,
+          "%s: the zero piece should stay a hole (%lld blocks)", name, (long long)st.st_blocks);
+    close(fd);
+    free(back);
+}
+
+static void test_ring_hashes_from_its_buffers(void)
+{
+    struct store_writer *w = writer_new("ring", "r1");
+    struct store_result res;
+    struct bim_error err = {0};
+    void *buf = NULL;
+
+    CHECK_INT(store_writer_ring_buffer(w, &buf), -EINVAL); /* not started */
+    ring_append(w, 0, 100000);
+    CHECK(store_writer_commit(w, IMAGE_SIZE, "download", &res, &err) == 0, "commit: %s",
+          err.message);
+    check_committed("ring", "r1", &res);
+}
+
+/* A resumed writer: the prefix the file kept (ending inside a piece, not on
+ * a block) is hashed from the file, the rest from the ring. */
+static void test_ring_after_a_kept_prefix(void)
+{
+    const uint64_t kept = PIECE + MiB + 123;
+    struct store_writer *w = writer_new("ringkept", "k2");
+    struct store_result res;
+    struct bim_error err = {0};
+
+    CHECK_INT(store_writer_pwrite(w, image, kept, 0), 0);
+    store_writer_close(w);
+    CHECK_INT(store_writer_open(store, "ringkept", "k2", NULL, STORE_WRITER_RESUME, &w, &err), 0);
+    CHECK_INT(store_writer_written(w), kept);
+    ring_append(w, kept, 3 * MiB / 4);
+    CHECK(store_writer_commit(w, IMAGE_SIZE, "download", &res, &err) == 0, "commit: %s",
+          err.message);
+    check_committed("ringkept", "k2", &res);
+}
+
+/* A ring write past the max size is refused before the hashers see it. */
+static void test_ring_refuses_past_the_max_size(void)
+{
+    uint64_t max = store_max_size(store);
+    struct store_writer *w;
+    void *buf = NULL;
+
+    store_set_max_size(store, 2 * MiB);
+    w = writer_new("ringmax", "m1");
+    CHECK_INT(store_writer_ring_start(w), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(store_writer_ring_buffer(w, &buf), 0);
+        CHECK_INT(store_writer_ring_write(w, MiB), 0);
+    }
+    CHECK_INT(store_writer_ring_buffer(w, &buf), 0);
+    CHECK_INT(store_writer_ring_write(w, 1), -EFBIG);
+    CHECK_STR(store_writer_strerror(w, -EFBIG), "image larger than --max-size (2097152 bytes)");
+    CHECK_INT(store_writer_hashed(w) <= 2 * MiB, 1);
+    store_writer_abort(w);
+    store_set_max_size(store, max);
+}
+
 int main(void)
 {
     struct bim_error err = {0};
@@ -271,6 +389,9 @@ int main(void)
     RUN(test_aborted_writer_keeps_no_digests);
     RUN(test_pending_pieces_count_only_once_marked);
     RUN(test_kept_tmp_is_judged_piece_by_piece);
+    RUN(test_ring_hashes_from_its_buffers);
+    RUN(test_ring_after_a_kept_prefix);
+    RUN(test_ring_refuses_past_the_max_size);
     store_close(store);
     free(image);
     check_dir_remove(tmpdir);
