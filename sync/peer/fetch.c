@@ -360,8 +360,11 @@ static struct sync_peer_piece *sync_peer_local(struct sync_peer_transfer *t)
 }
 
 /* How many sources other than the origin (source 0) that are not dropped
- * hold piece i; *busy_only: all of them are at their connection limit (a
- * source backing off after a 503 is waited for: it is serving others). */
+ * nor failing hold piece i; *busy_only: all of them are at their connection
+ * limit (a source backing off after a 503 is waited for: it is serving
+ * others). A failing source (its last GET or /pieces poll could not reach
+ * it) holds nothing until it answers again: a receiver killed mid fan-out
+ * must not keep the pieces only it had from being asked of the origin. */
 static unsigned sync_peer_holders(const struct sync_peer_transfer *t, size_t i, bool *busy_only)
 {
     unsigned n = 0;
@@ -370,7 +373,7 @@ static unsigned sync_peer_holders(const struct sync_peer_transfer *t, size_t i, 
     for (size_t k = 1; k < t->nsources; k++) {
         const struct sync_peer_source *s = &t->sources[k];
 
-        if (s->fatal || !s->have[i])
+        if (s->fatal || !s->have[i] || s->failures > 0 || s->poll_failures > 0)
             continue;
         n++;
         if (s->active < SYNC_PEER_PER_SOURCE)

@@ -76,6 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         peer = self.server.peer
+        if peer.dead:  # as a killed daemon: no answer, the connection dropped
+            self.close_connection = True
+            return None
         peer.record(self.path, self.headers.get("Range"))
         base = "/v1/images/" + peer.name
         try:
@@ -179,6 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
         if peer.rate or peer.link_rate:  # bytes per second, in 64 KiB steps
             for i in range(0, len(body), 65536):
                 peer.pace(min(65536, len(body) - i))
+                if peer.dead:
+                    self.close_connection = True
+                    return None
                 self.wfile.write(bytes(body[i:i + 65536]))
         else:
             self.wfile.write(bytes(body))
@@ -193,6 +199,7 @@ class FakePeer:
         self.data, self.name, self.uuid, self.lie, self.piece = data, name, uuid, lie, piece
         self.rate, self.link_rate = rate, link_rate
         self._link_free = 0.0  # when the shared link is free again (monotonic)
+        self.dead = False  # die(): answers nothing any more
         self.sha512 = hashlib.sha512(data).hexdigest()
         self.requests = []
         self.bytes_served = 0
@@ -236,6 +243,11 @@ class FakePeer:
         """Requests whose path ends with suffix."""
         with self._lock:
             return [r for r in self.requests if r[0].endswith(suffix)]
+
+    def die(self):
+        """From now on, as a daemon killed with -9: every request, and the
+        GETs under way, end with the connection dropped and no answer."""
+        self.dead = True
 
     def stop(self):
         self._srv.shutdown()

@@ -84,6 +84,20 @@ def test_a_receiver_killed_mid_fanout_stops_no_one_and_resumes(daemon_factory, f
     assert "resuming" in victim.log(20000), "the restarted sync did not resume"
 
 
+def test_pieces_only_a_dead_peer_held_are_asked_of_the_origin(daemon_factory, fakes, image):
+    """A peer that said it holds every piece, then died: what it held counts
+    for nothing while it does not answer, so the origin is asked for it (it
+    was asked for no piece another source held)."""
+    origin = fakes(image, link_rate=LINK)
+    other = fakes(image, rate=MiB)  # slow: most pieces are still to come when it dies
+    b = daemon_factory(name="b")
+    expect_ok(sync(b, "img", "u1", [origin.addr, other.addr]))
+    wait_until(lambda: other.asked("/backing"), 30, "a piece to be asked of the other peer")
+    other.die()
+    expect_ready(b, image, timeout=60)
+    assert origin.asked("/backing"), "nothing was asked of the origin"
+
+
 def test_a_peer_serving_a_corrupt_piece_is_dropped(daemon_factory, fakes, image):
     origin = fakes(image, link_rate=LINK)
     liar = fakes(image, lie="bad-piece", piece=3)  # its digests are right, piece 3 is not
