@@ -77,6 +77,7 @@ struct sync_peer_fetcher {
     struct http_client *http;
     struct store_piece_hash *hash; /* the piece being received */
     char *buf;                     /* SYNC_PEER_BUFFER bytes not yet written */
+    struct sync_peer_wbuf wb;      /* writes buf behind the fetcher (wbuf.c) */
     size_t fill;
     uint64_t idle_ms;     /* found nothing to do since, or 0 */
     atomic_bool stop_get; /* ends the GET in flight: the job's cancel, or a slow source */
@@ -124,13 +125,22 @@ static int sync_peer_write(struct sync_peer_fetcher *f, const void *data, size_t
     return 0;
 }
 
+/* Hand the buffer to the writer thread; fill the other one meanwhile. */
 static int sync_peer_flush(struct sync_peer_fetcher *f)
 {
-    int rc = f->fill ? sync_peer_write(f, f->buf, f->fill) : 0;
+    int rc;
 
-    if (rc == 0)
-        f->fill = 0;
-    return rc;
+    if (f->fill == 0)
+        return 0;
+    rc = sync_peer_wbuf_write(&f->wb, f->buf, f->fill, f->pos, &f->buf);
+    f->wrote = true;
+    if (rc < 0) {
+        f->write_rc = rc;
+        return rc;
+    }
+    f->pos += f->fill;
+    f->fill = 0;
+    return 0;
 }
 
 static int sync_peer_on_reply(void *ctx, const struct http_response *r)
@@ -239,7 +249,7 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
         .on_data = sync_peer_on_data,
         .ctx = f,
     };
-    int rc;
+    int rc, wrc;
 
     snprintf(url, sizeof(url), "%s/backing", s->url);
     f->pos = p->off;
@@ -258,6 +268,12 @@ static enum sync_peer_outcome sync_peer_get_piece(struct sync_peer_fetcher *f,
     rc = http_client_get(f->http, &req, &reply, &err);
     if (f->write_rc == 0 && sync_peer_flush(f) < 0)
         rc = -EIO;
+    /* every byte of the piece on the disk (or dropped below) before it is judged */
+    wrc = sync_peer_wbuf_wait(&f->wb);
+    if (wrc < 0 && f->write_rc == 0) {
+        f->write_rc = wrc;
+        rc = -EIO;
+    }
     if (f->write_rc < 0) {
         snprintf(why, whylen, "cannot write: %s", store_writer_strerror(t->w, f->write_rc));
         outcome = SYNC_PEER_LOCAL;
@@ -920,6 +936,8 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
         /* aligned for O_DIRECT: a flush at a piece's offset is aligned too */
         rc = -posix_memalign((void **)&f->buf, SYNC_PEER_ALIGN, SYNC_PEER_BUFFER);
         if (rc == 0)
+            rc = sync_peer_wbuf_start(&f->wb, t->w);
+        if (rc == 0)
             rc = store_piece_hash_open(&f->hash);
         if (rc == 0)
             rc = sync_peer_client_open(t, &f->http);
@@ -950,6 +968,7 @@ int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err)
     for (size_t i = 0; i < SYNC_PEER_FETCHERS; i++) {
         if (i < started)
             pthread_join(fetchers[i].thread, NULL);
+        sync_peer_wbuf_stop(&fetchers[i].wb);
         http_client_close(fetchers[i].http);
         store_piece_hash_close(fetchers[i].hash);
         free(fetchers[i].buf);

@@ -226,4 +226,32 @@ void sync_peer_errors(struct sync_peer_transfer *t, char *out, size_t outlen);
  * source can finish (-errno with a message naming each source's error). */
 int sync_peer_fetch(struct sync_peer_transfer *t, struct bim_error *err);
 
+/* ---- wbuf.c: a fetcher's writes, behind it ---- */
+
+struct sync_peer_wbuf {
+    pthread_t thread;
+    bool started;
+    struct store_writer *w;
+    char *spare; /* SYNC_PEER_BUFFER bytes: the buffer the fetcher is not filling */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    const void *data; /* the write under way (busy) */
+    size_t len;
+    uint64_t off;
+    bool busy, quit;
+    int rc; /* the first failed write since the last wait */
+};
+
+/* Start the writer thread of w, with the spare buffer. 0 or -errno. */
+int sync_peer_wbuf_start(struct sync_peer_wbuf *b, struct store_writer *w);
+/* Once the previous write is done: write len bytes of buf at off behind the
+ * caller, who fills *next (the other buffer) meanwhile. -errno of a failed
+ * previous write (then nothing is handed over). */
+int sync_peer_wbuf_write(struct sync_peer_wbuf *b, char *buf, size_t len, uint64_t off,
+                         char **next);
+/* Wait until nothing is being written; the first error since the last wait. */
+int sync_peer_wbuf_wait(struct sync_peer_wbuf *b);
+/* End the thread (after the write under way) and free the spare buffer. */
+void sync_peer_wbuf_stop(struct sync_peer_wbuf *b);
+
 #endif
