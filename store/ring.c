@@ -13,7 +13,9 @@
  * reads a slot's bytes without the lock.
  *
  * Threads: one producer (the writer's owner) calls buffer/write; the
- * followers read slots (hasher.c, pieces_hasher.c). w->lock guards the ring's
+ * followers read slots (hasher.c, pieces_hasher.c). A follower asked to stop
+ * no longer holds a buffer back: only the producer itself may stop one
+ * (commit, abort), never another thread while it waits here. w->lock guards the ring's
  * bookkeeping (base, end, handed, off, len); a slot's bytes are written by
  * the producer before it is handed over and only read after.
  */
@@ -22,6 +24,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define STORE_RING_CANCEL_MS 200 /* how often a producer waiting for a buffer looks at cancel */
 
 int store_writer_ring_start(struct store_writer *w)
 {
@@ -65,21 +70,35 @@ static bool store_ring_needed(struct store_writer *w, uint64_t end)
            atomic_load(&w->pieces_fed) < end;
 }
 
-int store_writer_ring_buffer(struct store_writer *w, void **buf)
+int store_writer_ring_buffer(struct store_writer *w, void **buf, const atomic_bool *cancel)
 {
     struct store_ring *r = w->ring;
+    int rc = 0;
     unsigned i;
 
-    *buf = NULL;
     if (!r)
         return -EINVAL;
     i = (unsigned)(r->handed % STORE_RING_SLOTS);
     pthread_mutex_lock(&w->lock);
-    while (r->handed >= STORE_RING_SLOTS && store_ring_needed(w, r->off[i] + r->len[i]))
-        pthread_cond_wait(&w->done, &w->lock);
+    while (r->handed >= STORE_RING_SLOTS && store_ring_needed(w, r->off[i] + r->len[i])) {
+        struct timespec ts;
+
+        if (cancel && atomic_load(cancel)) {
+            rc = -ECANCELED;
+            break;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += STORE_RING_CANCEL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->done, &w->lock, &ts);
+    }
     pthread_mutex_unlock(&w->lock);
-    *buf = r->mem + (size_t)i * STORE_RING_CHUNK;
-    return 0;
+    if (rc == 0)
+        *buf = r->mem + (size_t)i * STORE_RING_CHUNK;
+    return rc;
 }
 
 int store_writer_ring_write(struct store_writer *w, size_t len)

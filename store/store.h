@@ -470,9 +470,11 @@ int store_writer_fd(struct store_writer *w);
 int store_writer_ring_start(struct store_writer *w);
 
 /* The next buffer to fill (STORE_RING_CHUNK bytes, aligned for O_DIRECT);
- * waits while the hashers still read the one it held. The same buffer until
+ * waits while the hashers still read the one it held (a resumed file's
+ * prefix can take them minutes): -ECANCELED, *buf unchanged, once *cancel
+ * is set (looked at every 200 ms; may be NULL). The same buffer until
  * store_writer_ring_write. */
-int store_writer_ring_buffer(struct store_writer *w, void **buf);
+int store_writer_ring_buffer(struct store_writer *w, void **buf, const atomic_bool *cancel);
 
 /* Append the first len bytes of that buffer at the writer's end (as
  * store_writer_pwrite: zero blocks stay holes, -EFBIG past the max size).

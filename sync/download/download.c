@@ -176,7 +176,18 @@ static int sync_download_flush(struct sync_download *d)
         return sync_download_fail_local(d, "cannot write backing.tmp: %s",
                                         store_writer_strerror(d->w, rc));
     d->have = store_writer_written(d->w);
-    return store_writer_ring_buffer(d->w, (void **)&d->buf);
+    rc = store_writer_ring_buffer(d->w, (void **)&d->buf, &d->job->cancel);
+    if (rc == -ECANCELED)
+        return sync_download_stop(d, SYNC_DOWNLOAD_CANCEL, "cancelled");
+    return rc;
+}
+
+/* Room in the buffer: up to the next SYNC_DOWNLOAD_BUFFER boundary of the
+ * file, so that after a short buffer (an attempt that broke off, a resumed
+ * file) the following ones are aligned again, for O_DIRECT. */
+static size_t sync_download_room(const struct sync_download *d)
+{
+    return SYNC_DOWNLOAD_BUFFER - (size_t)(d->have % SYNC_DOWNLOAD_BUFFER);
 }
 
 /* The writer takes the bytes in its own buffers (store/ring.c), the next
@@ -186,7 +197,7 @@ static int sync_download_ring(struct sync_download *d, struct bim_error *err)
     int rc = store_writer_ring_start(d->w);
 
     if (rc == 0)
-        rc = store_writer_ring_buffer(d->w, (void **)&d->buf);
+        rc = store_writer_ring_buffer(d->w, (void **)&d->buf, NULL); /* a fresh ring: no wait */
     if (rc < 0)
         return bim_error_set(err, rc, "cannot set up the write buffers: %s", strerror(-rc));
     return 0;
@@ -372,14 +383,14 @@ static int sync_download_on_data(void *arg, const void *data, size_t len)
     if (end > d->best)
         d->data_ms = now;
     while (len > 0) {
-        size_t n = SYNC_DOWNLOAD_BUFFER - d->fill;
+        size_t n = sync_download_room(d) - d->fill;
         if (n > len)
             n = len;
         memcpy(d->buf + d->fill, p, n);
         d->fill += n;
         p += n;
         len -= n;
-        if (d->fill == SYNC_DOWNLOAD_BUFFER) {
+        if (d->fill == sync_download_room(d)) {
             rc = sync_download_flush(d);
             if (rc < 0)
                 return rc;

@@ -636,6 +636,7 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
         return;
     case SYNC_PEER_BUSY:
         t->alive_ms = now;
+        s->failures = 0; /* it answers: not failing (sync_peer_holders) */
         str_copy(s->error, sizeof(s->error), why);
         /* the only source, at its --send-limit with this receiver's other
          * GETs: as many as run now from here on, and those go on */
@@ -653,6 +654,7 @@ static void sync_peer_judge(struct sync_peer_transfer *t, struct sync_peer_sourc
     case SYNC_PEER_NOT_HELD:
         /* it does not hold it (any more): its next have says what it does */
         t->alive_ms = now;
+        s->failures = 0;
         s->have[p->index] = 0;
         s->complete = false;
         break;

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -282,7 +283,7 @@ static void ring_append(struct store_writer *w, uint64_t from, size_t slice)
 
         if (n > IMAGE_SIZE - from)
             n = (size_t)(IMAGE_SIZE - from);
-        CHECK_INT(store_writer_ring_buffer(w, &buf), 0);
+        CHECK_INT(store_writer_ring_buffer(w, &buf, NULL), 0);
         if (!buf)
             return;
         memcpy(buf, image + from, n);
@@ -325,7 +326,7 @@ static void test_ring_hashes_from_its_buffers(void)
     struct bim_error err = {0};
     void *buf = NULL;
 
-    CHECK_INT(store_writer_ring_buffer(w, &buf), -EINVAL); /* not started */
+    CHECK_INT(store_writer_ring_buffer(w, &buf, NULL), -EINVAL); /* not started */
     ring_append(w, 0, 100000);
     CHECK(store_writer_commit(w, IMAGE_SIZE, "download", &res, &err) == 0, "commit: %s",
           err.message);
@@ -351,6 +352,31 @@ static void test_ring_after_a_kept_prefix(void)
     check_committed("ringkept", "k2", &res);
 }
 
+/* A producer waiting for a buffer that a hasher still needs gives up when
+ * cancelled: the SHA-512 of a 4 GiB prefix of zeros takes seconds, filling
+ * the 8 buffers behind it milliseconds. */
+static void test_ring_wait_ends_on_cancel(void)
+{
+    struct store_writer *w = writer_new("ringcancel", "c1");
+    atomic_bool cancel = false;
+    void *buf = NULL, *before;
+
+    CHECK_INT(store_writer_skip(w, 0, 4ull << 30), 0);
+    CHECK_INT(store_writer_ring_start(w), 0);
+    for (int i = 0; i < 8; i++) {
+        CHECK_INT(store_writer_ring_buffer(w, &buf, &cancel), 0);
+        memset(buf, 'c', STORE_RING_CHUNK);
+        CHECK_INT(store_writer_ring_write(w, STORE_RING_CHUNK), 0);
+    }
+    atomic_store(&cancel, true);
+    before = buf;
+    CHECK_INT(store_writer_ring_buffer(w, &buf, &cancel), -ECANCELED);
+    CHECK(buf == before, "a cancelled wait leaves the buffer pointer as it was");
+    CHECK(store_writer_hashed(w) < 4ull << 30,
+          "the hasher was not behind: the test proves nothing");
+    store_writer_abort(w);
+}
+
 /* A ring write past the max size is refused before the hashers see it. */
 static void test_ring_refuses_past_the_max_size(void)
 {
@@ -362,10 +388,10 @@ static void test_ring_refuses_past_the_max_size(void)
     w = writer_new("ringmax", "m1");
     CHECK_INT(store_writer_ring_start(w), 0);
     for (int i = 0; i < 2; i++) {
-        CHECK_INT(store_writer_ring_buffer(w, &buf), 0);
+        CHECK_INT(store_writer_ring_buffer(w, &buf, NULL), 0);
         CHECK_INT(store_writer_ring_write(w, MiB), 0);
     }
-    CHECK_INT(store_writer_ring_buffer(w, &buf), 0);
+    CHECK_INT(store_writer_ring_buffer(w, &buf, NULL), 0);
     CHECK_INT(store_writer_ring_write(w, 1), -EFBIG);
     CHECK_STR(store_writer_strerror(w, -EFBIG), "image larger than --max-size (2097152 bytes)");
     CHECK_INT(store_writer_hashed(w) <= 2 * MiB, 1);
@@ -392,6 +418,7 @@ int main(void)
     RUN(test_ring_hashes_from_its_buffers);
     RUN(test_ring_after_a_kept_prefix);
     RUN(test_ring_refuses_past_the_max_size);
+    RUN(test_ring_wait_ends_on_cancel);
     store_close(store);
     free(image);
     check_dir_remove(tmpdir);
