@@ -14,9 +14,10 @@
 
 #include <jansson.h>
 
-#define SYNC_DOWNLOAD_BUFFER STORE_RING_CHUNK /* received bytes are written in pieces this large   \
-                                               */
-#define SYNC_URL_MAX HTTP_URL_MAX             /* bytes of a download URL */
+#define SYNC_DOWNLOAD_BUFFER                                                                       \
+    STORE_RING_CHUNK              /* received bytes are written in pieces this large               \
+                                   */
+#define SYNC_URL_MAX HTTP_URL_MAX /* bytes of a download URL */
 /* longer ETag / Last-Modified values are not used */
 #define SYNC_VALIDATOR_MAX HTTP_VALIDATOR_MAX
 

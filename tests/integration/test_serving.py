@@ -73,9 +73,14 @@ def check_serves_what_it_holds(d, name, data):
         "§9: any other range of an image that is not ready): %r" % (r,)
     ext = get(d.port, "/v1/images/%s/extents" % name)
     assert ext.status == 200, ext
+    # the sync goes on meanwhile, and held pieces stay held: judge the extents by the pieces
+    # held after they were read (a superset of those held when they were)
+    after = get(d.port, "/v1/images/%s/pieces" % name)
+    assert after.status == 200, after
+    have_after = held(after.json())
     for off, length in ext.json():
-        assert off // PIECE in have and (off + length - 1) // PIECE in have, \
-            "extent %r lies outside the held pieces %r" % ((off, length), p["have"])
+        assert off // PIECE in have_after and (off + length - 1) // PIECE in have_after, \
+            "extent %r lies outside the held pieces %r" % ((off, length), after.json()["have"])
     held_metric = metrics(d.port)['bimfs_image_pieces_held{name="%s",uuid="u1"}' % name]
     assert held_metric >= len(have), "pieces_held %r, /pieces held %d" % (held_metric, len(have))
     # have grows
